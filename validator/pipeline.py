@@ -1,0 +1,98 @@
+"""fetch → static → venv → docker, feeding every result to the reporters as it finishes."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Protocol
+
+from validator.docker.stage import DockerPaths, DockerStage
+from validator.fetch import FetchedModel, fetch_model
+from validator.options import Options
+from validator.plan import PlannedStage
+from validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
+from validator.static import StaticChecks
+from validator.steps import run_steps
+from validator.venv.stage import VenvPaths, VenvStage
+
+
+class Reporter(Protocol):
+    def model_fetched(self, identity: ModelIdentity) -> None: ...
+    def check_finished(self, result: CheckResult) -> None: ...
+    def report_finished(self, report: ValidationReport) -> None: ...
+
+
+class Pipeline:
+    def __init__(self, options: Options, plan: list[PlannedStage], env: Mapping[str, str], reporters: Iterable[Reporter]):
+        self.options = options
+        self.plan = plan
+        self.env = env
+        self.reporters = list(reporters)
+        self.run_id = uuid.uuid4().hex[:12]
+
+    def run(self) -> ValidationReport:
+        workdir = Path(tempfile.mkdtemp(prefix=f"mlflow-validator-{self.run_id}-"))
+        try:
+            model = fetch_model(self.options, workdir / "model")
+            for reporter in self.reporters:
+                reporter.model_fetched(model.identity)
+            report = ValidationReport(model.identity)
+            for planned in self.plan:
+                self._run_stage(planned, model, workdir, report)
+        finally:
+            if not self.options.keep:
+                shutil.rmtree(workdir, ignore_errors=True)
+        for reporter in self.reporters:
+            reporter.report_finished(report)
+        return report
+
+    def _run_stage(self, planned: PlannedStage, model: FetchedModel, workdir: Path, report: ValidationReport) -> None:
+        stage = planned.stage
+        reason = planned.skip_reason or self._earlier_failure(report, stage)
+        if reason:
+            self._record(report, CheckResult(stage, stage.value, Status.SKIPPED, 0.0, reason))
+            return
+        if stage is Stage.STATIC:
+            self._record_all(report, run_steps(stage, StaticChecks(model.directory, self.options.model_uri).steps()))
+        elif stage is Stage.VENV:
+            venv = VenvStage(model.directory, self.options, self._venv_paths(workdir), self.env)
+            self._record_all(report, run_steps(stage, venv.steps()))
+        else:
+            docker = DockerStage(model.directory, self.options, self._docker_paths(workdir, report), self.run_id, self.env)
+            try:
+                self._record_all(report, run_steps(stage, docker.steps()))
+            finally:
+                docker.close()
+
+    @staticmethod
+    def _earlier_failure(report: ValidationReport, stage: Stage) -> str:
+        earlier = [s for s in Stage if list(Stage).index(s) < list(Stage).index(stage)]
+        failed = next((s for s in earlier if report.stage_failed(s)), None)
+        return f"not run: the {failed.value} stage failed" if failed else ""
+
+    def _venv_paths(self, workdir: Path) -> VenvPaths:
+        return VenvPaths(workdir / "venv", workdir / "home", self.options.output_dir / "venv-predictions.json")
+
+    def _docker_paths(self, workdir: Path, report: ValidationReport) -> DockerPaths:
+        venv_ran = any(c.stage is Stage.VENV and c.status is Status.PASSED for c in report.checks)
+        out = self.options.output_dir
+        predictions = self._venv_paths(workdir).predictions
+        return DockerPaths(
+            context=workdir / "docker-context",
+            response=out / "container-response.json",
+            build_log=out / "docker-build.log",
+            venv_predictions=predictions if venv_ran else None,
+        )
+
+    def _record_all(self, report: ValidationReport, results: Iterable[CheckResult]) -> None:
+        for result in results:
+            self._record(report, result)
+
+    def _record(self, report: ValidationReport, result: CheckResult) -> None:
+        report.checks.append(result)
+        for reporter in self.reporters:
+            reporter.check_finished(result)
+

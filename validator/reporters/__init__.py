@@ -1,0 +1,1 @@
+"""Reporters read ValidationReport records; none of them runs a check."""

@@ -1,0 +1,53 @@
+"""JUnit XML: a testsuite per stage, a testcase per check, the model's identity as properties."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from junit_xml import TestCase, TestSuite, to_xml_report_string
+
+from validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
+
+
+def _test_case(check: CheckResult) -> TestCase:
+    case = TestCase(
+        name=check.name,
+        classname=f"mlflow-validator.{check.stage.value}",
+        elapsed_sec=round(check.duration_s, 3),
+        stdout=check.details or None,
+    )
+    if check.status is Status.FAILED:
+        case.add_failure_info(message=check.message, output=check.message, failure_type="validation")
+    elif check.status is Status.ERROR:
+        case.add_error_info(message=check.message, output=check.message, error_type="infrastructure")
+    elif check.status is Status.SKIPPED:
+        case.add_skipped_info(message=check.message)
+    return case
+
+
+def render(report: ValidationReport) -> str:
+    properties = report.identity.as_properties()
+    suites = [
+        TestSuite(
+            name=f"mlflow-validator.{stage.value}",
+            test_cases=[_test_case(check) for check in report.in_stage(stage)],
+            properties=properties,
+        )
+        for stage in Stage
+    ]
+    return to_xml_report_string(suites, prettyprint=True, encoding="utf-8")
+
+
+class JUnitReporter:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def model_fetched(self, identity: ModelIdentity) -> None:
+        pass
+
+    def check_finished(self, result: CheckResult) -> None:
+        pass
+
+    def report_finished(self, report: ValidationReport) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(render(report), encoding="utf-8")

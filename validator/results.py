@@ -1,0 +1,82 @@
+"""Plain records of what the validator found; every reporter reads these and nothing else."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from validator.errors import EXIT_CANNOT_VALIDATE, EXIT_GATE_FAILED, EXIT_PASSED
+
+
+class Status(str, enum.Enum):
+    PASSED = "passed"
+    FAILED = "failed"  # the model is at fault: the gate fails
+    SKIPPED = "skipped"
+    ERROR = "error"  # the validator could not run the check
+
+
+class Stage(str, enum.Enum):
+    STATIC = "static"
+    VENV = "venv"
+    DOCKER = "docker"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a check function returns; the runner adds name, stage and timing."""
+
+    status: Status
+    message: str = ""
+    details: str = ""  # log tail or diff, shown in the report's system-out
+
+
+def passed(message: str = "", details: str = "") -> Outcome:
+    return Outcome(Status.PASSED, message, details)
+
+
+def failed(message: str, details: str = "") -> Outcome:
+    return Outcome(Status.FAILED, message, details)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    stage: Stage
+    name: str
+    status: Status
+    duration_s: float
+    message: str = ""
+    details: str = ""
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    uri: str
+    name: str
+    version: str = ""
+    run_id: str = ""
+    source: str = ""
+    mlflow_version: str = ""
+
+    def as_properties(self) -> dict[str, str]:
+        return {f"model.{key}": value for key, value in vars(self).items() if value}
+
+
+@dataclass
+class ValidationReport:
+    identity: ModelIdentity
+    checks: list[CheckResult] = field(default_factory=list)
+
+    def in_stage(self, stage: Stage) -> list[CheckResult]:
+        return [check for check in self.checks if check.stage is stage]
+
+    def stage_failed(self, stage: Stage) -> bool:
+        return any(c.status in (Status.FAILED, Status.ERROR) for c in self.in_stage(stage))
+
+    @property
+    def exit_code(self) -> int:
+        statuses = {check.status for check in self.checks}
+        if Status.ERROR in statuses:
+            return EXIT_CANNOT_VALIDATE
+        if Status.FAILED in statuses:
+            return EXIT_GATE_FAILED
+        return EXIT_PASSED

@@ -1,0 +1,40 @@
+"""Run a stage's checks in order, timing each and turning its outcome into a CheckResult."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from validator.errors import CommandError, ValidatorError
+from validator.results import CheckResult, Outcome, Stage, Status
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: Callable[[], Outcome]
+    # Names of earlier steps that must have passed; None means every earlier step.
+    requires: tuple[str, ...] | None = None
+
+
+def run_steps(stage: Stage, steps: Iterable[Step]) -> Iterator[CheckResult]:
+    """Yield a result per step as it finishes. A ValidatorError becomes an ERROR result and stops the stage."""
+    outcomes: dict[str, Status] = {}
+    stopped = ""
+    for step in steps:
+        required = list(outcomes) if step.requires is None else step.requires
+        blocker = stopped or next((name for name in required if outcomes.get(name) is not Status.PASSED), "")
+        if blocker:
+            outcomes[step.name] = Status.SKIPPED
+            yield CheckResult(stage, step.name, Status.SKIPPED, 0.0, f"not run: '{blocker}' did not pass")
+            continue
+        started = time.monotonic()
+        try:
+            outcome = step.run()
+        except ValidatorError as exc:
+            details = exc.output_tail if isinstance(exc, CommandError) else ""
+            outcome = Outcome(Status.ERROR, str(exc), details)
+            stopped = step.name
+        outcomes[step.name] = outcome.status
+        yield CheckResult(stage, step.name, outcome.status, time.monotonic() - started, outcome.message, outcome.details)
