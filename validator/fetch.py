@@ -74,7 +74,7 @@ def _mlflow_http_without_own_retries(timeout_s: float) -> Iterator[None]:
 def _classify(exc: Exception, ref: ModelReference, tracking_uri: str) -> Exception:
     from mlflow.exceptions import MlflowException
 
-    if isinstance(exc, MlflowException) and exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+    if isinstance(exc, MlflowException) and exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
         return ModelNotFoundError(
             f"{ref.uri} does not exist in the registry at {tracking_uri}",
             "check the name, version or alias (the MLflow UI lists them under Models)",

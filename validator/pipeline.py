@@ -67,6 +67,11 @@ class Pipeline:
             finally:
                 docker.close()
 
+    @property
+    def _output_dir(self) -> Path:
+        """Absolute, because model processes and containers run in other working directories."""
+        return self.options.output_dir.absolute()
+
     @staticmethod
     def _earlier_failure(report: ValidationReport, stage: Stage) -> str:
         earlier = [s for s in Stage if list(Stage).index(s) < list(Stage).index(stage)]
@@ -74,11 +79,11 @@ class Pipeline:
         return f"not run: the {failed.value} stage failed" if failed else ""
 
     def _venv_paths(self, workdir: Path) -> VenvPaths:
-        return VenvPaths(workdir / "venv", workdir / "home", self.options.output_dir / "venv-predictions.json")
+        return VenvPaths(workdir / "venv", workdir / "home", self._output_dir / "venv-predictions.json")
 
     def _docker_paths(self, workdir: Path, report: ValidationReport) -> DockerPaths:
         venv_ran = any(c.stage is Stage.VENV and c.status is Status.PASSED for c in report.checks)
-        out = self.options.output_dir
+        out = self._output_dir
         predictions = self._venv_paths(workdir).predictions
         return DockerPaths(
             context=workdir / "docker-context",

@@ -87,5 +87,5 @@ def build_image(
 
 
 def remove_image(tag: str, env: Mapping[str, str]) -> None:
-    """--no-prune keeps the layer cache, so the next model with the same MLflow builds in seconds."""
-    commands.run(["docker", "rmi", "--force", "--no-prune", tag], env=env, timeout_s=120, check=False)
+    """Removes the image and its untagged layers, so a long-lived runner does not fill up."""
+    commands.run(["docker", "rmi", "--force", tag], env=env, timeout_s=120, check=False)

@@ -1,0 +1,112 @@
+"""The whole CLI against a real MLflow server, real uv virtualenvs and (marked) real Docker."""
+
+from __future__ import annotations
+
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import xmlschema
+
+SCHEMA = Path(__file__).parents[3] / "shared" / "schemas" / "junit-10.xsd"
+ALL_CHECKS = {
+    "static": ["mlmodel", "pyfunc-flavor", "referenced-files", "environment-files", "input-example"],
+    "venv": ["interpreter", "create-virtualenv", "install-requirements", "predict-input-example"],
+    "docker": ["generate-dockerfile", "build-image", "start-container", "invoke-input-example", "matches-venv-predictions"],
+}
+
+
+def read_report(path: Path) -> dict[str, dict[str, str]]:
+    """{suite: {testcase: status}} after checking the file against the JUnit schema."""
+    xmlschema.validate(str(path), str(SCHEMA))
+    statuses: dict[str, dict[str, str]] = {}
+    for suite in ET.parse(path).getroot():
+        stage = suite.get("name", "").removeprefix("mlflow-validator.")
+        statuses[stage] = {}
+        for case in suite.iter("testcase"):
+            status = next((child.tag for child in case if child.tag in ("failure", "error", "skipped")), "passed")
+            statuses[stage][case.get("name", "")] = status
+    return statuses
+
+
+def properties(path: Path) -> dict[str, str]:
+    suite = ET.parse(path).getroot()[0]
+    return {p.get("name", ""): p.get("value", "") for p in suite.iter("property")}
+
+
+def docker_leftovers() -> list[str]:
+    listed = subprocess.run(
+        ["docker", "ps", "--all", "--quiet", "--filter", "label=org.mlflow-validator.managed"],
+        capture_output=True, text=True, check=True,
+    )
+    images = subprocess.run(
+        ["docker", "images", "--quiet", "--filter", "label=org.mlflow-validator.managed"],
+        capture_output=True, text=True, check=True,
+    )
+    return (listed.stdout + images.stdout).split()
+
+
+@pytest.mark.docker
+def test_good_model_passes_every_stage(registered, run_cli, docker_engine, tmp_path):
+    report = tmp_path / "reports" / "validation.xml"
+    result = run_cli(
+        "validate", "models:/iris-classifier/1", "--tracking-uri", registered.tracking_uri,
+        "--stages", "static,venv,docker", "--junit-xml", str(report),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert read_report(report) == {stage: dict.fromkeys(names, "passed") for stage, names in ALL_CHECKS.items()}
+    assert properties(report)["model.name"] == "iris-classifier"
+    assert properties(report)["model.version"] == "1"
+    assert "PASSED" in result.stdout
+    assert docker_leftovers() == []
+    assert list(run_cli.scratch.iterdir()) == []
+
+
+@pytest.mark.docker
+def test_container_answering_differently_fails_the_docker_stage(registered, run_cli, docker_engine, tmp_path):
+    report = tmp_path / "validation.xml"
+    result = run_cli(
+        "validate", "models:/env-sensitive/1", "--tracking-uri", registered.tracking_uri, "--junit-xml", str(report),
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    statuses = read_report(report)
+    assert statuses["venv"]["predict-input-example"] == "passed"
+    assert statuses["docker"]["invoke-input-example"] == "passed"
+    assert statuses["docker"]["matches-venv-predictions"] == "failure"
+    assert "venv 0 vs container 1" in result.stdout
+    assert docker_leftovers() == []
+
+
+def test_unknown_requirement_version_fails_the_venv_stage(registered, run_cli, tmp_path):
+    report = tmp_path / "validation.xml"
+    result = run_cli(
+        "validate", "models:/iris-bad-pin/1", "--tracking-uri", registered.tracking_uri,
+        "--stages", "static,venv", "--junit-xml", str(report),
+    )
+    assert result.returncode == 1
+    statuses = read_report(report)
+    assert statuses["venv"]["install-requirements"] == "failure"
+    assert statuses["venv"]["predict-input-example"] == "skipped"
+    failure = ET.parse(report).getroot().find(".//testcase[@name='install-requirements']/failure")
+    assert failure is not None
+    assert "cloudpickle==99.0.0" in failure.get("message", "")
+    assert "mlflow models update-pip-requirements" in failure.get("message", "")
+
+
+def test_alias_and_run_uris_resolve_to_the_same_model(registered, run_cli, tmp_path):
+    for uri in ("models:/iris-classifier@champion", f"runs:/{registered.iris_run_id}/model"):
+        report = tmp_path / "validation.xml"
+        result = run_cli("validate", uri, "--tracking-uri", registered.tracking_uri, "--stages", "static",
+                         "--junit-xml", str(report))
+        assert result.returncode == 0, result.stderr
+        assert set(read_report(report)["static"].values()) == {"passed"}
+        assert properties(report)["model.run_id"] == registered.iris_run_id
+        assert read_report(report)["venv"] == {"venv": "skipped"}
+
+
+def test_tracking_uri_comes_from_the_environment(registered, run_cli, tmp_path):
+    result = run_cli("validate", "models:/iris-classifier/1", "--stages", "static",
+                     env={"MLFLOW_TRACKING_URI": registered.tracking_uri})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "mlflow-validator-report" / "junit.xml").is_file()

@@ -1,0 +1,36 @@
+from pathlib import Path
+
+import xmlschema
+
+from validator.reporters.junit import JUnitReporter
+from validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
+
+SCHEMA = Path(__file__).parents[3] / "shared" / "schemas" / "junit-10.xsd"
+
+
+def make_report() -> ValidationReport:
+    report = ValidationReport(ModelIdentity(uri="models:/m/1", name="m", version="1", run_id="r"))
+    report.checks += [
+        CheckResult(Stage.STATIC, "mlmodel", Status.PASSED, 0.01),
+        CheckResult(Stage.VENV, "install-requirements", Status.FAILED, 2.5, "pkg==9 does not exist", "uv log tail <&>"),
+        CheckResult(Stage.VENV, "predict-input-example", Status.SKIPPED, 0.0, "not run"),
+        CheckResult(Stage.DOCKER, "build-image", Status.ERROR, 1.0, "daemon went away"),
+    ]
+    return report
+
+
+def test_report_validates_against_the_junit_schema(tmp_path):
+    path = tmp_path / "deep" / "report.xml"
+    JUnitReporter(path).report_finished(make_report())
+    xmlschema.validate(str(path), str(SCHEMA))
+    text = path.read_text()
+    assert 'name="model.version" value="1"' in text
+    assert "uv log tail &lt;&amp;&gt;" in text
+    assert 'message="pkg==9 does not exist"' in text
+
+
+def test_exit_code_follows_the_worst_status():
+    report = make_report()
+    assert report.exit_code == 2
+    report.checks.pop()
+    assert report.exit_code == 1

@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+
+from validator.errors import UsageError
+from validator.options import ALL_STAGES, parse_stages, resolve_options
+from validator.results import Stage
+
+
+def test_defaults_without_any_source(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    options = resolve_options({"model_uri": "m"}, env={})
+    assert options.stages == ALL_STAGES
+    assert not options.stages_explicit
+    assert options.junit_path == Path("mlflow-validator-report/junit.xml")
+    assert options.network.ca_bundle is None
+
+
+def test_precedence_is_defaults_then_config_then_env_then_flags(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text("tolerance:\n  rtol: 0.1\n  atol: 0.2\ntimeouts:\n  predict: 5\nstages: [static]\n")
+    env = {"MLFLOW_VALIDATOR_RTOL": "0.3", "MLFLOW_VALIDATOR_ATOL": "0.4"}
+    options = resolve_options({"model_uri": "m", "tolerance.atol": "0.5"}, env, config)
+    assert options.tolerance.rtol == 0.3  # env beats config
+    assert options.tolerance.atol == 0.5  # flag beats env
+    assert options.timeouts.predict == 5  # config beats default
+    assert options.stages == (Stage.STATIC,)
+    assert options.stages_explicit
+
+
+def test_default_config_file_is_read_from_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlflow-validator.yaml").write_text("output_dir: out\n")
+    assert resolve_options({"model_uri": "m"}, env={}).output_dir == Path("out")
+
+
+def test_ca_bundle_falls_back_to_the_variables_pip_already_uses(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ca = tmp_path / "ca.pem"
+    ca.write_text("pem")
+    assert resolve_options({"model_uri": "m"}, {"PIP_CERT": str(ca)}).network.ca_bundle == ca
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("stagse: [static]\n", "did you mean 'stages'"),
+        ("timeouts:\n  predict: -1\n", "positive"),
+        ("- a list\n", "must be a mapping"),
+        ("a: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_config_files_are_usage_errors(tmp_path, config, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(config)
+    with pytest.raises(UsageError, match=message.replace("[", r"\[")):
+        resolve_options({"model_uri": "m"}, {}, path)
+
+
+def test_index_url_with_credentials_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match="credentials"):
+        resolve_options({"model_uri": "m", "build.index_url": "https://u:secret@index.example/simple"}, {})
+
+
+def test_stages_keep_pipeline_order_and_reject_typos():
+    assert parse_stages("docker,static") == (Stage.STATIC, Stage.DOCKER)
+    with pytest.raises(ValueError, match="did you mean 'venv'"):
+        parse_stages("static,vnev")

@@ -1,0 +1,27 @@
+import pytest
+
+from validator.errors import DockerUnavailableError
+from validator.options import Options
+from validator.plan import plan_stages
+from validator.results import Stage
+
+
+def test_all_stages_run_when_docker_answers():
+    assert all(p.run for p in plan_stages(Options("m"), docker_problem=""))
+
+
+def test_unselected_stages_are_skipped_with_the_reason():
+    plan = plan_stages(Options("m", stages=(Stage.STATIC,), stages_explicit=True), "")
+    assert [(p.stage, p.run) for p in plan] == [(Stage.STATIC, True), (Stage.VENV, False), (Stage.DOCKER, False)]
+    assert "--stages static" in plan[1].skip_reason
+
+
+def test_missing_engine_skips_the_default_docker_stage_and_says_how_to_enable_it():
+    docker = plan_stages(Options("m"), "connection refused")[-1]
+    assert not docker.run
+    assert "start dockerd" in docker.skip_reason
+
+
+def test_missing_engine_is_an_error_when_docker_was_asked_for():
+    with pytest.raises(DockerUnavailableError):
+        plan_stages(Options("m", stages_explicit=True), "connection refused")
