@@ -1,6 +1,6 @@
 """Regenerate examples/iris-classifier: a small sklearn model logged the way MLflow logs it.
 
-    python examples/make_iris_model.py
+python examples/make_iris_model.py
 """
 
 from importlib.metadata import version

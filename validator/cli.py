@@ -16,7 +16,7 @@ from validator import __version__
 from validator.docker.engine import engine_problem
 from validator.errors import EXIT_CANNOT_VALIDATE, EXIT_INTERNAL_ERROR, Cancelled, UsageError, ValidatorError
 from validator.options import Options, resolve_options
-from validator.pipeline import Pipeline
+from validator.pipeline import Pipeline, Reporter
 from validator.plan import plan_stages
 from validator.reporters.console import ConsoleReporter
 from validator.reporters.junit import JUnitReporter
@@ -37,16 +37,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     validate = commands.add_parser("validate", help="validate one model and write a JUnit report")
-    validate.add_argument("model_uri", metavar="MODEL_URI", help="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or a directory")
+    validate.add_argument(
+        "model_uri",
+        metavar="MODEL_URI",
+        help="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or a directory",
+    )
     # default=SUPPRESS: a flag the user did not give must not hide the config file or env.
-    add = lambda *names, **kw: validate.add_argument(*names, default=argparse.SUPPRESS, **kw)  # noqa: E731
+
+    def add(*names: str, **kwargs: Any) -> None:
+        validate.add_argument(*names, default=argparse.SUPPRESS, **kwargs)
+
     add("--tracking-uri", dest="tracking_uri", help="MLflow tracking server (default: MLFLOW_TRACKING_URI)")
-    add("--registry-uri", dest="registry_uri", help="model registry, if not the tracking server (default: MLFLOW_REGISTRY_URI)")
+    add(
+        "--registry-uri",
+        dest="registry_uri",
+        help="model registry, if not the tracking server (default: MLFLOW_REGISTRY_URI)",
+    )
     add("--stages", dest="stages", help="comma-separated subset of static,venv,docker (default: all)")
     add("--junit-xml", dest="junit_xml", help="report path (default: OUTPUT_DIR/junit.xml)")
     add("--output-dir", dest="output_dir", help="predictions, responses and logs (default: mlflow-validator-report)")
     add("--config", dest="config", help="YAML config file (default: ./mlflow-validator.yaml if present)")
-    add("--ca-bundle", dest="build.ca_bundle", help="PEM CA bundle for installs (default: PIP_CERT, REQUESTS_CA_BUNDLE, SSL_CERT_FILE)")
+    add(
+        "--ca-bundle",
+        dest="build.ca_bundle",
+        help="PEM CA bundle for installs (default: PIP_CERT, REQUESTS_CA_BUNDLE, SSL_CERT_FILE)",
+    )
     add("--index-url", dest="build.index_url", help="package index for installs (default: PIP_INDEX_URL, UV_INDEX_URL)")
     add("--rtol", dest="tolerance.rtol", help="relative tolerance for floats (default: 1e-6)")
     add("--atol", dest="tolerance.atol", help="absolute tolerance for floats (default: 1e-9)")
@@ -63,7 +78,9 @@ def _check_writable(path: Path, what: str) -> None:
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write the {what} to {path} ({ancestor} is not writable)", f"choose a writable {what} path")
+        raise UsageError(
+            f"cannot write the {what} to {path} ({ancestor} is not writable)", f"choose a writable {what} path"
+        )
 
 
 def _raise_cancelled(signum: int, frame: FrameType | None) -> None:
@@ -77,7 +94,7 @@ def validate(options: Options, env: Mapping[str, str]) -> int:
     plan = plan_stages(options, docker_problem)
     if docker_problem and not options.stages_explicit:
         print(f"warning: skipping the docker stage: no Docker engine reachable ({docker_problem})", file=sys.stderr)
-    reporters = [ConsoleReporter(), JUnitReporter(options.junit_path)]
+    reporters: list[Reporter] = [ConsoleReporter(), JUnitReporter(options.junit_path)]
     report = Pipeline(options, plan, env, reporters).run()
     print(f"JUnit report: {options.junit_path}")
     return report.exit_code
@@ -103,6 +120,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except Exception as exc:
         if debug:
             raise
-        print(f"{PROG}: internal error: {type(exc).__name__}: {exc}; rerun with --debug for the traceback "
-              "and report it", file=sys.stderr)
+        print(
+            f"{PROG}: internal error: {type(exc).__name__}: {exc}; rerun with --debug for the traceback and report it",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL_ERROR

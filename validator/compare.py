@@ -38,7 +38,8 @@ def compare(expected: Any, actual: Any, tolerance: Tolerance, path: str = "$") -
     if isinstance(expected, list) and isinstance(actual, list):
         if len(expected) != len(actual):
             return [Difference(f"{path} (length)", len(expected), len(actual))]
-        return [d for i, (e, a) in enumerate(zip(expected, actual)) for d in compare(e, a, tolerance, f"{path}[{i}]")]
+        pairs = enumerate(zip(expected, actual, strict=True))
+        return [d for i, (e, a) in pairs for d in compare(e, a, tolerance, f"{path}[{i}]")]
     if _is_number(expected) and _is_number(actual) and float in (type(expected), type(actual)):
         return [] if _numbers_match(float(expected), float(actual), tolerance) else [Difference(path, expected, actual)]
     if type(expected) is not type(actual) or expected != actual:

@@ -74,7 +74,11 @@ def _mlflow_http_without_own_retries(timeout_s: float) -> Iterator[None]:
 def _classify(exc: Exception, ref: ModelReference, tracking_uri: str) -> Exception:
     from mlflow.exceptions import MlflowException
 
-    if isinstance(exc, MlflowException) and exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+    if isinstance(exc, MlflowException) and exc.error_code in (
+        "RESOURCE_DOES_NOT_EXIST",
+        "NOT_FOUND",
+        "INVALID_PARAMETER_VALUE",
+    ):
         return ModelNotFoundError(
             f"{ref.uri} does not exist in the registry at {tracking_uri}",
             "check the name, version or alias (the MLflow UI lists them under Models)",
@@ -157,12 +161,12 @@ def fetch_model(options: Options, dest: Path) -> FetchedModel:
 
     dest.mkdir(parents=True)
     registry(
-        lambda: mlflow.artifacts.download_artifacts(
-            artifact_uri=ref.uri, dst_path=str(dest), tracking_uri=tracking_uri
-        )
+        lambda: mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(dest), tracking_uri=tracking_uri)
     )
     model_dir = _find_model_root(dest)
-    return FetchedModel(model_dir, ModelIdentity(**{**vars(identity), "mlflow_version": _read_mlflow_version(model_dir)}))
+    return FetchedModel(
+        model_dir, ModelIdentity(**{**vars(identity), "mlflow_version": _read_mlflow_version(model_dir)})
+    )
 
 
 def _find_model_root(dest: Path) -> Path:

@@ -216,7 +216,8 @@ def _check_network(network: BuildNetwork) -> None:
         )
     if network.index_url and urlsplit(network.index_url).password:
         raise UsageError(
-            "index URLs with embedded credentials are not supported yet: docker build would keep them in the image history",
+            "index URLs with embedded credentials are not supported yet: "
+            "docker build would keep them in the image history",
             "use an index URL without credentials",
         )
 

@@ -26,7 +26,9 @@ class Reporter(Protocol):
 
 
 class Pipeline:
-    def __init__(self, options: Options, plan: list[PlannedStage], env: Mapping[str, str], reporters: Iterable[Reporter]):
+    def __init__(
+        self, options: Options, plan: list[PlannedStage], env: Mapping[str, str], reporters: Iterable[Reporter]
+    ):
         self.options = options
         self.plan = plan
         self.env = env
@@ -61,7 +63,9 @@ class Pipeline:
             venv = VenvStage(model.directory, self.options, self._venv_paths(workdir), self.env)
             self._record_all(report, run_steps(stage, venv.steps()))
         else:
-            docker = DockerStage(model.directory, self.options, self._docker_paths(workdir, report), self.run_id, self.env)
+            docker = DockerStage(
+                model.directory, self.options, self._docker_paths(workdir, report), self.run_id, self.env
+            )
             try:
                 self._record_all(report, run_steps(stage, docker.steps()))
             finally:
@@ -100,4 +104,3 @@ class Pipeline:
         report.checks.append(result)
         for reporter in self.reporters:
             reporter.check_finished(result)
-

@@ -25,7 +25,9 @@ def plan_stages(options: Options, docker_problem: str) -> list[PlannedStage]:
     plan = []
     for stage in Stage:
         if stage not in options.stages:
-            plan.append(PlannedStage(stage, False, f"not selected (--stages {','.join(s.value for s in options.stages)})"))
+            plan.append(
+                PlannedStage(stage, False, f"not selected (--stages {','.join(s.value for s in options.stages)})")
+            )
         elif stage is Stage.DOCKER and docker_problem:
             if options.stages_explicit:
                 raise DockerUnavailableError(

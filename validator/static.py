@@ -19,8 +19,7 @@ from validator.steps import Step
 PATH_KEYS = frozenset({"data", "code", "model_path", "pickled_model", "python_model", "model_code_path"})
 
 HOW_TO_LOG_EXAMPLE = (
-    "log the model again with input_example=<a few rows> "
-    "(mlflow.<flavor>.log_model(..., input_example=X.head(3)))"
+    "log the model again with input_example=<a few rows> (mlflow.<flavor>.log_model(..., input_example=X.head(3)))"
 )
 
 
@@ -75,7 +74,9 @@ class StaticChecks:
         try:
             env = read_python_env(self.model_dir, self.meta)
         except ModelFileError as exc:
-            return failed(f"{exc}; log the model with a recent MLflow, which writes python_env.yaml and requirements.txt")
+            return failed(
+                f"{exc}; log the model with a recent MLflow, which writes python_env.yaml and requirements.txt"
+            )
         return passed(f"Python {env.python}, requirements in {env.requirements_file.name}")
 
     def input_example_logged(self) -> Outcome:

@@ -37,4 +37,6 @@ def run_steps(stage: Stage, steps: Iterable[Step]) -> Iterator[CheckResult]:
             outcome = Outcome(Status.ERROR, str(exc), details)
             stopped = step.name
         outcomes[step.name] = outcome.status
-        yield CheckResult(stage, step.name, outcome.status, time.monotonic() - started, outcome.message, outcome.details)
+        yield CheckResult(
+            stage, step.name, outcome.status, time.monotonic() - started, outcome.message, outcome.details
+        )

@@ -45,11 +45,25 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = (root / "server.log").open("w")
     server = subprocess.Popen(
         [
-            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination", str(root / "artifacts"), "--workers", "1",
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--workers",
+            "1",
         ],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
 
@@ -64,7 +78,9 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         raise ServerNotUp()
 
     try:
-        Retrying(retry=retry_if_exception_type(ServerNotUp), stop=stop_after_delay(90), wait=wait_fixed(0.5), reraise=True)(health)
+        Retrying(
+            retry=retry_if_exception_type(ServerNotUp), stop=stop_after_delay(90), wait=wait_fixed(0.5), reraise=True
+        )(health)
         yield url
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -97,21 +113,29 @@ def registered(mlflow_server: str) -> RegisteredModels:
 
     with mlflow.start_run() as run:
         mlflow.sklearn.log_model(
-            classifier, name="model", input_example=example,
-            pip_requirements=sklearn_requirements, registered_model_name="iris-classifier",
+            classifier,
+            name="model",
+            input_example=example,
+            pip_requirements=sklearn_requirements,
+            registered_model_name="iris-classifier",
         )
     client.set_registered_model_alias("iris-classifier", "champion", "1")
 
     with mlflow.start_run():
         mlflow.sklearn.log_model(
-            classifier, name="model", input_example=example,
-            pip_requirements=[*sklearn_requirements, "cloudpickle==99.0.0"], registered_model_name="iris-bad-pin",
+            classifier,
+            name="model",
+            input_example=example,
+            pip_requirements=[*sklearn_requirements, "cloudpickle==99.0.0"],
+            registered_model_name="iris-bad-pin",
         )
 
     with mlflow.start_run():
         mlflow.pyfunc.log_model(
-            name="model", python_model=str(MODELS_DIR / "env_sensitive_model.py"),
-            input_example=example, pip_requirements=_pins("mlflow", "pandas"),
+            name="model",
+            python_model=str(MODELS_DIR / "env_sensitive_model.py"),
+            input_example=example,
+            pip_requirements=_pins("mlflow", "pandas"),
             registered_model_name="env-sensitive",
         )
     return RegisteredModels(mlflow_server, run.info.run_id)
@@ -128,6 +152,7 @@ class CliResult:
     returncode: int
     stdout: str
     stderr: str
+    scratch: Path  # the TMPDIR the run was given
 
 
 @pytest.fixture
@@ -139,14 +164,35 @@ def run_cli(tmp_path: Path) -> Callable[..., CliResult]:
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 1500) -> CliResult:
         child_env = {**os.environ, "TMPDIR": str(scratch), **(env or {})}
         done = subprocess.run(
-            [sys.executable, "-m", "validator", *args], env=child_env, cwd=tmp_path,
-            capture_output=True, text=True, timeout=timeout,
+            [sys.executable, "-m", "validator", *args],
+            env=child_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         print(done.stdout, done.stderr)
-        return CliResult(done.returncode, done.stdout, done.stderr)
+        return CliResult(done.returncode, done.stdout, done.stderr, scratch)
 
-    run.scratch = scratch  # type: ignore[attr-defined]
     return run
+
+
+def processes_using(directory: Path) -> list[int]:
+    """PIDs whose environment names `directory` (the validator's children inherit TMPDIR under it)."""
+    marker = str(directory).encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:  # the process ended, or is not ours to read
+            continue
+    return found
+
+
+def assert_nothing_left(scratch: Path) -> None:
+    assert list(scratch.iterdir()) == [], "temporary files left behind"
+    assert processes_using(scratch) == [], "processes left behind"
 
 
 @pytest.fixture(scope="session")

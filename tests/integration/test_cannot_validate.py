@@ -6,6 +6,7 @@ import socket
 
 import pytest
 
+from tests.integration.conftest import assert_nothing_left
 from tests.integration.test_validate_cli import docker_leftovers
 
 
@@ -16,12 +17,14 @@ def _closed_port() -> int:
 
 
 def assert_refused(result, *fragments: str) -> None:
+    """Exit 2, one line on stderr that contains every fragment, no traceback."""
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in lines[0]
+    assert_nothing_left(result.scratch)
 
 
 @pytest.mark.parametrize(
@@ -36,7 +39,6 @@ def assert_refused(result, *fragments: str) -> None:
 def test_unknown_model(registered, run_cli, tmp_path, uri, expected):
     result = run_cli("validate", uri, "--tracking-uri", registered.tracking_uri, "--stages", "static")
     assert_refused(result, expected, "check the name")
-    assert list(run_cli.scratch.iterdir()) == []
     assert not (tmp_path / "mlflow-validator-report").exists()
 
 
@@ -44,21 +46,27 @@ def test_unreachable_registry(run_cli, tmp_path):
     uri = f"http://127.0.0.1:{_closed_port()}"
     result = run_cli("validate", "models:/iris-classifier/1", "--tracking-uri", uri, "--stages", "static", timeout=120)
     assert_refused(result, "did not answer", "--tracking-uri")
-    assert list(run_cli.scratch.iterdir()) == []
 
 
 def test_docker_stage_without_engine(registered, run_cli):
     result = run_cli(
-        "validate", "models:/iris-classifier/1", "--tracking-uri", registered.tracking_uri, "--stages", "static,docker",
+        "validate",
+        "models:/iris-classifier/1",
+        "--tracking-uri",
+        registered.tracking_uri,
+        "--stages",
+        "static,docker",
         env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
     )
     assert_refused(result, "no Docker engine", "--stages")
-    assert list(run_cli.scratch.iterdir()) == []
 
 
 def test_default_stages_without_engine_skip_docker_and_say_how_to_enable_it(registered, run_cli, tmp_path):
     result = run_cli(
-        "validate", "models:/iris-classifier/1", "--tracking-uri", registered.tracking_uri,
+        "validate",
+        "models:/iris-classifier/1",
+        "--tracking-uri",
+        registered.tracking_uri,
         env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -83,7 +91,11 @@ def test_bad_arguments(run_cli, tmp_path, args, expected):
 
 def test_unknown_config_key_gets_a_hint(run_cli, tmp_path):
     (tmp_path / "mlflow-validator.yaml").write_text("tolerance:\n  rtoll: 0.1\n")
-    assert_refused(run_cli("validate", "models:/iris-classifier/1"), "unknown setting 'tolerance.rtoll'", "did you mean 'tolerance.rtol'")
+    assert_refused(
+        run_cli("validate", "models:/iris-classifier/1"),
+        "unknown setting 'tolerance.rtoll'",
+        "did you mean 'tolerance.rtol'",
+    )
 
 
 @pytest.mark.parametrize("uri", ["s3://bucket/model", "no/such/dir"])
@@ -94,10 +106,17 @@ def test_unsupported_or_missing_uri(run_cli, uri):
 def test_unwritable_report_path(registered, run_cli, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    result = run_cli("validate", "models:/iris-classifier/1", "--tracking-uri", registered.tracking_uri,
-                     "--stages", "static", "--junit-xml", str(blocker / "report.xml"))
+    result = run_cli(
+        "validate",
+        "models:/iris-classifier/1",
+        "--tracking-uri",
+        registered.tracking_uri,
+        "--stages",
+        "static",
+        "--junit-xml",
+        str(blocker / "report.xml"),
+    )
     assert_refused(result, "cannot write the report", "writable")
-    assert list(run_cli.scratch.iterdir()) == []
 
 
 @pytest.mark.docker

@@ -9,11 +9,19 @@ from pathlib import Path
 import pytest
 import xmlschema
 
+from tests.integration.conftest import assert_nothing_left
+
 SCHEMA = Path(__file__).parents[3] / "shared" / "schemas" / "junit-10.xsd"
 ALL_CHECKS = {
     "static": ["mlmodel", "pyfunc-flavor", "referenced-files", "environment-files", "input-example"],
     "venv": ["interpreter", "create-virtualenv", "install-requirements", "predict-input-example"],
-    "docker": ["generate-dockerfile", "build-image", "start-container", "invoke-input-example", "matches-venv-predictions"],
+    "docker": [
+        "generate-dockerfile",
+        "build-image",
+        "start-container",
+        "invoke-input-example",
+        "matches-venv-predictions",
+    ],
 }
 
 
@@ -38,11 +46,15 @@ def properties(path: Path) -> dict[str, str]:
 def docker_leftovers() -> list[str]:
     listed = subprocess.run(
         ["docker", "ps", "--all", "--quiet", "--filter", "label=org.mlflow-validator.managed"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     images = subprocess.run(
         ["docker", "images", "--quiet", "--filter", "label=org.mlflow-validator.managed"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return (listed.stdout + images.stdout).split()
 
@@ -51,8 +63,14 @@ def docker_leftovers() -> list[str]:
 def test_good_model_passes_every_stage(registered, run_cli, docker_engine, tmp_path):
     report = tmp_path / "reports" / "validation.xml"
     result = run_cli(
-        "validate", "models:/iris-classifier/1", "--tracking-uri", registered.tracking_uri,
-        "--stages", "static,venv,docker", "--junit-xml", str(report),
+        "validate",
+        "models:/iris-classifier/1",
+        "--tracking-uri",
+        registered.tracking_uri,
+        "--stages",
+        "static,venv,docker",
+        "--junit-xml",
+        str(report),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert read_report(report) == {stage: dict.fromkeys(names, "passed") for stage, names in ALL_CHECKS.items()}
@@ -60,14 +78,19 @@ def test_good_model_passes_every_stage(registered, run_cli, docker_engine, tmp_p
     assert properties(report)["model.version"] == "1"
     assert "PASSED" in result.stdout
     assert docker_leftovers() == []
-    assert list(run_cli.scratch.iterdir()) == []
+    assert_nothing_left(result.scratch)
 
 
 @pytest.mark.docker
 def test_container_answering_differently_fails_the_docker_stage(registered, run_cli, docker_engine, tmp_path):
     report = tmp_path / "validation.xml"
     result = run_cli(
-        "validate", "models:/env-sensitive/1", "--tracking-uri", registered.tracking_uri, "--junit-xml", str(report),
+        "validate",
+        "models:/env-sensitive/1",
+        "--tracking-uri",
+        registered.tracking_uri,
+        "--junit-xml",
+        str(report),
     )
     assert result.returncode == 1, result.stdout + result.stderr
     statuses = read_report(report)
@@ -81,8 +104,14 @@ def test_container_answering_differently_fails_the_docker_stage(registered, run_
 def test_unknown_requirement_version_fails_the_venv_stage(registered, run_cli, tmp_path):
     report = tmp_path / "validation.xml"
     result = run_cli(
-        "validate", "models:/iris-bad-pin/1", "--tracking-uri", registered.tracking_uri,
-        "--stages", "static,venv", "--junit-xml", str(report),
+        "validate",
+        "models:/iris-bad-pin/1",
+        "--tracking-uri",
+        registered.tracking_uri,
+        "--stages",
+        "static,venv",
+        "--junit-xml",
+        str(report),
     )
     assert result.returncode == 1
     statuses = read_report(report)
@@ -97,8 +126,9 @@ def test_unknown_requirement_version_fails_the_venv_stage(registered, run_cli, t
 def test_alias_and_run_uris_resolve_to_the_same_model(registered, run_cli, tmp_path):
     for uri in ("models:/iris-classifier@champion", f"runs:/{registered.iris_run_id}/model"):
         report = tmp_path / "validation.xml"
-        result = run_cli("validate", uri, "--tracking-uri", registered.tracking_uri, "--stages", "static",
-                         "--junit-xml", str(report))
+        result = run_cli(
+            "validate", uri, "--tracking-uri", registered.tracking_uri, "--stages", "static", "--junit-xml", str(report)
+        )
         assert result.returncode == 0, result.stderr
         assert set(read_report(report)["static"].values()) == {"passed"}
         assert properties(report)["model.run_id"] == registered.iris_run_id
@@ -106,7 +136,12 @@ def test_alias_and_run_uris_resolve_to_the_same_model(registered, run_cli, tmp_p
 
 
 def test_tracking_uri_comes_from_the_environment(registered, run_cli, tmp_path):
-    result = run_cli("validate", "models:/iris-classifier/1", "--stages", "static",
-                     env={"MLFLOW_TRACKING_URI": registered.tracking_uri})
+    result = run_cli(
+        "validate",
+        "models:/iris-classifier/1",
+        "--stages",
+        "static",
+        env={"MLFLOW_TRACKING_URI": registered.tracking_uri},
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "mlflow-validator-report" / "junit.xml").is_file()

@@ -57,8 +57,16 @@ def test_an_infrastructure_error_stops_the_stage():
 
 
 def test_model_processes_never_see_ci_secrets(tmp_path):
-    ci_env = {"PATH": "/usr/bin", "LANG": "C.UTF-8", "MLFLOW_TRACKING_TOKEN": "s", "AWS_SECRET_ACCESS_KEY": "s",
-              "GITHUB_TOKEN": "s", "CI_JOB_TOKEN": "s", "DATABRICKS_TOKEN": "s", "HOME": "/root"}
+    ci_env = {
+        "PATH": "/usr/bin",
+        "LANG": "C.UTF-8",
+        "MLFLOW_TRACKING_TOKEN": "s",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "GITHUB_TOKEN": "s",
+        "CI_JOB_TOKEN": "s",
+        "DATABRICKS_TOKEN": "s",
+        "HOME": "/root",
+    }
     env = model_process_env(ci_env, home=tmp_path, bin_dir=tmp_path / "bin")
     assert set(env) == {"PATH", "LANG", "HOME", "TMPDIR", "PYTHONDONTWRITEBYTECODE"}
     assert env["HOME"] == str(tmp_path)
@@ -92,4 +100,3 @@ def test_dockerfile_gets_the_ca_bundle_right_after_from(tmp_path):
 
 def test_proxies_are_passed_as_build_args_not_written_into_the_dockerfile():
     assert build_args(BuildNetwork(https_proxy="http://p:3128")) == ["--build-arg", "HTTPS_PROXY=http://p:3128"]
-

@@ -44,8 +44,16 @@ def running_container(image: str, name: str, run_label: str, env: Mapping[str, s
     try:
         commands.run(
             [
-                "docker", "run", "--detach", "--name", name, "--label", f"{LABEL}={run_label}",
-                "--publish", f"127.0.0.1::{SERVING_PORT}", image,
+                "docker",
+                "run",
+                "--detach",
+                "--name",
+                name,
+                "--label",
+                f"{LABEL}={run_label}",
+                "--publish",
+                f"127.0.0.1::{SERVING_PORT}",
+                image,
             ],
             env=env,
             timeout_s=120,

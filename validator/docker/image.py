@@ -21,8 +21,17 @@ def generate_context(model_dir: Path, context_dir: Path, env: Mapping[str, str])
     """Run MLflow's own generator (the one build-docker uses), with the slim Python base image."""
     commands.run(
         [
-            sys.executable, "-m", "mlflow", "models", "generate-dockerfile",
-            "--model-uri", model_dir, "--output-directory", context_dir, "--env-manager", "local",
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "generate-dockerfile",
+            "--model-uri",
+            model_dir,
+            "--output-directory",
+            context_dir,
+            "--env-manager",
+            "local",
         ],
         env=env,
         timeout_s=GENERATE_TIMEOUT_S,
@@ -77,8 +86,18 @@ def build_image(
 ) -> commands.CommandResult:
     return commands.run(
         [
-            "docker", "build", "--rm", "--force-rm", "--platform", "linux/amd64",
-            "--label", f"{LABEL}={run_label}", "-t", tag, *build_args(network), context_dir,
+            "docker",
+            "build",
+            "--rm",
+            "--force-rm",
+            "--platform",
+            "linux/amd64",
+            "--label",
+            f"{LABEL}={run_label}",
+            "-t",
+            tag,
+            *build_args(network),
+            context_dir,
         ],
         env=env,
         timeout_s=timeout_s,

@@ -65,7 +65,11 @@ class DockerStage:
         if not self.options.keep:
             self.cleanup.callback(remove_image, self.tag, self.docker_env)
         result = build_image(
-            self.paths.context, self.tag, self.run_id, self.options.network, self.docker_env,
+            self.paths.context,
+            self.tag,
+            self.run_id,
+            self.options.network,
+            self.docker_env,
             self.options.timeouts.docker_build,
         )
         self.paths.build_log.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,9 @@ class ConsoleReporter:
         print(text, file=self.stream, flush=True)
 
     def model_fetched(self, identity: ModelIdentity) -> None:
-        described = ", ".join(f"{k.split('.', 1)[1]}={v}" for k, v in identity.as_properties().items() if k != "model.uri")
+        described = ", ".join(
+            f"{k.split('.', 1)[1]}={v}" for k, v in identity.as_properties().items() if k != "model.uri"
+        )
         self._print(f"Validating {identity.uri} ({described})")
 
     def check_finished(self, result: CheckResult) -> None:

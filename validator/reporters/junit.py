@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from junit_xml import TestCase, TestSuite
 
@@ -28,7 +27,7 @@ def _test_case(check: CheckResult) -> TestCase:
 
 
 def _suite_element(suite: TestSuite) -> ET.Element:
-    element = suite.build_xml_doc()
+    element: ET.Element = suite.build_xml_doc()
     element.attrib.pop("disabled", None)  # junit-xml writes it; the JUnit schema CI tools read rejects it
     return element
 

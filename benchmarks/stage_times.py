@@ -1,0 +1,122 @@
+"""Wall time of each stage, and of MLflow's CLI doing the same work, in one run.
+
+    python benchmarks/stage_times.py [MODEL_DIR] [--repeat N] [--skip-docker]
+
+Prints medians over N runs. The MLflow side: `mlflow models predict --env-manager uv` (the venv
+stage's work) and `mlflow models build-docker --env-manager local` (the docker stage's build).
+Every image is removed with its layers after each run, so each build is cold, as in a fresh CI job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "iris-classifier"
+
+
+def timed(args: list[str]) -> float:
+    started = time.monotonic()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def validator_run(model: Path, stages: str) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as out:
+        report = Path(out) / "junit.xml"
+        total = timed(
+            [
+                sys.executable,
+                "-m",
+                "validator",
+                "validate",
+                str(model),
+                "--stages",
+                stages,
+                "--output-dir",
+                out,
+                "--junit-xml",
+                str(report),
+            ]
+        )
+        times = {"total (incl. fetch and start-up)": total}
+        for suite in ET.parse(report).getroot():
+            stage = suite.get("name", "").removeprefix("mlflow-validator.")
+            if suite.get("skipped") != suite.get("tests"):
+                times[stage] = sum(float(case.get("time") or 0) for case in suite.iter("testcase"))
+        return times
+
+
+def mlflow_run(model: Path, docker: bool) -> dict[str, float]:
+    times = {}
+    with tempfile.TemporaryDirectory() as out:
+        times["mlflow models predict --env-manager uv"] = timed(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "predict",
+                "-m",
+                str(model),
+                "-i",
+                str(model / "serving_input_example.json"),
+                "-o",
+                f"{out}/p.json",
+                "--env-manager",
+                "uv",
+            ]
+        )
+    if docker:
+        tag = "mlflow-validator-benchmark:latest"
+        times["mlflow models build-docker --env-manager local"] = timed(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "build-docker",
+                "-m",
+                str(model),
+                "-n",
+                tag,
+                "--env-manager",
+                "local",
+            ]
+        )
+        subprocess.run(["docker", "rmi", "--force", tag], check=True, stdout=subprocess.DEVNULL)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", nargs="?", type=Path, default=EXAMPLE)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-docker", action="store_true")
+    args = parser.parse_args()
+    stages = "static,venv" if args.skip_docker else "static,venv,docker"
+    samples: dict[str, list[float]] = {}
+    for _ in range(args.repeat):
+        for name, seconds in {
+            **validator_run(args.model, stages),
+            **mlflow_run(args.model, not args.skip_docker),
+        }.items():
+            samples.setdefault(name, []).append(seconds)
+    print(f"model: {args.model}   runs: {args.repeat}   (median wall time, seconds)")
+    for name, values in samples.items():
+        print(f"  {name:<50} {statistics.median(values):8.2f}   [{', '.join(f'{v:.2f}' for v in values)}]")
+    if "venv" in samples:
+        ratio = statistics.median(samples["mlflow models predict --env-manager uv"]) / statistics.median(
+            samples["venv"]
+        )
+        print(f"  venv stage vs mlflow models predict: MLflow's CLI takes {ratio:.2f}x as long")
+
+
+if __name__ == "__main__":
+    main()
