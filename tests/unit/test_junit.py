@@ -12,7 +12,14 @@ def make_report() -> ValidationReport:
     report = ValidationReport(ModelIdentity(uri="models:/m/1", name="m", version="1", run_id="r"))
     report.checks += [
         CheckResult(Stage.STATIC, "mlmodel", Status.PASSED, 0.01),
-        CheckResult(Stage.VENV, "install-requirements", Status.FAILED, 2.5, "pkg==9 does not exist", "uv log tail <&>"),
+        CheckResult(
+            Stage.VENV,
+            "install-requirements",
+            Status.FAILED,
+            2.5,
+            "pkg==9 does not exist",
+            "\x1b[33muv log\x00 tail <&>",
+        ),
         CheckResult(Stage.VENV, "predict-input-example", Status.SKIPPED, 0.0, "not run"),
         CheckResult(Stage.DOCKER, "build-image", Status.ERROR, 1.0, "daemon went away"),
     ]
@@ -25,7 +32,7 @@ def test_report_validates_against_the_junit_schema(tmp_path):
     xmlschema.validate(str(path), str(SCHEMA))
     text = path.read_text()
     assert 'name="model.version" value="1"' in text
-    assert "uv log tail &lt;&amp;&gt;" in text
+    assert "uv log tail &lt;&amp;&gt;" in text  # colour codes and NUL dropped, markup escaped
     assert 'message="pkg==9 does not exist"' in text
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -9,20 +10,28 @@ from junit_xml import TestCase, TestSuite
 
 from validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
 
+# ANSI colour sequences from tool output, and characters XML 1.0 does not allow at all.
+_UNPRINTABLE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_safe(text: str) -> str:
+    return _UNPRINTABLE.sub("", text)
+
 
 def _test_case(check: CheckResult) -> TestCase:
+    message = xml_safe(check.message)
     case = TestCase(
         name=check.name,
         classname=f"mlflow-validator.{check.stage.value}",
         elapsed_sec=round(check.duration_s, 3),
-        stdout=check.details or None,
+        stdout=xml_safe(check.details) or None,
     )
     if check.status is Status.FAILED:
-        case.add_failure_info(message=check.message, output=check.message, failure_type="validation")
+        case.add_failure_info(message=message, output=message, failure_type="validation")
     elif check.status is Status.ERROR:
-        case.add_error_info(message=check.message, output=check.message, error_type="infrastructure")
+        case.add_error_info(message=message, output=message, error_type="infrastructure")
     elif check.status is Status.SKIPPED:
-        case.add_skipped_info(message=check.message)
+        case.add_skipped_info(message=message)
     return case
 
 
