@@ -1,4 +1,8 @@
-"""Stage 0: resolve a model URI against the registry and download the model's files."""
+"""Stage 0: resolve a model URI, list its files, and download what the stages need.
+
+The static stage needs only the small files (MLmodel, environment files, examples, code), so large
+files such as weights are downloaded only when a later stage asks for them (`download_rest`).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
@@ -24,6 +28,9 @@ _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<al
 _RUNS_URI = re.compile(r"^runs:/(?P<run_id>[0-9a-f]{32})/(?P<path>.+)$")
 
 URI_FORMS = "models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or a local model directory"
+# Files above this size wait until a stage needs them, unless the static checks read them.
+SMALL_FILE_BYTES = 1024 * 1024
+STATIC_SUFFIXES = (".yaml", ".yml", ".txt", ".json", ".py", ".toml", ".lock", ".cfg", ".ini", ".md")
 
 
 @dataclass(frozen=True)
@@ -38,10 +45,20 @@ class ModelReference:
     local_path: Path | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class FetchedModel:
     directory: Path
     identity: ModelIdentity
+    listing: dict[str, int | None]  # every file the model has, relative path -> size, as its store lists it
+    pending: list[str] = field(default_factory=list)  # listed, not downloaded yet
+    download: Callable[[str], None] | None = None
+
+    def download_rest(self) -> None:
+        """Fetch the files the static stage did not need (weights), before a stage loads the model."""
+        while self.pending:
+            assert self.download is not None
+            self.download(self.pending[0])
+            self.pending.pop(0)
 
 
 def parse_model_uri(uri: str) -> ModelReference:
@@ -55,16 +72,28 @@ def parse_model_uri(uri: str) -> ModelReference:
     raise UsageError(f"unsupported model URI '{uri}'", f"use {URI_FORMS}")
 
 
+def needed_by_static_checks(path: str, size: int | None) -> bool:
+    return size is None or size <= SMALL_FILE_BYTES or path.endswith(STATIC_SUFFIXES) or path == "MLmodel"
+
+
 @contextmanager
-def _mlflow_http_without_own_retries(timeout_s: float) -> Iterator[None]:
-    """MLflow's client retries for minutes by default; we retry with a bound of our own instead."""
+def _mlflow_client_settings(tracking_uri: str, registry_uri: str, timeout_s: float) -> Iterator[None]:
+    """MLflow's artifact repositories read the global URIs, and its client retries for minutes
+    by default; we set both for the duration of the fetch and retry with a bound of our own."""
+    import mlflow
+
     overrides = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(timeout_s))}
-    saved = {key: os.environ.get(key) for key in overrides}
+    saved_env = {key: os.environ.get(key) for key in overrides}
+    saved_uris = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
     os.environ.update(overrides)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(registry_uri)
     try:
         yield
     finally:
-        for key, value in saved.items():
+        mlflow.set_tracking_uri(saved_uris[0])
+        mlflow.set_registry_uri(saved_uris[1])
+        for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
@@ -74,11 +103,8 @@ def _mlflow_http_without_own_retries(timeout_s: float) -> Iterator[None]:
 def _classify(exc: Exception, ref: ModelReference, tracking_uri: str) -> Exception:
     from mlflow.exceptions import MlflowException
 
-    if isinstance(exc, MlflowException) and exc.error_code in (
-        "RESOURCE_DOES_NOT_EXIST",
-        "NOT_FOUND",
-        "INVALID_PARAMETER_VALUE",
-    ):
+    not_found = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
+    if isinstance(exc, MlflowException) and exc.error_code in not_found:
         return ModelNotFoundError(
             f"{ref.uri} does not exist in the registry at {tracking_uri}",
             "check the name, version or alias (the MLflow UI lists them under Models)",
@@ -92,7 +118,7 @@ def _classify(exc: Exception, ref: ModelReference, tracking_uri: str) -> Excepti
     return exc
 
 
-def _call_registry(call: Callable[[], T], ref: ModelReference, tracking_uri: str, timeout_s: float) -> T:
+def _bounded(call: Callable[[], T], ref: ModelReference, tracking_uri: str, timeout_s: float) -> T:
     @retry(
         retry=retry_if_exception_type(RegistryUnreachableError),
         stop=stop_after_attempt(4) | stop_after_delay(timeout_s),
@@ -105,8 +131,7 @@ def _call_registry(call: Callable[[], T], ref: ModelReference, tracking_uri: str
         except Exception as exc:
             raise _classify(exc, ref, tracking_uri) from exc
 
-    with _mlflow_http_without_own_retries(timeout_s):
-        return attempt()
+    return attempt()
 
 
 def _read_mlflow_version(model_dir: Path) -> str:
@@ -117,61 +142,99 @@ def _read_mlflow_version(model_dir: Path) -> str:
     return str(meta.get("mlflow_version", "")) if isinstance(meta, dict) else ""
 
 
+def _local_listing(model_dir: Path) -> dict[str, int | None]:
+    return {str(p.relative_to(model_dir)): p.stat().st_size for p in sorted(model_dir.rglob("*")) if p.is_file()}
+
+
 def _fetch_local(ref: ModelReference, dest: Path) -> FetchedModel:
     assert ref.local_path is not None
     if not (ref.local_path / "MLmodel").is_file():
         raise ModelNotFoundError(
-            f"{ref.local_path} is not an MLflow model directory (no MLmodel file)",
-            f"pass {URI_FORMS}",
+            f"{ref.local_path} is not an MLflow model directory (no MLmodel file)", f"pass {URI_FORMS}"
         )
     shutil.copytree(ref.local_path, dest)
     identity = ModelIdentity(
         uri=ref.uri, name=ref.name, source=str(ref.local_path.resolve()), mlflow_version=_read_mlflow_version(dest)
     )
-    return FetchedModel(dest, identity)
+    return FetchedModel(dest, identity, _local_listing(dest))
 
 
-def fetch_model(options: Options, dest: Path) -> FetchedModel:
-    """Resolve `options.model_uri` and download the model into `dest` (which must not exist)."""
+def _model_root(dest: Path) -> Path:
+    """download_artifacts nests the files under the artifact path's last component."""
+    roots = sorted((path.parent for path in dest.rglob("MLmodel")), key=lambda path: len(path.parts))
+    if not roots:
+        raise ModelNotFoundError(f"the artifacts under {dest} hold no MLmodel file", f"pass {URI_FORMS}")
+    return roots[0]
+
+
+def _identity(client: Any, ref: ModelReference) -> ModelIdentity:
+    if ref.run_id:
+        run = client.get_run(ref.run_id)
+        return ModelIdentity(uri=ref.uri, name=run.info.run_name or ref.run_id, run_id=ref.run_id, source=ref.uri)
+    if ref.alias:
+        version = client.get_model_version_by_alias(ref.name, ref.alias)
+    else:
+        version = client.get_model_version(ref.name, ref.version)
+    return ModelIdentity(
+        uri=ref.uri, name=version.name, version=str(version.version), run_id=version.run_id or "", source=version.source
+    )
+
+
+def _list_recursively(repo: Any, path: str = "") -> dict[str, int | None]:
+    listing: dict[str, int | None] = {}
+    for info in repo.list_artifacts(path):
+        if info.is_dir:
+            listing.update(_list_recursively(repo, info.path))
+        else:
+            listing[info.path] = info.file_size
+    return listing
+
+
+def fetch_model(options: Options, dest: Path, *, static_files_only: bool) -> FetchedModel:
+    """Resolve `options.model_uri` into `dest` (which must not exist).
+
+    With static_files_only, large files stay in the store until `download_rest()` is called.
+    """
     ref = parse_model_uri(options.model_uri)
     if ref.local_path is not None:
         return _fetch_local(ref, dest)
 
-    import mlflow.artifacts
     from mlflow import MlflowClient
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
     from mlflow.tracking import get_tracking_uri
 
     tracking_uri = options.tracking_uri or get_tracking_uri()
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=options.registry_uri)
+    registry_uri = options.registry_uri or tracking_uri
+    timeout = options.timeouts.registry
 
-    def registry(call: Callable[[], T]) -> T:
-        return _call_registry(call, ref, tracking_uri, options.timeouts.registry)
+    def bounded(call: Callable[[], T]) -> T:
+        with _mlflow_client_settings(tracking_uri, registry_uri, timeout):
+            return _bounded(call, ref, tracking_uri, timeout)
 
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+    identity = bounded(lambda: _identity(client, ref))
     if ref.run_id:
-        run = registry(lambda: client.get_run(ref.run_id))
-        identity = ModelIdentity(uri=ref.uri, name=run.info.run_name or ref.run_id, run_id=ref.run_id, source=ref.uri)
-    else:
-        if ref.alias:
-            mv = registry(lambda: client.get_model_version_by_alias(ref.name, ref.alias))
-        else:
-            mv = registry(lambda: client.get_model_version(ref.name, ref.version))
-        identity = ModelIdentity(
-            uri=ref.uri, name=mv.name, version=str(mv.version), run_id=mv.run_id or "", source=mv.source or ""
-        )
+        # MLflow 3 serves runs:/ through a logged-model indirection that lists paths it cannot
+        # download one by one; fetch the whole model instead.
+        import mlflow.artifacts
+
+        dest.mkdir(parents=True)
+        bounded(lambda: mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(dest)))  # type: ignore[no-untyped-call]
+        root = _model_root(dest)
+        return FetchedModel(root, replace(identity, mlflow_version=_read_mlflow_version(root)), _local_listing(root))
+    repo = bounded(lambda: get_artifact_repository(ref.uri, tracking_uri=tracking_uri, registry_uri=registry_uri))
+    listing = bounded(lambda: _list_recursively(repo))
+    if "MLmodel" not in listing:
+        raise ModelNotFoundError(f"{ref.uri} holds no MLmodel file, so it is not an MLflow model", f"pass {URI_FORMS}")
 
     dest.mkdir(parents=True)
-    registry(
-        lambda: mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(dest), tracking_uri=tracking_uri)
-    )
-    model_dir = _find_model_root(dest)
-    return FetchedModel(
-        model_dir, ModelIdentity(**{**vars(identity), "mlflow_version": _read_mlflow_version(model_dir)})
-    )
 
+    def download(path: str) -> None:
+        bounded(lambda: repo.download_artifacts(path, str(dest)))
 
-def _find_model_root(dest: Path) -> Path:
-    """download_artifacts nests the files under the artifact path's last component."""
-    candidates = sorted(path.parent for path in dest.rglob("MLmodel"))
-    if not candidates:
-        raise ModelNotFoundError(f"the artifacts under {dest} hold no MLmodel file", f"pass {URI_FORMS}")
-    return min(candidates, key=lambda path: len(path.parts))
+    now = [path for path, size in listing.items() if not static_files_only or needed_by_static_checks(path, size)]
+    for path in now:
+        download(path)
+    later = [path for path in listing if path not in now]
+    identity = replace(identity, mlflow_version=_read_mlflow_version(dest))
+    return FetchedModel(dest, identity, listing, later, download)

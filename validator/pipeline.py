@@ -38,7 +38,8 @@ class Pipeline:
     def run(self) -> ValidationReport:
         workdir = Path(tempfile.mkdtemp(prefix=f"mlflow-validator-{self.run_id}-"))
         try:
-            model = fetch_model(self.options, workdir / "model")
+            static_only = not any(p.run for p in self.plan if p.stage is not Stage.STATIC)
+            model = fetch_model(self.options, workdir / "model", static_files_only=static_only)
             for reporter in self.reporters:
                 reporter.model_fetched(model.identity)
             report = ValidationReport(model.identity)
@@ -59,7 +60,9 @@ class Pipeline:
             return
         if stage is Stage.STATIC:
             self._record_all(report, run_steps(stage, StaticChecks(model.directory, self.options.model_uri).steps()))
-        elif stage is Stage.VENV:
+            return
+        model.download_rest()
+        if stage is Stage.VENV:
             venv = VenvStage(model.directory, self.options, self._venv_paths(workdir), self.env)
             self._record_all(report, run_steps(stage, venv.steps()))
         else:
