@@ -219,7 +219,7 @@ def fetch_model(options: Options, dest: Path, *, static_files_only: bool) -> Fet
         import mlflow.artifacts
 
         dest.mkdir(parents=True)
-        bounded(lambda: mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(dest)))  # type: ignore[no-untyped-call]
+        bounded(lambda: mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(dest)))
         root = _model_root(dest)
         return FetchedModel(root, replace(identity, mlflow_version=_read_mlflow_version(root)), _local_listing(root))
     repo = bounded(lambda: get_artifact_repository(ref.uri, tracking_uri=tracking_uri, registry_uri=registry_uri))
@@ -230,7 +230,7 @@ def fetch_model(options: Options, dest: Path, *, static_files_only: bool) -> Fet
     dest.mkdir(parents=True)
 
     def download(path: str) -> None:
-        bounded(lambda: repo.download_artifacts(path, str(dest)))
+        bounded(lambda: repo.download_artifacts(path, str(dest)))  # type: ignore[no-untyped-call]
 
     now = [path for path, size in listing.items() if not static_files_only or needed_by_static_checks(path, size)]
     for path in now:
