@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="PEM CA bundle for installs (default: PIP_CERT, REQUESTS_CA_BUNDLE, SSL_CERT_FILE)",
     )
     add("--index-url", dest="build.index_url", help="package index for installs (default: PIP_INDEX_URL, UV_INDEX_URL)")
+    add("--constraints", dest="constraints", help="the serving runtime's installed packages (name==version lines)")
     add("--rtol", dest="tolerance.rtol", help="relative tolerance for floats (default: 1e-6)")
     add("--atol", dest="tolerance.atol", help="absolute tolerance for floats (default: 1e-9)")
     add("--keep", dest="keep", action="store_true", help="keep the work directory, image and container for debugging")

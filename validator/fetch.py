@@ -230,7 +230,7 @@ def fetch_model(options: Options, dest: Path, *, static_files_only: bool) -> Fet
     dest.mkdir(parents=True)
 
     def download(path: str) -> None:
-        bounded(lambda: repo.download_artifacts(path, str(dest)))  # type: ignore[no-untyped-call]
+        bounded(lambda: repo.download_artifacts(path, str(dest)))
 
     now = [path for path, size in listing.items() if not static_files_only or needed_by_static_checks(path, size)]
     for path in now:

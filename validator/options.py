@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from validator.errors import UsageError
+from validator.policies import POLICY_CHECKS, Policy
 from validator.results import Stage
 
 DEFAULT_CONFIG_FILE = "mlflow-validator.yaml"
@@ -62,12 +63,17 @@ class Options:
     tolerance: Tolerance = Tolerance()
     timeouts: Timeouts = Timeouts()
     network: BuildNetwork = BuildNetwork()
+    constraints: Path | None = None  # what the serving runtime already has installed
+    policies: Mapping[str, Policy] = field(default_factory=dict)  # check name -> policy; absent means error
     keep: bool = False
     debug: bool = False
 
     @property
     def junit_path(self) -> Path:
         return self.junit_xml or self.output_dir / "junit.xml"
+
+    def policy(self, check: str) -> Policy:
+        return self.policies.get(check, Policy.ERROR)
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,15 @@ def parse_stages(value: Any) -> tuple[Stage, ...]:
     return tuple(stage for stage in ALL_STAGES if stage in stages)
 
 
+def _policy(value: Any) -> Policy:
+    if isinstance(value, bool):  # YAML reads a bare `off` as false and `on` as true
+        return Policy.ERROR if value else Policy.OFF
+    known = [policy.value for policy in Policy]
+    if str(value) not in known:
+        raise ValueError(f"unknown policy{_did_you_mean(str(value), known)}; policies are {', '.join(known)}")
+    return Policy(str(value))
+
+
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -131,6 +146,8 @@ SETTINGS = {
         Setting("output_dir", _path, ("MLFLOW_VALIDATOR_OUTPUT_DIR",)),
         Setting("junit_xml", _path, ("MLFLOW_VALIDATOR_JUNIT_XML",)),
         Setting("keep", _bool, ("MLFLOW_VALIDATOR_KEEP",)),
+        Setting("constraints", _path, ("MLFLOW_VALIDATOR_CONSTRAINTS",)),
+        *(Setting(f"checks.{name}", _policy) for name in POLICY_CHECKS),
         Setting("tolerance.rtol", _non_negative, ("MLFLOW_VALIDATOR_RTOL",)),
         Setting("tolerance.atol", _non_negative, ("MLFLOW_VALIDATOR_ATOL",)),
         *(
@@ -243,6 +260,12 @@ def resolve_options(
 
     network = BuildNetwork(**section("build"))
     _check_network(network)
+    constraints = values.get("constraints")
+    if constraints is not None and not constraints.is_file():
+        raise UsageError(
+            f"constraints file {constraints} does not exist or is not a file",
+            "point --constraints at the serving runtime's package list (name==version lines)",
+        )
     return Options(
         model_uri=flags["model_uri"],
         stages=values.get("stages", ALL_STAGES),
@@ -254,6 +277,8 @@ def resolve_options(
         tolerance=Tolerance(**section("tolerance")),
         timeouts=Timeouts(**section("timeouts")),
         network=network,
+        constraints=constraints,
+        policies=section("checks"),
         keep=values.get("keep", False),
         debug=bool(flags.get("debug", False)),
     )

@@ -59,7 +59,8 @@ class Pipeline:
             self._record(report, CheckResult(stage, stage.value, Status.SKIPPED, 0.0, reason))
             return
         if stage is Stage.STATIC:
-            self._record_all(report, run_steps(stage, StaticChecks(model.directory, self.options.model_uri).steps()))
+            static = StaticChecks(model.directory, model.listing, self.options, self.env)
+            self._record_all(report, run_steps(stage, static.steps()))
             return
         model.download_rest()
         if stage is Stage.VENV:

@@ -11,6 +11,7 @@ from validator.errors import EXIT_CANNOT_VALIDATE, EXIT_GATE_FAILED, EXIT_PASSED
 class Status(str, enum.Enum):
     PASSED = "passed"
     FAILED = "failed"  # the model is at fault: the gate fails
+    WARNED = "warned"  # a failed check whose policy is "warn": reported, does not fail the gate
     SKIPPED = "skipped"
     ERROR = "error"  # the validator could not run the check
 
@@ -36,6 +37,10 @@ def passed(message: str = "", details: str = "") -> Outcome:
 
 def failed(message: str, details: str = "") -> Outcome:
     return Outcome(Status.FAILED, message, details)
+
+
+def skipped(reason: str) -> Outcome:
+    return Outcome(Status.SKIPPED, reason)
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,7 @@ def test_default_stages_without_engine_skip_docker_and_say_how_to_enable_it(regi
         (["--rtol", "-1"], "invalid tolerance.rtol"),
         (["--no-such-flag"], "unrecognized arguments"),
         (["--config", "missing.yaml"], "cannot read config file"),
+        (["--constraints", "/nonexistent/runtime.txt"], "constraints file /nonexistent/runtime.txt does not exist"),
         (["--ca-bundle", "/nonexistent/ca.pem"], "CA bundle"),
     ],
 )
@@ -87,6 +88,19 @@ def test_bad_arguments(run_cli, tmp_path, args, expected):
     result = run_cli("validate", "models:/iris-classifier/1", *args)
     assert_refused(result, expected)
     assert list(tmp_path.glob("mlflow-validator-report")) == []
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ("checks:\n  pined: warn\n", "unknown setting 'checks.pined'"),
+        ("checks:\n  pinned: warning\n", "unknown policy (did you mean 'warn'?)"),
+        ("constraints: /nonexistent/runtime.txt\n", "constraints file"),
+    ],
+)
+def test_bad_check_configuration(run_cli, tmp_path, config, expected):
+    (tmp_path / "mlflow-validator.yaml").write_text(config)
+    assert_refused(run_cli("validate", "models:/iris-classifier/1"), expected)
 
 
 def test_unknown_config_key_gets_a_hint(run_cli, tmp_path):

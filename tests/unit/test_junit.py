@@ -1,11 +1,8 @@
-from pathlib import Path
-
 import xmlschema
 
+from tests.paths import JUNIT_SCHEMA
 from validator.reporters.junit import JUnitReporter
 from validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
-
-SCHEMA = Path(__file__).parents[3] / "shared" / "schemas" / "junit-10.xsd"
 
 
 def make_report() -> ValidationReport:
@@ -29,7 +26,7 @@ def make_report() -> ValidationReport:
 def test_report_validates_against_the_junit_schema(tmp_path):
     path = tmp_path / "deep" / "report.xml"
     JUnitReporter(path).report_finished(make_report())
-    xmlschema.validate(str(path), str(SCHEMA))
+    xmlschema.validate(str(path), str(JUNIT_SCHEMA))
     text = path.read_text()
     assert 'name="model.version" value="1"' in text
     assert "uv log tail &lt;&amp;&gt;" in text  # colour codes and NUL dropped, markup escaped

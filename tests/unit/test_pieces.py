@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from validator.docker.image import add_network_settings, build_args
+from validator.docker.image import add_build_settings, build_args
 from validator.errors import InfrastructureError, UsageError
 from validator.fetch import parse_model_uri
 from validator.isolation import install_tool_env, model_process_env
 from validator.options import BuildNetwork
 from validator.results import Stage, Status, failed, passed
 from validator.steps import Step, run_steps
-from validator.venv.stage import fix_hint, summarize_uv_failure
+from validator.uv import repair_hint, summarize_failure
 
 UV_OUTPUT = """Using Python 3.11.7 environment at: /tmp/venv
   × No solution found when resolving dependencies:
@@ -81,8 +81,8 @@ def test_install_tools_get_the_ca_bundle_and_never_download_interpreters(tmp_pat
 
 
 def test_uv_failures_are_summarized_with_the_package_and_the_repair_command():
-    assert "no version of cloudpickle==99.0.0" in summarize_uv_failure(UV_OUTPUT)
-    hint = fix_hint("models:/iris/3", UV_OUTPUT)
+    assert "no version of cloudpickle==99.0.0" in summarize_failure(UV_OUTPUT)
+    hint = repair_hint("models:/iris/3", UV_OUTPUT)
     assert 'mlflow models update-pip-requirements -m models:/iris/3 add "cloudpickle==<a released version>"' in hint
 
 
@@ -91,7 +91,7 @@ def test_dockerfile_gets_the_ca_bundle_right_after_from(tmp_path):
     ca.write_text("-----BEGIN CERTIFICATE-----")
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text("# comment\nFROM python:3.11.7-slim\nRUN pip install mlflow\n")
-    add_network_settings(dockerfile, BuildNetwork(ca_bundle=ca))
+    add_build_settings(dockerfile, BuildNetwork(ca_bundle=ca), constraints=None)
     lines = dockerfile.read_text().splitlines()
     assert lines[1] == "FROM python:3.11.7-slim"
     assert lines.index("ARG PIP_CERT=/usr/local/share/mlflow-validator/ca.pem") < lines.index("RUN pip install mlflow")

@@ -13,6 +13,8 @@ from validator.options import BuildNetwork
 
 CA_IN_CONTEXT = "mlflow-validator-ca.pem"
 CA_IN_IMAGE = "/usr/local/share/mlflow-validator/ca.pem"
+CONSTRAINTS_IN_CONTEXT = "mlflow-validator-constraints.txt"
+CONSTRAINTS_IN_IMAGE = "/usr/local/share/mlflow-validator/constraints.txt"
 SERVING_PORT = 8080
 GENERATE_TIMEOUT_S = 300
 
@@ -39,13 +41,16 @@ def generate_context(model_dir: Path, context_dir: Path, env: Mapping[str, str])
     return context_dir / "Dockerfile"
 
 
-def network_lines(network: BuildNetwork) -> list[str]:
-    """Dockerfile lines that let pip inside the build trust a custom CA and use a custom index.
+def build_setting_lines(network: BuildNetwork, constraints: Path | None) -> list[str]:
+    """Dockerfile lines that let pip inside the build trust a custom CA, use a custom index, and
+    install within the serving runtime's constraints (the same ones the venv stage used).
 
     ARG (not ENV): the values exist while building and are not in the running container's
     environment. A CA certificate is public, so the copy in a layer leaks nothing.
     """
     lines = []
+    if constraints:
+        lines += [f"COPY {CONSTRAINTS_IN_CONTEXT} {CONSTRAINTS_IN_IMAGE}", f"ARG PIP_CONSTRAINT={CONSTRAINTS_IN_IMAGE}"]
     if network.ca_bundle:
         lines += [
             f"COPY {CA_IN_CONTEXT} {CA_IN_IMAGE}",
@@ -58,15 +63,17 @@ def network_lines(network: BuildNetwork) -> list[str]:
     return lines
 
 
-def add_network_settings(dockerfile: Path, network: BuildNetwork) -> None:
-    lines = network_lines(network)
+def add_build_settings(dockerfile: Path, network: BuildNetwork, constraints: Path | None) -> None:
+    lines = build_setting_lines(network, constraints)
     if not lines:
         return
     if network.ca_bundle:
         shutil.copyfile(network.ca_bundle, dockerfile.parent / CA_IN_CONTEXT)
+    if constraints:
+        shutil.copyfile(constraints, dockerfile.parent / CONSTRAINTS_IN_CONTEXT)
     text = dockerfile.read_text().splitlines()
     from_index = next(i for i, line in enumerate(text) if line.startswith("FROM "))
-    block = ["# Added by mlflow-validator: how this build reaches the package index", *lines]
+    block = ["# Added by mlflow-validator: how this build reaches the package index, and within what", *lines]
     dockerfile.write_text("\n".join([*text[: from_index + 1], *block, *text[from_index + 1 :]]) + "\n")
 
 

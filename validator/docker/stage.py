@@ -14,7 +14,7 @@ from validator import commands
 from validator.compare import compare, describe
 from validator.docker.container import Container, ContainerExited, running_container, wait_until_ready
 from validator.docker.engine import docker_env
-from validator.docker.image import add_network_settings, build_image, generate_context, remove_image
+from validator.docker.image import add_build_settings, build_image, generate_context, remove_image
 from validator.model_files import read_mlmodel, serving_example_path
 from validator.options import Options
 from validator.results import Outcome, Status, failed, passed
@@ -57,7 +57,7 @@ class DockerStage:
 
     def generate_dockerfile(self) -> Outcome:
         dockerfile = generate_context(self.model_dir, self.paths.context, self.generator_env)
-        add_network_settings(dockerfile, self.options.network)
+        add_build_settings(dockerfile, self.options.network, self.options.constraints)
         base = next(line for line in dockerfile.read_text().splitlines() if line.startswith("FROM "))
         return passed(base, dockerfile.read_text())
 

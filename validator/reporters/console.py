@@ -7,7 +7,13 @@ from typing import TextIO
 
 from validator.results import CheckResult, ModelIdentity, Status, ValidationReport
 
-MARKS = {Status.PASSED: "PASS", Status.FAILED: "FAIL", Status.SKIPPED: "SKIP", Status.ERROR: "ERROR"}
+MARKS = {
+    Status.PASSED: "PASS",
+    Status.WARNED: "WARN",
+    Status.FAILED: "FAIL",
+    Status.SKIPPED: "SKIP",
+    Status.ERROR: "ERROR",
+}
 VERDICTS = {0: "PASSED: the model may be promoted", 1: "FAILED: do not promote this model", 2: "COULD NOT VALIDATE"}
 
 

@@ -20,11 +20,13 @@ def xml_safe(text: str) -> str:
 
 def _test_case(check: CheckResult) -> TestCase:
     message = xml_safe(check.message)
+    # JUnit has no "warning": a warned check passes, and says why in its output.
+    output = f"warning: {check.message}\n{check.details}" if check.status is Status.WARNED else check.details
     case = TestCase(
         name=check.name,
         classname=f"mlflow-validator.{check.stage.value}",
         elapsed_sec=round(check.duration_s, 3),
-        stdout=xml_safe(check.details) or None,
+        stdout=xml_safe(output) or None,
     )
     if check.status is Status.FAILED:
         case.add_failure_info(message=message, output=message, failure_type="validation")

@@ -1,87 +1,93 @@
-"""Stage 1: check the model's files without installing anything."""
+"""Stage 1: check the model's files in seconds, before anything is installed.
+
+Each check has a policy from the config file (`checks: {name: error|warn|off}`); error is the default.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from validator.model_files import (
-    ModelFileError,
-    pyfunc_conf,
-    read_mlmodel,
-    read_python_env,
-    serving_example_path,
-)
-from validator.results import Outcome, failed, passed
+from validator.isolation import install_tool_env
+from validator.model_files import ModelFileError, pyfunc_conf, read_mlmodel
+from validator.options import Options
+from validator.policies import Policy
+from validator.results import Outcome, Status, failed, passed, skipped
+from validator.static.code_imports import check_code_imports
+from validator.static.context import StaticContext
+from validator.static.environment import check_agreement, check_environment_files, check_pinned
+from validator.static.integrity import check_integrity
+from validator.static.resolution import Resolver
+from validator.static.secrets import check_secrets
+from validator.static.signature import check_example_matches_signature, check_input_example, check_signature
 from validator.steps import Step
 
-# Flavor keys whose values are paths relative to the model directory.
-PATH_KEYS = frozenset({"data", "code", "model_path", "pickled_model", "python_model", "model_code_path"})
+LOCK_FILE_NAME = "requirements.lock.txt"
 
-HOW_TO_LOG_EXAMPLE = (
-    "log the model again with input_example=<a few rows> (mlflow.<flavor>.log_model(..., input_example=X.head(3)))"
-)
+
+def _with_policy(step: Step, policy: Policy) -> Step:
+    if policy is Policy.OFF:
+        return replace(step, run=lambda: skipped(f"turned off by the config file (checks.{step.name}: off)"))
+    if policy is Policy.WARN:
+        run = step.run
+
+        def warn_only() -> Outcome:
+            outcome = run()
+            return replace(outcome, status=Status.WARNED) if outcome.status is Status.FAILED else outcome
+
+        return replace(step, run=warn_only)
+    return step
 
 
 class StaticChecks:
-    """The static checks of one model; each method is a step."""
-
-    def __init__(self, model_dir: Path, model_uri: str) -> None:
-        self.model_dir = model_dir
-        self.model_uri = model_uri
-        self.meta: dict[str, Any] = {}
+    def __init__(self, model_dir: Path, listing: dict[str, int | None], options: Options, env: Mapping[str, str]):
+        self.ctx = StaticContext(model_dir, listing, options.model_uri)
+        self.options = options
+        self.resolver = Resolver(
+            lock_file=options.output_dir.absolute() / LOCK_FILE_NAME,
+            constraints=options.constraints,
+            tool_env=install_tool_env(env, options.network),
+            timeout_s=options.timeouts.install,
+        )
 
     def steps(self) -> list[Step]:
-        after_mlmodel = ("mlmodel",)
-        return [
-            Step("mlmodel", self.mlmodel_parses),
-            Step("pyfunc-flavor", self.has_pyfunc_flavor, requires=after_mlmodel),
-            Step("referenced-files", self.referenced_files_exist, requires=after_mlmodel),
-            Step("environment-files", self.environment_files_exist, requires=("mlmodel", "pyfunc-flavor")),
-            Step("input-example", self.input_example_logged, requires=after_mlmodel),
+        ctx = self.ctx
+
+        def bind(check: Callable[[StaticContext], Outcome]) -> Callable[[], Outcome]:
+            return lambda: check(ctx)
+
+        checks = [
+            Step("pyfunc-flavor", self.has_pyfunc_flavor, requires=("mlmodel",)),
+            Step("integrity", bind(check_integrity), requires=("mlmodel",)),
+            Step("environment-files", bind(check_environment_files), requires=("pyfunc-flavor",)),
+            Step("environment-agreement", bind(check_agreement), requires=("environment-files",)),
+            Step("resolvable", bind(self.resolver.check_resolvable), requires=("environment-files",)),
+            Step("runtime-constraints", bind(self.resolver.check_runtime_constraints), requires=("resolvable",)),
+            Step("pinned", bind(check_pinned), requires=("environment-files",)),
+            Step("uv-lock", bind(self.resolver.check_uv_lock), requires=("environment-files",)),
+            Step("code-imports", bind(check_code_imports), requires=("resolvable",)),
+            Step("secrets", bind(check_secrets), requires=()),
+            Step("signature", bind(check_signature), requires=("mlmodel",)),
+            Step("input-example", bind(check_input_example), requires=("mlmodel",)),
+            Step(
+                "example-matches-signature",
+                bind(check_example_matches_signature),
+                requires=("signature", "input-example"),
+            ),
         ]
+        return [Step("mlmodel", self.mlmodel_parses), *(_with_policy(s, self.options.policy(s.name)) for s in checks)]
 
     def mlmodel_parses(self) -> Outcome:
         try:
-            self.meta = read_mlmodel(self.model_dir)
+            self.ctx.meta = read_mlmodel(self.ctx.model_dir)
         except ModelFileError as exc:
             return failed(f"{exc}; the model directory is damaged: log the model again")
-        return passed(f"flavors: {', '.join(self.meta['flavors'])}")
+        return passed(f"flavors: {', '.join(self.ctx.meta['flavors'])}")
 
     def has_pyfunc_flavor(self) -> Outcome:
         try:
-            pyfunc_conf(self.meta)
+            pyfunc_conf(self.ctx.meta)
         except ModelFileError as exc:
             return failed(f"{exc}; log it with an MLflow flavor or mlflow.pyfunc.log_model")
         return passed()
-
-    def referenced_files_exist(self) -> Outcome:
-        missing = sorted(
-            f"{flavor}.{key} -> {value}"
-            for flavor, conf in self.meta["flavors"].items()
-            if isinstance(conf, dict)
-            for key, value in conf.items()
-            if key in PATH_KEYS and isinstance(value, str) and not (self.model_dir / value).exists()
-        )
-        if missing:
-            return failed(
-                f"MLmodel references files that are not in the model: {'; '.join(missing)}; "
-                "the artifacts are incomplete: log the model again",
-            )
-        return passed()
-
-    def environment_files_exist(self) -> Outcome:
-        try:
-            env = read_python_env(self.model_dir, self.meta)
-        except ModelFileError as exc:
-            return failed(
-                f"{exc}; log the model with a recent MLflow, which writes python_env.yaml and requirements.txt"
-            )
-        return passed(f"Python {env.python}, requirements in {env.requirements_file.name}")
-
-    def input_example_logged(self) -> Outcome:
-        try:
-            path = serving_example_path(self.model_dir, self.meta)
-        except ModelFileError as exc:
-            return failed(f"{exc}; inference cannot be verified without one: {HOW_TO_LOG_EXAMPLE}")
-        return passed(path.name)

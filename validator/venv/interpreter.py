@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from validator import commands
-from validator.errors import CommandError, InfrastructureError
+from validator.errors import InfrastructureError
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,3 @@ def find_interpreter(uv: str, requested: str, tool_env: Mapping[str, str], timeo
         f"install Python {minor} on the runner (apt, pyenv or actions/setup-python) and put it on PATH",
     )
 
-
-def uv_binary() -> str:
-    """The uv that ships with the `uv` package we depend on, so uv need not be on PATH."""
-    try:
-        from uv import find_uv_bin
-
-        return str(find_uv_bin())
-    except (ImportError, FileNotFoundError) as exc:
-        raise CommandError("the uv binary is missing", "reinstall mlflow-validator (it depends on uv)") from exc

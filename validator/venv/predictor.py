@@ -11,6 +11,6 @@ import sys
 from mlflow.pyfunc.scoring_server import _predict
 
 model_dir, request_path, output_path = sys.argv[1:4]
-_predict(  # type: ignore[no-untyped-call]
+_predict(
     model_uri=model_dir, input_path=request_path, output_path=output_path, content_type="json"
 )

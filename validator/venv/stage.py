@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,10 +13,10 @@ from validator.model_files import read_mlmodel, read_python_env, serving_example
 from validator.options import Options
 from validator.results import Outcome, failed, passed
 from validator.steps import Step
-from validator.venv.interpreter import Interpreter, find_interpreter, uv_binary
+from validator.uv import export_command, repair_hint, summarize_failure, uv_binary
+from validator.venv.interpreter import Interpreter, find_interpreter
 
 PREDICTOR = Path(__file__).with_name("predictor.py")
-_MISSING_VERSION = re.compile(r"no version of (?P<requirement>[A-Za-z0-9_.\-\[\]]+[=<>!~]=?[^\s,]+)")
 
 
 @dataclass(frozen=True)
@@ -29,28 +28,6 @@ class VenvPaths:
     @property
     def python(self) -> Path:
         return self.venv / "bin" / "python"
-
-
-def fix_hint(model_uri: str, uv_output: str) -> str:
-    """What to run to repair a requirement uv could not satisfy."""
-    match = _MISSING_VERSION.search(uv_output)
-    if not match:
-        return "fix requirements.txt, or repair it in place with `mlflow models update-pip-requirements`"
-    bad = match["requirement"]
-    name = re.split(r"[=<>!~\[]", bad)[0]
-    uri = shlex.quote(model_uri)
-    return (
-        f"{bad} does not exist on the index: repair the model with "
-        f"`mlflow models update-pip-requirements -m {uri} add \"{name}==<a released version>\"`, "
-        f"after trying it with `mlflow models predict -m {uri} --pip-requirements-override \"{name}==<version>\"`"
-    )
-
-
-def summarize_uv_failure(output: str) -> str:
-    """uv explains resolution failures after a '×' line; keep that explanation, on one line."""
-    lines = [line.strip(" ×╰─▶│") for line in output.splitlines()]
-    start = next((i for i, line in enumerate(lines) if "No solution found" in line or "error:" in line), 0)
-    return " ".join(line for line in lines[start:] if line)[:600]
 
 
 class VenvStage:
@@ -92,24 +69,40 @@ class VenvStage:
         )
         return passed(str(self.paths.venv))
 
+    def requirements_to_install(self) -> tuple[Path, str]:
+        """requirements.txt, or for a uv project the pins of its uv.lock (`uv sync --frozen` semantics)."""
+        python_env = read_python_env(self.model_dir, read_mlmodel(self.model_dir))
+        if not ((self.model_dir / "uv.lock").is_file() and (self.model_dir / "pyproject.toml").is_file()):
+            return python_env.requirements_file, python_env.requirements_file.name
+        exported = commands.run(
+            export_command(self.uv, self.model_dir), env=self.tool_env, timeout_s=self.options.timeouts.install
+        )
+        locked = self.paths.venv.parent / "uv-lock-requirements.txt"
+        locked.write_text(exported.output)
+        return locked, "uv.lock"
+
     def install_requirements(self) -> Outcome:
         python_env = read_python_env(self.model_dir, read_mlmodel(self.model_dir))
+        requirements, source = self.requirements_to_install()
+        constraints: list[str | Path] = ["--constraints", self.options.constraints] if self.options.constraints else []
         result = commands.run(
             [
                 self.uv, "pip", "install", "--python", self.paths.python,
-                *python_env.build_dependencies, "-r", python_env.requirements_file,
+                *python_env.build_dependencies, "-r", requirements, *constraints,
             ],
             env=self.tool_env,
+            cwd=self.model_dir,
             timeout_s=self.options.timeouts.install,
             check=False,
         )
         if not result.ok:
             return failed(
-                f"the model's requirements cannot be installed: {summarize_uv_failure(result.output)}. "
-                f"Fix: {fix_hint(self.options.model_uri, result.output)}",
+                f"the model's requirements cannot be installed: {summarize_failure(result.output)}. "
+                f"Fix: {repair_hint(self.options.model_uri, result.output)}",
                 result.tail(),
             )
-        return passed(commands.last_line(result.output), result.tail())
+        within = f" within {self.options.constraints.name}" if self.options.constraints else ""
+        return passed(f"installed from {source}{within}: {commands.last_line(result.output)}", result.tail())
 
     def predict_input_example(self) -> Outcome:
         request = serving_example_path(self.model_dir, read_mlmodel(self.model_dir))

@@ -1,0 +1,7 @@
+"""Files the tests read."""
+
+from pathlib import Path
+
+# The JUnit schema Jenkins' xUnit plugin, GitLab and the GitHub report actions read (MIT, from
+# jenkinsci/xunit-plugin, header kept), vendored so the tests need nothing outside this repository.
+JUNIT_SCHEMA = Path(__file__).parent / "schemas" / "junit-10.xsd"

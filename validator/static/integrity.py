@@ -1,0 +1,56 @@
+"""Integrity: every file MLmodel and its flavors reference is in the model, and nothing is truncated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from validator.results import Outcome, failed, passed
+from validator.static.context import StaticContext
+
+# Flavor keys whose values are paths relative to the model directory.
+PATH_KEYS = frozenset({"data", "code", "model_path", "pickled_model", "python_model", "model_code_path", "model_data"})
+LOG_AGAIN = "the model's artifacts are incomplete: log the model again (or re-upload the missing files)"
+
+
+def referenced_paths(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where in MLmodel, relative path) for every file or directory the flavors reference."""
+    found = []
+    for flavor, conf in meta.get("flavors", {}).items():
+        if not isinstance(conf, dict):
+            continue
+        for key, value in conf.items():
+            if key in PATH_KEYS and isinstance(value, str):
+                found.append((f"{flavor}.{key}", value))
+        for name, env_file in (conf.get("env") or {}).items() if isinstance(conf.get("env"), dict) else []:
+            found.append((f"{flavor}.env.{name}", str(env_file)))
+        for name, artifact in (conf.get("artifacts") or {}).items() if isinstance(conf.get("artifacts"), dict) else []:
+            if isinstance(artifact, dict) and artifact.get("path"):
+                found.append((f"{flavor}.artifacts.{name}", str(artifact["path"])))
+    return found
+
+
+def check_integrity(ctx: StaticContext) -> Outcome:
+    missing = [f"{where} -> {path}" for where, path in referenced_paths(ctx.meta) if not ctx.listed(path)]
+    truncated = []
+    for relative, size in ctx.listing.items():
+        local = ctx.model_dir / relative
+        if size is not None and local.is_file() and local.stat().st_size != size:
+            truncated.append(f"{relative} ({local.stat().st_size} of {size} bytes)")
+    unreadable = []
+    for local in (ctx.model_dir / relative for relative in ctx.listing):
+        if local.is_file():
+            try:
+                with local.open("rb") as handle:
+                    handle.read(1)
+            except OSError as exc:
+                unreadable.append(f"{local.name} ({exc.strerror})")
+    problems = []
+    if missing:
+        problems.append(f"MLmodel references files that are not in the model: {'; '.join(missing)}")
+    if truncated:
+        problems.append(f"files smaller than the store lists them: {'; '.join(truncated)}")
+    if unreadable:
+        problems.append(f"unreadable files: {'; '.join(unreadable)}")
+    if problems:
+        return failed(f"{'. '.join(problems)}. {LOG_AGAIN}")
+    return passed(f"{len(ctx.listing)} files, {len(referenced_paths(ctx.meta))} references resolved")

@@ -1,0 +1,100 @@
+"""Resolve the requirements with uv before anything is installed, and compare with the target runtime."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from validator import commands
+from validator.model_files import read_python_env
+from validator.results import Outcome, failed, passed, skipped
+from validator.static.context import StaticContext
+from validator.static.requirements import parse_requirements, pins, read_requirements
+from validator.uv import SERVING_PLATFORM, compile_command, export_command, repair_hint, summarize_failure, uv_binary
+
+
+@dataclass(frozen=True)
+class Resolver:
+    """Runs uv for the static checks; the lock file goes next to the report."""
+
+    lock_file: Path
+    constraints: Path | None
+    tool_env: Mapping[str, str]
+    timeout_s: float
+
+    def compile(self, ctx: StaticContext, constraints: Path | None) -> commands.CommandResult:
+        python_env = read_python_env(ctx.model_dir, ctx.meta)
+        self.lock_file.parent.mkdir(parents=True, exist_ok=True)
+        command = compile_command(
+            uv_binary(), python_env.requirements_file, python_env.python, self.lock_file, constraints
+        )
+        return commands.run(command, env=self.tool_env, cwd=ctx.model_dir, timeout_s=self.timeout_s, check=False)
+
+    def check_resolvable(self, ctx: StaticContext) -> Outcome:
+        python = read_python_env(ctx.model_dir, ctx.meta).python
+        result = self.compile(ctx, constraints=None)
+        if not result.ok:
+            return failed(
+                f"the requirements cannot be resolved for Python {python} on Linux x86-64: "
+                f"{summarize_failure(result.output)}. Fix: {repair_hint(ctx.model_uri, result.output)}",
+                result.tail(),
+            )
+        ctx.lock = pins(read_requirements(self.lock_file))
+        return passed(
+            f"{len(ctx.lock)} packages resolved for Python {python} on {SERVING_PLATFORM} "
+            f"in {result.duration_s:.1f} s; lock written to {self.lock_file}"
+        )
+
+    def check_runtime_constraints(self, ctx: StaticContext) -> Outcome:
+        if self.constraints is None:
+            return skipped("no target runtime given (--constraints or `constraints:` in the config file)")
+        runtime = pins(read_requirements(self.constraints))
+        unconstrained = dict(ctx.lock)
+        result = self.compile(ctx, constraints=self.constraints)
+        if result.ok:
+            ctx.lock = pins(read_requirements(self.lock_file))
+            return passed(f"the lock satisfies the {len(runtime)} pins of {self.constraints.name}")
+        conflicts = [
+            f"the model's lock needs {name} {version}, the target runtime has {runtime[name]}"
+            for name, version in sorted(unconstrained.items())
+            if name in runtime and runtime[name] != version
+        ]
+        uri = shlex.quote(ctx.model_uri)
+        return failed(
+            f"{'; '.join(conflicts) or summarize_failure(result.output)}. Either pin the model to the runtime's "
+            f'versions (`mlflow models update-pip-requirements -m {uri} add "name==<runtime version>"`) and '
+            "validate again, or change the serving runtime",
+            result.tail(),
+        )
+
+    def check_uv_lock(self, ctx: StaticContext) -> Outcome:
+        if "uv.lock" not in ctx.listing or "pyproject.toml" not in ctx.listing:
+            return skipped("not a uv project (the model has no uv.lock and pyproject.toml)")
+        result = commands.run(
+            export_command(uv_binary(), ctx.model_dir), env=self.tool_env, timeout_s=self.timeout_s, check=False
+        )
+        if not result.ok:
+            return failed(
+                f"`uv export --frozen` fails on the model's uv.lock: {summarize_failure(result.output)}. "
+                "Run `uv lock` in the project and log the model again",
+                result.tail(),
+            )
+        locked = pins(parse_requirements(result.output))
+        required = pins(read_requirements(read_python_env(ctx.model_dir, ctx.meta).requirements_file))
+        differences = [
+            f"{name}: uv.lock {version}, requirements.txt {required.get(name, 'absent')}"
+            for name, version in sorted(locked.items())
+            if required.get(name) != version
+        ]
+        if differences:
+            listed = "; ".join(differences[:10]) + (
+                f"; and {len(differences) - 10} more" if len(differences) > 10 else ""
+            )
+            return failed(
+                f"requirements.txt does not match uv.lock: {listed}. The venv stage installs from "
+                "uv.lock, the serving image from requirements.txt: log the model again from the locked project",
+                result.output,
+            )
+        return passed(f"requirements.txt matches the {len(locked)} pins of uv.lock")
