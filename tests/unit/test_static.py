@@ -71,6 +71,12 @@ def test_missing_and_truncated_files_fail_integrity(tmp_path):
     assert "code/helpers.py (12 of 999 bytes)" in outcome.message
 
 
+def test_models_from_code_are_found_by_file_name(tmp_path):
+    ctx = make_model(tmp_path, **{"model.py": "import mlflow\n"})
+    ctx.meta["flavors"]["python_function"]["model_code_path"] = "/home/someone/project/model.py"
+    assert check_integrity(ctx).status is Status.PASSED
+
+
 def test_python_versions_and_mlflow_major_must_agree(tmp_path):
     ctx = make_model(tmp_path, requirements="mlflow==2.22.0\n")
     (tmp_path / "python_env.yaml").write_text("python: 3.10.4\ndependencies: [-r requirements.txt]\n")

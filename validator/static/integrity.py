@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from validator.results import Outcome, failed, passed
@@ -9,6 +10,8 @@ from validator.static.context import StaticContext
 
 # Flavor keys whose values are paths relative to the model directory.
 PATH_KEYS = frozenset({"data", "code", "model_path", "pickled_model", "python_model", "model_code_path", "model_data"})
+# MLflow records the logging machine's absolute path here and loads the file by its name.
+BASENAME_KEYS = frozenset({"model_code_path"})
 LOG_AGAIN = "the model's artifacts are incomplete: log the model again (or re-upload the missing files)"
 
 
@@ -20,7 +23,7 @@ def referenced_paths(meta: dict[str, Any]) -> list[tuple[str, str]]:
             continue
         for key, value in conf.items():
             if key in PATH_KEYS and isinstance(value, str):
-                found.append((f"{flavor}.{key}", value))
+                found.append((f"{flavor}.{key}", Path(value).name if key in BASENAME_KEYS else value))
         for name, env_file in (conf.get("env") or {}).items() if isinstance(conf.get("env"), dict) else []:
             found.append((f"{flavor}.env.{name}", str(env_file)))
         for name, artifact in (conf.get("artifacts") or {}).items() if isinstance(conf.get("artifacts"), dict) else []:
