@@ -30,6 +30,22 @@ def docker(*args: str) -> None:
     subprocess.run(["docker", *args], check=True, stdout=subprocess.DEVNULL)
 
 
+def containers() -> set[str]:
+    listed = subprocess.run(["docker", "ps", "--all", "--quiet"], check=True, capture_output=True, text=True)
+    return set(listed.stdout.split())
+
+
+@contextmanager
+def no_containers_left() -> Iterator[None]:
+    """MLflow's build runs without --force-rm: a failed step leaves its container behind."""
+    before = containers()
+    try:
+        yield
+    finally:
+        for container in containers() - before:
+            subprocess.run(["docker", "rm", "--force", container], check=False, stdout=subprocess.DEVNULL)
+
+
 @contextmanager
 def base_image_trusting_the_ca(model: Path) -> Iterator[None]:
     ca = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")

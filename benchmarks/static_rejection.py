@@ -69,10 +69,10 @@ def main() -> None:
             "--env-manager",
             "local",
         ]
-        from harness import base_image_trusting_the_ca
+        from harness import base_image_trusting_the_ca, no_containers_left
 
         ours, theirs = [], []
-        with base_image_trusting_the_ca(model):
+        with base_image_trusting_the_ca(model), no_containers_left():
             for _ in range(args.repeat):
                 ours.append(seconds(validator, expected_returncode=1))
                 theirs.append(seconds(build, expected_returncode=None))

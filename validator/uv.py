@@ -27,7 +27,7 @@ def summarize_failure(output: str) -> str:
     """uv explains resolution failures after a '×' line; keep that explanation, on one line."""
     lines = [line.strip(" ×╰─▶│") for line in output.splitlines()]
     start = next((i for i, line in enumerate(lines) if "No solution found" in line or "error:" in line), 0)
-    return " ".join(line for line in lines[start:] if line)[:600]
+    return " ".join(line for line in lines[start:] if line)[:600].rstrip(".")
 
 
 def repair_hint(model_uri: str, uv_output: str) -> str:
