@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,23 @@ ORIGINAL = "mlflow-validator-benchmark/original-base:latest"
 def base_image_for(model: Path) -> str:
     python = yaml.safe_load((model / "python_env.yaml").read_text())["python"]
     return f"python:{python}-slim"
+
+
+def build_docker_command(model: Path, tag: str) -> list[str]:
+    """MLflow's own build, as a user runs it (the slim Python base image, as the validator builds)."""
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "build-docker",
+        "-m",
+        str(model),
+        "-n",
+        tag,
+        "--env-manager",
+        "local",
+    ]
 
 
 def docker(*args: str) -> None:

@@ -55,6 +55,8 @@ def validator_run(model: Path, stages: str) -> dict[str, float]:
 
 
 def mlflow_run(model: Path, docker: bool) -> dict[str, float]:
+    from harness import build_docker_command
+
     times = {}
     with tempfile.TemporaryDirectory() as out:
         times["mlflow models predict --env-manager uv"] = timed(
@@ -76,21 +78,7 @@ def mlflow_run(model: Path, docker: bool) -> dict[str, float]:
         )
     if docker:
         tag = "mlflow-validator-benchmark:latest"
-        times["mlflow models build-docker --env-manager local"] = timed(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "models",
-                "build-docker",
-                "-m",
-                str(model),
-                "-n",
-                tag,
-                "--env-manager",
-                "local",
-            ]
-        )
+        times["mlflow models build-docker --env-manager local"] = timed(build_docker_command(model, tag))
         subprocess.run(["docker", "rmi", "--force", tag], check=True, stdout=subprocess.DEVNULL)
     return times
 

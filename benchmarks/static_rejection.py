@@ -37,6 +37,8 @@ def seconds(args: list[str], expected_returncode: int | None) -> float:
 
 
 def main() -> None:
+    from harness import base_image_trusting_the_ca, build_docker_command, no_containers_left
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
@@ -56,20 +58,7 @@ def main() -> None:
             "--output-dir",
             f"{scratch}/report",
         ]
-        build = [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "models",
-            "build-docker",
-            "-m",
-            str(model),
-            "-n",
-            "mlflow-validator-benchmark:unresolvable",
-            "--env-manager",
-            "local",
-        ]
-        from harness import base_image_trusting_the_ca, no_containers_left
+        build = build_docker_command(model, "mlflow-validator-benchmark:unresolvable")
 
         ours, theirs = [], []
         with base_image_trusting_the_ca(model), no_containers_left():
