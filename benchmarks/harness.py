@@ -27,6 +27,11 @@ def base_image_for(model: Path) -> str:
     return f"python:{python}-slim"
 
 
+def validator_command(model: Path, *args: str) -> list[str]:
+    """mlflow-validator from this checkout, as the README runs it."""
+    return [sys.executable, "-m", "validator", "validate", str(model), *args]
+
+
 def build_docker_command(model: Path, tag: str) -> list[str]:
     """MLflow's own build, as a user runs it (the slim Python base image, as the validator builds)."""
     return [

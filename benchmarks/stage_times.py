@@ -29,23 +29,11 @@ def timed(args: list[str]) -> float:
 
 
 def validator_run(model: Path, stages: str) -> dict[str, float]:
+    from harness import validator_command
+
     with tempfile.TemporaryDirectory() as out:
         report = Path(out) / "junit.xml"
-        total = timed(
-            [
-                sys.executable,
-                "-m",
-                "validator",
-                "validate",
-                str(model),
-                "--stages",
-                stages,
-                "--output-dir",
-                out,
-                "--junit-xml",
-                str(report),
-            ]
-        )
+        total = timed(validator_command(model, "--stages", stages, "--output-dir", out, "--junit-xml", str(report)))
         times = {"total (incl. fetch and start-up)": total}
         for suite in ET.parse(report).getroot():
             stage = suite.get("name", "").removeprefix("mlflow-validator.")

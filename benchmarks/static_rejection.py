@@ -37,7 +37,7 @@ def seconds(args: list[str], expected_returncode: int | None) -> float:
 
 
 def main() -> None:
-    from harness import base_image_trusting_the_ca, build_docker_command, no_containers_left
+    from harness import base_image_trusting_the_ca, build_docker_command, no_containers_left, validator_command
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)
@@ -47,17 +47,7 @@ def main() -> None:
         shutil.copytree(EXAMPLE, model)
         with (model / "requirements.txt").open("a") as requirements:
             requirements.write("\ncloudpickle==99.0.0\n")
-        validator = [
-            sys.executable,
-            "-m",
-            "validator",
-            "validate",
-            str(model),
-            "--stages",
-            "static",
-            "--output-dir",
-            f"{scratch}/report",
-        ]
+        validator = validator_command(model, "--stages", "static", "--output-dir", f"{scratch}/report")
         build = build_docker_command(model, "mlflow-validator-benchmark:unresolvable")
 
         ours, theirs = [], []

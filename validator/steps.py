@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from validator.errors import CommandError, ValidatorError
+from validator.model_files import ModelFileError
 from validator.results import CheckResult, Outcome, Stage, Status
 
 
@@ -19,7 +20,8 @@ class Step:
 
 
 def run_steps(stage: Stage, steps: Iterable[Step]) -> Iterator[CheckResult]:
-    """Yield a result per step as it finishes. A ValidatorError becomes an ERROR result and stops the stage."""
+    """Yield a result per step as it finishes. A broken model file fails the step; a ValidatorError
+    becomes an ERROR result and stops the stage."""
     outcomes: dict[str, Status] = {}
     stopped = ""
     for step in steps:
@@ -32,6 +34,8 @@ def run_steps(stage: Stage, steps: Iterable[Step]) -> Iterator[CheckResult]:
         started = time.monotonic()
         try:
             outcome = step.run()
+        except ModelFileError as exc:  # the model's fault, whichever stage finds it
+            outcome = Outcome(Status.FAILED, f"{exc}; log the model again")
         except ValidatorError as exc:
             details = exc.output_tail if isinstance(exc, CommandError) else ""
             outcome = Outcome(Status.ERROR, str(exc), details)

@@ -8,6 +8,7 @@ from validator.docker.image import add_build_settings, build_args
 from validator.errors import InfrastructureError, UsageError
 from validator.fetch import parse_model_uri
 from validator.isolation import install_tool_env, model_process_env
+from validator.model_files import ModelFileError
 from validator.options import BuildNetwork
 from validator.results import Stage, Status, failed, passed
 from validator.steps import Step, run_steps
@@ -45,6 +46,15 @@ def test_steps_after_a_failure_are_skipped_with_the_blocker_named():
     results = list(run_steps(Stage.VENV, steps))
     assert [r.status for r in results] == [Status.FAILED, Status.SKIPPED, Status.PASSED]
     assert "'a' did not pass" in results[1].message
+
+
+def test_a_broken_model_file_fails_the_step_whatever_the_stage():
+    def reads_python_env() -> None:
+        raise ModelFileError("requirements.txt is missing")
+
+    results = list(run_steps(Stage.VENV, [Step("install-requirements", reads_python_env)]))
+    assert results[0].status is Status.FAILED
+    assert results[0].message.startswith("requirements.txt is missing")
 
 
 def test_an_infrastructure_error_stops_the_stage():

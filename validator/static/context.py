@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+from validator.model_files import PythonEnv, read_python_env
+from validator.static.requirements import RequirementLine, read_requirements
 
 
 @dataclass
@@ -20,5 +24,11 @@ class StaticContext:
         relative = relative.strip("/")
         return relative in self.listing or any(path.startswith(relative + "/") for path in self.listing)
 
-    def downloaded_text_files(self, suffixes: tuple[str, ...]) -> list[Path]:
-        return sorted(p for p in self.model_dir.rglob("*") if p.is_file() and p.suffix in suffixes)
+    @cached_property
+    def python_env(self) -> PythonEnv:
+        """python_env.yaml, read once MLmodel is parsed (raises ModelFileError when it is broken)."""
+        return read_python_env(self.model_dir, self.meta)
+
+    @cached_property
+    def requirements(self) -> list[RequirementLine]:
+        return read_requirements(self.python_env.requirements_file)

@@ -9,10 +9,10 @@ from typing import Any
 import yaml
 from packaging.version import InvalidVersion, Version
 
-from validator.model_files import ModelFileError, read_python_env
+from validator.model_files import ModelFileError
 from validator.results import Outcome, failed, passed
 from validator.static.context import StaticContext
-from validator.static.requirements import Kind, RequirementLine, parse_requirements, pins, read_requirements
+from validator.static.requirements import Kind, RequirementLine, parse_requirements, pins
 
 BUILD_TIME_NEEDS = {
     Kind.VCS: "the VCS tool (git) and network access to that host at build time",
@@ -59,8 +59,8 @@ def _mlflow_major_mismatch(logged_with: str, lines: list[RequirementLine]) -> st
 
 
 def check_agreement(ctx: StaticContext) -> Outcome:
-    python_env = read_python_env(ctx.model_dir, ctx.meta)
-    lines = read_requirements(python_env.requirements_file)
+    python_env = ctx.python_env
+    lines = ctx.requirements
     conda = _conda_env(ctx)
     uri = shlex.quote(ctx.model_uri)
     problems = []
@@ -95,8 +95,7 @@ def check_agreement(ctx: StaticContext) -> Outcome:
 
 
 def check_pinned(ctx: StaticContext) -> Outcome:
-    python_env = read_python_env(ctx.model_dir, ctx.meta)
-    lines = read_requirements(python_env.requirements_file)
+    lines = ctx.requirements
     uri = shlex.quote(ctx.model_uri)
     unpinned = [line for line in lines if line.kind is Kind.UNPINNED]
     special = [line for line in lines if line.kind in BUILD_TIME_NEEDS]
@@ -118,7 +117,7 @@ def check_pinned(ctx: StaticContext) -> Outcome:
 
 def check_environment_files(ctx: StaticContext) -> Outcome:
     try:
-        env = read_python_env(ctx.model_dir, ctx.meta)
+        env = ctx.python_env
     except ModelFileError as exc:
         return failed(f"{exc}; log the model with a recent MLflow, which writes python_env.yaml and requirements.txt")
     return passed(f"Python {env.python}, requirements in {env.requirements_file.name}")

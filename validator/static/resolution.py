@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from validator import commands
-from validator.model_files import read_python_env
 from validator.results import Outcome, failed, passed, skipped
 from validator.static.context import StaticContext
 from validator.static.requirements import parse_requirements, pins, read_requirements
@@ -25,7 +24,7 @@ class Resolver:
     timeout_s: float
 
     def compile(self, ctx: StaticContext, constraints: Path | None) -> commands.CommandResult:
-        python_env = read_python_env(ctx.model_dir, ctx.meta)
+        python_env = ctx.python_env
         self.lock_file.parent.mkdir(parents=True, exist_ok=True)
         command = compile_command(
             uv_binary(), python_env.requirements_file, python_env.python, self.lock_file, constraints
@@ -33,7 +32,7 @@ class Resolver:
         return commands.run(command, env=self.tool_env, cwd=ctx.model_dir, timeout_s=self.timeout_s, check=False)
 
     def check_resolvable(self, ctx: StaticContext) -> Outcome:
-        python = read_python_env(ctx.model_dir, ctx.meta).python
+        python = ctx.python_env.python
         result = self.compile(ctx, constraints=None)
         if not result.ok:
             return failed(
@@ -82,7 +81,7 @@ class Resolver:
                 result.tail(),
             )
         locked = pins(parse_requirements(result.output))
-        required = pins(read_requirements(read_python_env(ctx.model_dir, ctx.meta).requirements_file))
+        required = pins(ctx.requirements)
         differences = [
             f"{name}: uv.lock {version}, requirements.txt {required.get(name, 'absent')}"
             for name, version in sorted(locked.items())

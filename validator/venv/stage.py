@@ -5,11 +5,13 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from validator import commands
 from validator.isolation import install_tool_env, model_process_env
-from validator.model_files import read_mlmodel, read_python_env, serving_example_path
+from validator.model_files import PythonEnv, read_mlmodel, read_python_env, serving_example_path
 from validator.options import Options
 from validator.results import Outcome, failed, passed
 from validator.steps import Step
@@ -40,6 +42,14 @@ class VenvStage:
         self.uv = ""
         self.interpreter: Interpreter | None = None
 
+    @cached_property
+    def meta(self) -> dict[str, Any]:
+        return read_mlmodel(self.model_dir)
+
+    @cached_property
+    def python_env(self) -> PythonEnv:
+        return read_python_env(self.model_dir, self.meta)
+
     def steps(self) -> list[Step]:
         return [
             Step("interpreter", self.find_interpreter),
@@ -50,8 +60,7 @@ class VenvStage:
 
     def find_interpreter(self) -> Outcome:
         self.uv = uv_binary()
-        meta = read_mlmodel(self.model_dir)
-        wanted = read_python_env(self.model_dir, meta).python
+        wanted = self.python_env.python
         self.interpreter = find_interpreter(self.uv, wanted, self.tool_env, self.options.timeouts.install)
         if self.interpreter.exact:
             return passed(f"Python {self.interpreter.version} at {self.interpreter.path}")
@@ -71,7 +80,7 @@ class VenvStage:
 
     def requirements_to_install(self) -> tuple[Path, str]:
         """requirements.txt, or for a uv project the pins of its uv.lock (`uv sync --frozen` semantics)."""
-        python_env = read_python_env(self.model_dir, read_mlmodel(self.model_dir))
+        python_env = self.python_env
         if not ((self.model_dir / "uv.lock").is_file() and (self.model_dir / "pyproject.toml").is_file()):
             return python_env.requirements_file, python_env.requirements_file.name
         exported = commands.run(
@@ -82,7 +91,7 @@ class VenvStage:
         return locked, "uv.lock"
 
     def install_requirements(self) -> Outcome:
-        python_env = read_python_env(self.model_dir, read_mlmodel(self.model_dir))
+        python_env = self.python_env
         requirements, source = self.requirements_to_install()
         constraints: list[str | Path] = ["--constraints", self.options.constraints] if self.options.constraints else []
         result = commands.run(
@@ -105,7 +114,7 @@ class VenvStage:
         return passed(f"installed from {source}{within}: {commands.last_line(result.output)}", result.tail())
 
     def predict_input_example(self) -> Outcome:
-        request = serving_example_path(self.model_dir, read_mlmodel(self.model_dir))
+        request = serving_example_path(self.model_dir, self.meta)
         self.paths.home.mkdir(parents=True, exist_ok=True)
         self.paths.predictions.parent.mkdir(parents=True, exist_ok=True)
         result = commands.run(
