@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 from validator import __version__
 from validator.docker.engine import engine_problem
 from validator.errors import EXIT_CANNOT_VALIDATE, EXIT_INTERNAL_ERROR, Cancelled, UsageError, ValidatorError
+from validator.fetch import parse_model_uri
 from validator.options import Options, resolve_options
 from validator.pipeline import Pipeline, Reporter
 from validator.plan import plan_stages
@@ -64,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--index-url", dest="build.index_url", help="package index for installs (default: PIP_INDEX_URL, UV_INDEX_URL)")
     add("--constraints", dest="constraints", help="the serving runtime's installed packages (name==version lines)")
+    add(
+        "--requests",
+        dest="requests.directory",
+        help="directory of sample requests (*.json, *.csv), each optionally with NAME.expected.json",
+    )
+    add("--baseline", dest="baseline", help="a model URI to compare answers with, e.g. models:/NAME@champion")
     add("--rtol", dest="tolerance.rtol", help="relative tolerance for floats (default: 1e-6)")
     add("--atol", dest="tolerance.atol", help="absolute tolerance for floats (default: 1e-9)")
     add("--keep", dest="keep", action="store_true", help="keep the work directory, image and container for debugging")
@@ -91,6 +98,10 @@ def _raise_cancelled(signum: int, frame: FrameType | None) -> None:
 def validate(options: Options, env: Mapping[str, str]) -> int:
     _check_writable(options.junit_path, "report")
     _check_writable(options.output_dir, "output directory")
+    if options.baseline_uri:
+        parse_model_uri(options.baseline_uri)
+        if Stage.VENV not in options.stages:
+            raise UsageError("--baseline compares answers from the venv stage", "add venv to --stages")
     docker_problem = engine_problem(env) if Stage.DOCKER in options.stages else ""
     plan = plan_stages(options, docker_problem)
     if docker_problem and not options.stages_explicit:

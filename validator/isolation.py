@@ -19,14 +19,18 @@ def _allowed(env: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
     return {name: env[name] for name in names if name in env}
 
 
-def model_process_env(env: Mapping[str, str], *, home: Path, bin_dir: Path) -> dict[str, str]:
-    """The whole environment of a process that loads the model."""
+def model_process_env(
+    env: Mapping[str, str], *, home: Path, bin_dir: Path, declared: Mapping[str, str]
+) -> dict[str, str]:
+    """The whole environment of a process that loads the model: the allow-list plus what the
+    config file declares (`env: {pass: [...], set: {...}}`, already resolved to values)."""
     return {
         **_allowed(env, MODEL_ENV_ALLOWED),
         "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(home),
         "TMPDIR": str(home),
         "PYTHONDONTWRITEBYTECODE": "1",
+        **declared,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import yaml
 
 PYFUNC_FLAVOR = "python_function"
-# Older MLflow versions had no serving_input_path and only wrote input_example.json.
+# Older MLflow versions wrote no serving_input_path, only input_example.json in pandas or tensor form.
 DEFAULT_SERVING_EXAMPLE = "serving_input_example.json"
 
 
@@ -64,11 +65,42 @@ def read_python_env(model_dir: Path, meta: dict[str, Any]) -> PythonEnv:
     return PythonEnv(python, tuple(str(dep) for dep in data.get("build_dependencies") or []), requirements_file)
 
 
-def serving_example_path(model_dir: Path, meta: dict[str, Any]) -> Path:
+@dataclass(frozen=True)
+class ServingExample:
+    """The logged input example as a request body for /invocations."""
+
+    file_name: str
+    body: str
+
+
+SERVING_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+def _as_serving_request(example: Any, example_type: str) -> dict[str, Any]:
+    """An older input_example.json (no serving file next to it) in the scoring server's format."""
+    if isinstance(example, dict) and any(key in example for key in SERVING_KEYS):
+        return example
+    if example_type == "dataframe":
+        return {"dataframe_split": example}
+    return {"inputs": example}
+
+
+def serving_example(model_dir: Path, meta: dict[str, Any]) -> ServingExample:
     info = meta.get("saved_input_example_info")
     if not isinstance(info, dict):
         raise ModelFileError("no input example is logged (MLmodel has no saved_input_example_info)")
-    path = model_dir / str(info.get("serving_input_path") or DEFAULT_SERVING_EXAMPLE)
-    if not path.is_file():
-        raise ModelFileError(f"the serving input example {path.name} is missing")
-    return path
+    name = str(info.get("serving_input_path") or "")
+    if not name and (model_dir / DEFAULT_SERVING_EXAMPLE).is_file():
+        name = DEFAULT_SERVING_EXAMPLE
+    if name:
+        if not (model_dir / name).is_file():
+            raise ModelFileError(f"the serving input example {name} is missing")
+        return ServingExample(name, (model_dir / name).read_text())
+    name = str(info.get("artifact_path") or "input_example.json")
+    try:
+        example = json.loads((model_dir / name).read_text())
+    except OSError:
+        raise ModelFileError(f"the input example {name} is missing") from None
+    except ValueError as exc:
+        raise ModelFileError(f"the input example {name} is not valid JSON ({exc})") from None
+    return ServingExample(name, json.dumps(_as_serving_request(example, str(info.get("type", "")))))

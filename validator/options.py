@@ -6,8 +6,9 @@ The environment is passed in (never read here from os.environ), so tests can pas
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,8 +48,33 @@ class BuildNetwork:
 
 @dataclass(frozen=True)
 class Tolerance:
+    """How far two floats may drift apart; integers, strings and booleans always compare exactly."""
+
     rtol: float = 1e-6
     atol: float = 1e-9
+    # Per output column (a key of an answer's records; "predictions" for a plain list of values).
+    columns: Mapping[str, Tolerance] = field(default_factory=dict)
+
+    def for_column(self, column: str | None) -> Tolerance:
+        return self.columns.get(column, self) if column else self
+
+
+@dataclass(frozen=True)
+class RequestSettings:
+    """Which sample requests both stages answer, beyond the logged input example."""
+
+    directory: Path | None = None  # user requests: *.json / *.csv, each optionally with NAME.expected.json
+    batch_size: int = 16  # rows in the derived batch request
+    latency_samples: int = 20  # repeats of the input example for the latency percentiles
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Optional limits that fail the gate when exceeded; None means measured and reported only."""
+
+    max_load_seconds: float | None = None
+    max_latency_ms: float | None = None  # at p95 over RequestSettings.latency_samples requests
+    max_changed_fraction: float | None = None  # of the values that differ from the baseline's answers
 
 
 @dataclass(frozen=True)
@@ -64,6 +90,11 @@ class Options:
     timeouts: Timeouts = Timeouts()
     network: BuildNetwork = BuildNetwork()
     constraints: Path | None = None  # what the serving runtime already has installed
+    requests: RequestSettings = RequestSettings()
+    budgets: Budgets = Budgets()
+    baseline_uri: str | None = None
+    # Variables the model processes see beyond the allow-list, as declared in the config file (`env:`).
+    model_env: Mapping[str, str] = field(default_factory=dict)
     policies: Mapping[str, Policy] = field(default_factory=dict)  # check name -> policy; absent means error
     keep: bool = False
     debug: bool = False
@@ -96,11 +127,69 @@ def _seconds(value: Any) -> float:
     return number
 
 
+def _positive(value: Any) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError("must be a positive number")
+    return number
+
+
 def _non_negative(value: Any) -> float:
     number = float(value)
     if number < 0:
         raise ValueError("must be >= 0")
     return number
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or int(value) != float(value) or int(value) < 1:
+        raise ValueError("must be a whole number >= 1")
+    return int(value)
+
+
+def _fraction(value: Any) -> float:
+    number = float(value)
+    if not 0 <= number <= 1:
+        raise ValueError("must be between 0 and 1")
+    return number
+
+
+def _column_tolerances(value: Any) -> dict[str, dict[str, float]]:
+    if not isinstance(value, Mapping):
+        raise ValueError("must map column names to {rtol: …, atol: …}")
+    columns = {}
+    for column, bounds in value.items():
+        if not isinstance(bounds, Mapping) or not bounds or not set(bounds) <= {"rtol", "atol"}:
+            raise ValueError(f"column '{column}' must be a mapping with rtol and/or atol")
+        columns[str(column)] = {str(k): _non_negative(v) for k, v in bounds.items()}
+    return columns
+
+
+def _tolerance(settings: Mapping[str, Any]) -> Tolerance:
+    """A column's tolerance takes what it does not set from the global one."""
+    overall = Tolerance(settings.get("rtol", Tolerance.rtol), settings.get("atol", Tolerance.atol))
+    columns = settings.get("columns", {})
+    return replace(overall, columns={name: replace(overall, **bounds) for name, bounds in columns.items()})
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_names(value: Any) -> tuple[str, ...]:
+    names = [value] if isinstance(value, str) else list(value)
+    for name in names:
+        if not _ENV_NAME.fullmatch(str(name)):
+            raise ValueError(f"'{name}' is not an environment variable name")
+    return tuple(str(name) for name in names)
+
+
+def _env_values(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ValueError("must map variable names to values")
+    _env_names(list(value))
+    return {
+        str(name): "" if v is None else str(v).lower() if isinstance(v, bool) else str(v) for name, v in value.items()
+    }
 
 
 def parse_stages(value: Any) -> tuple[Stage, ...]:
@@ -150,6 +239,16 @@ SETTINGS = {
         *(Setting(f"checks.{name}", _policy) for name in POLICY_CHECKS),
         Setting("tolerance.rtol", _non_negative, ("MLFLOW_VALIDATOR_RTOL",)),
         Setting("tolerance.atol", _non_negative, ("MLFLOW_VALIDATOR_ATOL",)),
+        Setting("tolerance.columns", _column_tolerances),
+        Setting("requests.directory", _path, ("MLFLOW_VALIDATOR_REQUESTS",)),
+        Setting("requests.batch_size", _positive_int),
+        Setting("requests.latency_samples", _positive_int),
+        Setting("budgets.max_load_seconds", _seconds),
+        Setting("budgets.max_latency_ms", _positive),
+        Setting("budgets.max_changed_fraction", _fraction),
+        Setting("baseline", str, ("MLFLOW_VALIDATOR_BASELINE",)),
+        Setting("env.pass", _env_names),
+        Setting("env.set", _env_values),
         *(
             Setting(f"timeouts.{name}", _seconds, (f"MLFLOW_VALIDATOR_TIMEOUT_{name.upper()}",))
             for name in Timeouts.__dataclass_fields__
@@ -239,6 +338,16 @@ def _check_network(network: BuildNetwork) -> None:
         )
 
 
+def _model_env(passed: tuple[str, ...], values: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
+    missing = [name for name in passed if name not in env]
+    if missing:
+        raise UsageError(
+            f"env.pass names {', '.join(missing)}, which the environment does not set",
+            "set it in the CI job, or give a value with `env: {set: {NAME: value}}`",
+        )
+    return {**{name: env[name] for name in passed}, **values}
+
+
 def resolve_options(
     flags: Mapping[str, Any],
     env: Mapping[str, str],
@@ -266,6 +375,12 @@ def resolve_options(
             f"constraints file {constraints} does not exist or is not a file",
             "point --constraints at the serving runtime's package list (name==version lines)",
         )
+    requests = RequestSettings(**section("requests"))
+    if requests.directory is not None and not requests.directory.is_dir():
+        raise UsageError(
+            f"requests directory {requests.directory} does not exist or is not a directory",
+            "point --requests at a directory of *.json / *.csv request files",
+        )
     return Options(
         model_uri=flags["model_uri"],
         stages=values.get("stages", ALL_STAGES),
@@ -274,10 +389,14 @@ def resolve_options(
         registry_uri=values.get("registry_uri"),
         output_dir=values.get("output_dir", Options.output_dir),
         junit_xml=values.get("junit_xml"),
-        tolerance=Tolerance(**section("tolerance")),
+        tolerance=_tolerance(section("tolerance")),
         timeouts=Timeouts(**section("timeouts")),
         network=network,
         constraints=constraints,
+        requests=requests,
+        budgets=Budgets(**section("budgets")),
+        baseline_uri=values.get("baseline"),
+        model_env=_model_env(values.get("env.pass", ()), values.get("env.set", {}), env),
         policies=section("checks"),
         keep=values.get("keep", False),
         debug=bool(flags.get("debug", False)),

@@ -9,13 +9,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
 
+from validator.answers import StageAnswers
+from validator.baseline import baseline_answers, check_changes
 from validator.docker.stage import DockerPaths, DockerStage
 from validator.fetch import FetchedModel, fetch_model
 from validator.options import Options
 from validator.plan import PlannedStage
-from validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
+from validator.results import CheckResult, ModelIdentity, Outcome, Stage, Status, ValidationReport, skipped
 from validator.static import StaticChecks
-from validator.steps import run_steps
+from validator.steps import Step, run_steps
 from validator.venv.stage import VenvPaths, VenvStage
 
 
@@ -34,6 +36,7 @@ class Pipeline:
         self.env = env
         self.reporters = list(reporters)
         self.run_id = uuid.uuid4().hex[:12]
+        self.venv_answers: StageAnswers | None = None  # what the docker stage compares its answers with
 
     def run(self) -> ValidationReport:
         workdir = Path(tempfile.mkdtemp(prefix=f"mlflow-validator-{self.run_id}-"))
@@ -66,10 +69,16 @@ class Pipeline:
         if stage is Stage.VENV:
             venv = VenvStage(model.directory, self.options, self._venv_paths(workdir), self.env)
             self._record_all(report, run_steps(stage, venv.steps()))
+            self.venv_answers = venv.answers if venv.answers.answers else None
+            if self.options.baseline_uri:
+                self._record_all(report, run_steps(stage, [self._baseline_step(venv, report, workdir)]))
         else:
-            docker = DockerStage(
-                model.directory, self.options, self._docker_paths(workdir, report), self.run_id, self.env
+            paths = DockerPaths(
+                workdir / "docker-context",
+                self._output_dir / "answers" / "container",
+                self._output_dir / "docker-build.log",
             )
+            docker = DockerStage(model.directory, self.options, paths, self.run_id, self.env, self.venv_answers)
             try:
                 self._record_all(report, run_steps(stage, docker.steps()))
             finally:
@@ -86,19 +95,19 @@ class Pipeline:
         failed = next((s for s in earlier if report.stage_failed(s)), None)
         return f"not run: the {failed.value} stage failed" if failed else ""
 
-    def _venv_paths(self, workdir: Path) -> VenvPaths:
-        return VenvPaths(workdir / "venv", workdir / "home", self._output_dir / "venv-predictions.json")
+    def _baseline_step(self, venv: VenvStage, report: ValidationReport, workdir: Path) -> Step:
+        def compare_with_baseline() -> Outcome:
+            if report.stage_failed(Stage.VENV):
+                return skipped("not run: the model's own answers did not pass")
+            baseline = baseline_answers(
+                self.options, self.env, workdir, self._output_dir / "answers" / "baseline", venv.requests
+            )
+            return check_changes(venv.requests, venv.answers, baseline, self.options)
 
-    def _docker_paths(self, workdir: Path, report: ValidationReport) -> DockerPaths:
-        venv_ran = any(c.stage is Stage.VENV and c.status is Status.PASSED for c in report.checks)
-        out = self._output_dir
-        predictions = self._venv_paths(workdir).predictions
-        return DockerPaths(
-            context=workdir / "docker-context",
-            response=out / "container-response.json",
-            build_log=out / "docker-build.log",
-            venv_predictions=predictions if venv_ran else None,
-        )
+        return Step("changed-vs-baseline", compare_with_baseline)
+
+    def _venv_paths(self, workdir: Path) -> VenvPaths:
+        return VenvPaths(workdir / "venv-stage", self._output_dir / "answers" / "venv")
 
     def _record_all(self, report: ValidationReport, results: Iterable[CheckResult]) -> None:
         for result in results:

@@ -1,4 +1,4 @@
-"""Policies for the static checks: what a failed check does to the gate, set per check in the config file."""
+"""Policies for checks: what a failed check does to the gate, set per check in the config file."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ class Policy(str, enum.Enum):
     OFF = "off"  # not run
 
 
-# The static checks a policy can be set for, in report order.
+# The checks a policy can be set for, in report order.
 POLICY_CHECKS = (
     "pyfunc-flavor",
     "integrity",
@@ -26,4 +26,8 @@ POLICY_CHECKS = (
     "signature",
     "input-example",
     "example-matches-signature",
+    "rejects-invalid-input",
+    "deterministic",
+    "output-contract",
+    "matches-venv",
 )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from validator.errors import CommandError, ValidatorError
 from validator.model_files import ModelFileError
+from validator.policies import Policy
 from validator.results import CheckResult, Outcome, Stage, Status
 
 
@@ -17,6 +18,23 @@ class Step:
     run: Callable[[], Outcome]
     # Names of earlier steps that must have passed; None means every earlier step.
     requires: tuple[str, ...] | None = None
+
+
+def with_policy(step: Step, policy: Policy) -> Step:
+    """The step as the config file's `checks: {name: error|warn|off}` wants it run."""
+    if policy is Policy.OFF:
+        return replace(
+            step, run=lambda: Outcome(Status.SKIPPED, f"turned off by the config file (checks.{step.name}: off)")
+        )
+    if policy is Policy.WARN:
+        run = step.run
+
+        def warn_only() -> Outcome:
+            outcome = run()
+            return replace(outcome, status=Status.WARNED) if outcome.status is Status.FAILED else outcome
+
+        return replace(step, run=warn_only)
+    return step
 
 
 def run_steps(stage: Stage, steps: Iterable[Step]) -> Iterator[CheckResult]:

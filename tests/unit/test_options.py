@@ -49,6 +49,13 @@ def test_ca_bundle_falls_back_to_the_variables_pip_already_uses(tmp_path, monkey
         ("timeouts:\n  predict: -1\n", "positive"),
         ("- a list\n", "must be a mapping"),
         ("a: [\n", "not valid YAML"),
+        ("env:\n  pass: [NOT_SET_ANYWHERE]\n", "env.pass names NOT_SET_ANYWHERE, which the environment does not set"),
+        ("env:\n  pass: ['A-B']\n", "not an environment variable name"),
+        ("tolerance:\n  columns: {score: {rtl: 1}}\n", "column 'score' must be a mapping with rtol and/or atol"),
+        ("requests:\n  batch_size: 0\n", "whole number >= 1"),
+        ("budgets:\n  max_changed_fraction: 2\n", "between 0 and 1"),
+        ("budgets:\n  max_latency: 2\n", "did you mean 'budgets.max_latency_ms'"),
+        ("requests:\n  directory: no-such-dir\n", "requests directory no-such-dir does not exist"),
     ],
 )
 def test_bad_config_files_are_usage_errors(tmp_path, config, message):
@@ -68,3 +75,34 @@ def test_stages_keep_pipeline_order_and_reject_typos():
     assert parse_stages("docker,static") == (Stage.STATIC, Stage.DOCKER)
     with pytest.raises(ValueError, match="did you mean 'venv'"):
         parse_stages("static,vnev")
+
+
+def test_inference_settings_come_from_the_config_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "requests").mkdir()
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "requests: {directory: requests, batch_size: 4, latency_samples: 50}\n"
+        "tolerance: {rtol: 0.001, columns: {score: {atol: 0.1}}}\n"
+        "budgets: {max_load_seconds: 30, max_latency_ms: 250, max_changed_fraction: 0.05}\n"
+        "baseline: models:/iris@champion\n"
+        "env: {pass: [HF_HOME], set: {MODE: offline, DEBUG: false}}\n"
+    )
+    options = resolve_options({"model_uri": "m"}, {"HF_HOME": "/hf"}, config)
+    assert options.requests.directory == Path("requests")
+    assert (options.requests.batch_size, options.requests.latency_samples) == (4, 50)
+    assert options.tolerance.for_column("score").atol == 0.1
+    assert options.tolerance.for_column("score").rtol == 0.001  # what a column does not set comes from the global
+    assert options.tolerance.for_column("label") is options.tolerance
+    assert options.budgets.max_latency_ms == 250
+    assert options.baseline_uri == "models:/iris@champion"
+    assert options.model_env == {"HF_HOME": "/hf", "MODE": "offline", "DEBUG": "false"}
+
+
+def test_requests_and_baseline_flags_beat_the_config_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine").mkdir()
+    flags = {"model_uri": "m", "requests.directory": "mine", "baseline": "models:/iris/1"}
+    options = resolve_options(flags, {"MLFLOW_VALIDATOR_BASELINE": "models:/iris/2"})
+    assert options.requests.directory == Path("mine")
+    assert options.baseline_uri == "models:/iris/1"

@@ -9,7 +9,7 @@ from validator.errors import InfrastructureError, UsageError
 from validator.fetch import parse_model_uri
 from validator.isolation import install_tool_env, model_process_env
 from validator.model_files import ModelFileError
-from validator.options import BuildNetwork
+from validator.options import BuildNetwork, resolve_options
 from validator.results import Stage, Status, failed, passed
 from validator.steps import Step, run_steps
 from validator.uv import repair_hint, summarize_failure
@@ -77,10 +77,21 @@ def test_model_processes_never_see_ci_secrets(tmp_path):
         "DATABRICKS_TOKEN": "s",
         "HOME": "/root",
     }
-    env = model_process_env(ci_env, home=tmp_path, bin_dir=tmp_path / "bin")
+    env = model_process_env(ci_env, home=tmp_path, bin_dir=tmp_path / "bin", declared={})
     assert set(env) == {"PATH", "LANG", "HOME", "TMPDIR", "PYTHONDONTWRITEBYTECODE"}
     assert env["HOME"] == str(tmp_path)
     assert not {"MLFLOW_TRACKING_TOKEN", "GITHUB_TOKEN"} & set(install_tool_env(ci_env, BuildNetwork()))
+
+
+def test_model_processes_get_only_the_variables_the_config_file_declares(tmp_path):
+    ci_env = {"PATH": "/usr/bin", "HF_HOME": "/cache/hf", "GITHUB_TOKEN": "s"}
+    config = tmp_path / "c.yaml"
+    config.write_text("env:\n  pass: [HF_HOME]\n  set: {MODE: offline}\n")
+    options = resolve_options({"model_uri": "m"}, ci_env, config)
+    env = model_process_env(ci_env, home=tmp_path, bin_dir=tmp_path / "bin", declared=options.model_env)
+    assert env["HF_HOME"] == "/cache/hf"
+    assert env["MODE"] == "offline"
+    assert "GITHUB_TOKEN" not in env
 
 
 def test_install_tools_get_the_ca_bundle_and_never_download_interpreters(tmp_path):

@@ -39,8 +39,11 @@ class Container:
 
 
 @contextmanager
-def running_container(image: str, name: str, run_label: str, env: Mapping[str, str], keep: bool) -> Iterator[Container]:
-    """Start `image` detached with its port on a random 127.0.0.1 port; remove it on exit unless `keep`."""
+def running_container(
+    image: str, name: str, run_label: str, env: Mapping[str, str], keep: bool, passed_env: list[str]
+) -> Iterator[Container]:
+    """Start `image` detached with its port on a random 127.0.0.1 port; remove it on exit unless `keep`.
+    `passed_env` names variables of `env` the container gets (`-e NAME`: the value stays off the command line)."""
     try:
         commands.run(
             [
@@ -53,6 +56,7 @@ def running_container(image: str, name: str, run_label: str, env: Mapping[str, s
                 f"{LABEL}={run_label}",
                 "--publish",
                 f"127.0.0.1::{SERVING_PORT}",
+                *(arg for name in passed_env for arg in ("--env", name)),
                 image,
             ],
             env=env,

@@ -1,44 +1,68 @@
-"""The docker stage's steps: generate, build, start, invoke, compare. `close()` removes what was made."""
+"""The docker stage's steps: generate, build, start, answer every sample request, then the checks over
+the answers (`answers.py`), the venv's answers among them. `close()` removes what was made."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import requests
 
 from validator import commands
-from validator.compare import compare, describe
+from validator.answers import (
+    NO_ANSWER,
+    Answer,
+    StageAnswers,
+    check_answers,
+    check_expected_responses,
+    check_output_contract,
+    check_rejections,
+    check_same_answers,
+    check_timing,
+    declare_hint,
+    undeclared_variable,
+)
 from validator.docker.container import Container, ContainerExited, running_container, wait_until_ready
 from validator.docker.engine import docker_env
 from validator.docker.image import add_build_settings, build_image, generate_context, remove_image
-from validator.model_files import read_mlmodel, serving_example_path
+from validator.model_files import read_mlmodel
 from validator.options import Options
 from validator.results import Outcome, Status, failed, passed
-from validator.steps import Step
+from validator.samples import SampleRequest, Signature, plan_requests
+from validator.steps import Step, with_policy
 
 
 @dataclass(frozen=True)
 class DockerPaths:
     context: Path
-    response: Path  # in the output directory: kept next to the report
+    answers: Path  # in the output directory: kept next to the report
     build_log: Path
-    venv_predictions: Path | None  # None when the venv stage did not run
 
 
 class DockerStage:
     def __init__(
-        self, model_dir: Path, options: Options, paths: DockerPaths, run_id: str, env: Mapping[str, str]
+        self,
+        model_dir: Path,
+        options: Options,
+        paths: DockerPaths,
+        run_id: str,
+        env: Mapping[str, str],
+        venv_answers: StageAnswers | None,  # None when the venv stage did not run
     ) -> None:
         self.model_dir = model_dir
+        self.venv_answers = venv_answers
+        self.requests: list[SampleRequest] = []
+        self.answers = StageAnswers("container")
         self.options = options
         self.paths = paths
         self.run_id = run_id
         self.tag = f"mlflow-validator/model:{run_id}"
         self.docker_env = docker_env(env)
+        # `docker run -e NAME` takes the value from the CLI's environment, so none is on a command line.
+        self.run_env = {**self.docker_env, **options.model_env}
         self.generator_env = {**docker_env(env), "MLFLOW_TRACKING_URI": str(paths.context / "mlruns")}
         self.cleanup = ExitStack()
         self.container: Container | None = None
@@ -48,8 +72,8 @@ class DockerStage:
             Step("generate-dockerfile", self.generate_dockerfile),
             Step("build-image", self.build),
             Step("start-container", self.start_container),
-            Step("invoke-input-example", self.invoke_input_example),
-            Step("matches-venv-predictions", self.matches_venv_predictions),
+            Step("answers", self.answer_requests),
+            *self._answered_steps(),
         ]
 
     def close(self) -> None:
@@ -85,54 +109,86 @@ class DockerStage:
     def start_container(self) -> Outcome:
         name = f"mlflow-validator-{self.run_id}"
         self.container = self.cleanup.enter_context(
-            running_container(self.tag, name, self.run_id, self.docker_env, self.options.keep)
+            running_container(
+                self.tag, name, self.run_id, self.run_env, self.options.keep, list(self.options.model_env)
+            )
         )
         try:
             waited = wait_until_ready(self.container, self.options.timeouts.container_start)
         except ContainerExited:
+            logs = self.container.logs()
+            if variable := undeclared_variable(logs):
+                return failed(declare_hint(variable), commands.tail(logs))
             return failed(
-                "the container exited before answering /ping: the scoring server could not start",
-                commands.tail(self.container.logs()),
+                "the container exited before answering /ping: the scoring server could not start", commands.tail(logs)
             )
         except TimeoutError as exc:
             return failed(f"{exc}: the scoring server did not come up", commands.tail(self.container.logs()))
-        return passed(f"{self.container.url}/ping answered after {waited:.1f} s")
+        self.answers.load_seconds = waited
+        return passed(f"{self.container.url}/ping answered after {waited:.1f} s (the server loads the model first)")
 
-    def invoke_input_example(self) -> Outcome:
+    def answer_requests(self) -> Outcome:
+        """POST every sample request to /invocations, then repeat the first to measure latency."""
         assert self.container is not None
-        request = serving_example_path(self.model_dir, read_mlmodel(self.model_dir))
+        self.requests = plan_requests(self.model_dir, read_mlmodel(self.model_dir), self.options.requests)
+        for request in self.requests:
+            self.answers.answers[request.name] = self._post(request)
+        if self.container.running():
+            first = self.requests[0]
+            self.answers.latency_seconds = [
+                self._post(first).seconds for _ in range(self.options.requests.latency_samples)
+            ]
+        self.answers.save(self.paths.answers)
+        outcome = check_answers(self.requests, self.answers)
+        if outcome.status is Status.FAILED:
+            return replace(
+                outcome, details=f"{outcome.details}\n--- container log ---\n{commands.tail(self.container.logs())}"
+            )
+        return replace(outcome, message=f"{outcome.message}; answers saved to {self.paths.answers}")
+
+    def _post(self, request: SampleRequest) -> Answer:
+        assert self.container is not None
+        started = time.perf_counter()
         try:
             response = requests.post(
                 f"{self.container.url}/invocations",
-                data=request.read_bytes(),
-                headers={"Content-Type": "application/json"},
+                data=request.body.encode(),
+                headers={"Content-Type": request.content_type},
                 timeout=self.options.timeouts.request,
             )
         except requests.RequestException as exc:
-            return failed(f"/invocations did not answer: {exc}", commands.tail(self.container.logs()))
-        self.paths.response.parent.mkdir(parents=True, exist_ok=True)
-        self.paths.response.write_text(response.text)
-        if response.status_code != 200:
-            return failed(
-                f"/invocations answered {response.status_code} to the logged input example: {response.text[:300]}. "
-                f"Reproduce with `curl -d @{request.name} -H 'Content-Type: application/json' <url>/invocations`",
-                commands.tail(self.container.logs()),
-            )
-        return passed(f"200 in {response.elapsed.total_seconds() * 1000:.0f} ms; saved to {self.paths.response}")
+            state = "running" if self.container.running() else "exited"
+            problem = f"{type(exc).__name__} within {self.options.timeouts.request:g} s; the container has {state}"
+            return Answer(NO_ANSWER, problem, time.perf_counter() - started)
+        return Answer(response.status_code, response.text, time.perf_counter() - started)
 
-    def matches_venv_predictions(self) -> Outcome:
-        if self.paths.venv_predictions is None or not self.paths.venv_predictions.is_file():
+    def _answered_steps(self) -> list[Step]:
+        tolerance, signature = self.options.tolerance, Signature.from_mlmodel(read_mlmodel(self.model_dir))
+
+        def over_answers(name: str, check: Callable[[list[SampleRequest], StageAnswers], Outcome]) -> Step:
+            step = Step(name, lambda: check(self.requests, self.answers), requires=("answers",))
+            return with_policy(step, self.options.policy(name))
+
+        return [
+            over_answers("rejects-invalid-input", check_rejections),
+            over_answers(
+                "output-contract", lambda reqs, answers: check_output_contract(reqs, answers, signature.outputs)
+            ),
+            over_answers("matches-venv", self.matches_venv),
+            over_answers(
+                "expected-responses", lambda reqs, answers: check_expected_responses(reqs, answers, tolerance)
+            ),
+            over_answers("timing", lambda reqs, answers: check_timing(reqs, answers, self.options.budgets)),
+        ]
+
+    def matches_venv(self, requests: list[SampleRequest], answers: StageAnswers) -> Outcome:
+        if self.venv_answers is None:
             return Outcome(Status.SKIPPED, "the venv stage did not run, so there is nothing to compare with")
-        expected = json.loads(self.paths.venv_predictions.read_text())
-        actual = json.loads(self.paths.response.read_text())
-        differences = compare(expected, actual, self.options.tolerance)
-        if differences:
-            summary, listing = describe(differences, "venv", "container")
-            return failed(
-                f"the container answers differently from the fresh virtualenv: {summary}. "
-                f"Both answers are in {self.paths.response.parent}; the environments differ "
-                "(rerun with --keep and compare `docker run --rm --entrypoint pip <image> freeze` with the venv's)",
-                listing,
+        outcome = check_same_answers(requests, self.venv_answers, answers, self.options.tolerance)
+        if outcome.status is Status.FAILED:
+            hint = (
+                " The environments differ: rerun with --keep and compare "
+                "`docker run --rm --entrypoint pip <image> freeze` with the venv's"
             )
-        tol = self.options.tolerance
-        return passed(f"identical within rtol={tol.rtol:g}, atol={tol.atol:g}")
+            return replace(outcome, message=outcome.message + hint)
+        return outcome

@@ -6,14 +6,12 @@ Each check has a policy from the config file (`checks: {name: error|warn|off}`);
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from pathlib import Path
 
 from validator.isolation import install_tool_env
 from validator.model_files import ModelFileError, pyfunc_conf, read_mlmodel
 from validator.options import Options
-from validator.policies import Policy
-from validator.results import Outcome, Status, failed, passed, skipped
+from validator.results import Outcome, failed, passed
 from validator.static.code_imports import check_code_imports
 from validator.static.context import StaticContext
 from validator.static.environment import check_agreement, check_environment_files, check_pinned
@@ -21,23 +19,9 @@ from validator.static.integrity import check_integrity
 from validator.static.resolution import Resolver
 from validator.static.secrets import check_secrets
 from validator.static.signature import check_example_matches_signature, check_input_example, check_signature
-from validator.steps import Step
+from validator.steps import Step, with_policy
 
 LOCK_FILE_NAME = "requirements.lock.txt"
-
-
-def _with_policy(step: Step, policy: Policy) -> Step:
-    if policy is Policy.OFF:
-        return replace(step, run=lambda: skipped(f"turned off by the config file (checks.{step.name}: off)"))
-    if policy is Policy.WARN:
-        run = step.run
-
-        def warn_only() -> Outcome:
-            outcome = run()
-            return replace(outcome, status=Status.WARNED) if outcome.status is Status.FAILED else outcome
-
-        return replace(step, run=warn_only)
-    return step
 
 
 class StaticChecks:
@@ -76,7 +60,7 @@ class StaticChecks:
                 requires=("signature", "input-example"),
             ),
         ]
-        return [Step("mlmodel", self.mlmodel_parses), *(_with_policy(s, self.options.policy(s.name)) for s in checks)]
+        return [Step("mlmodel", self.mlmodel_parses), *(with_policy(s, self.options.policy(s.name)) for s in checks)]
 
     def mlmodel_parses(self) -> Outcome:
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from validator.model_files import ModelFileError, serving_example_path
+from validator.model_files import ModelFileError, serving_example
 from validator.results import Outcome, failed, passed, skipped
 from validator.static.context import StaticContext
 
@@ -25,10 +25,10 @@ def check_signature(ctx: StaticContext) -> Outcome:
 
 def check_input_example(ctx: StaticContext) -> Outcome:
     try:
-        path = serving_example_path(ctx.model_dir, ctx.meta)
+        example = serving_example(ctx.model_dir, ctx.meta)
     except ModelFileError as exc:
         return failed(f"{exc}; inference cannot be verified without one: {HOW_TO_LOG_EXAMPLE}")
-    return passed(path.name)
+    return passed(example.file_name)
 
 
 def check_example_matches_signature(ctx: StaticContext) -> Outcome:
@@ -42,9 +42,9 @@ def check_example_matches_signature(ctx: StaticContext) -> Outcome:
     schema = model.get_input_schema()
     if schema is None:
         return skipped("no input schema to enforce")
-    example = serving_example_path(ctx.model_dir, ctx.meta)
+    example = serving_example(ctx.model_dir, ctx.meta)
     try:
-        parsed = _parse_json_data(example.read_text(), model, schema)
+        parsed = _parse_json_data(example.body, model, schema)
         _enforce_schema(parsed.data, schema)
         _enforce_params_schema(parsed.params, model.get_params_schema())
     except (MlflowException, ValueError, TypeError, KeyError) as exc:
@@ -52,4 +52,4 @@ def check_example_matches_signature(ctx: StaticContext) -> Outcome:
             f"the logged input example does not conform to the input signature: {str(exc)[:400]}. The scoring server "
             "would reject it too: log the model again with an example and a signature that agree"
         )
-    return passed(f"{example.name} conforms to the input signature")
+    return passed(f"{example.file_name} conforms to the input signature")

@@ -1,16 +1,62 @@
 """Runs inside the model's own virtualenv, with the model's MLflow: not imported by the validator.
 
-It calls the function behind `mlflow models predict`, which parses the request and serializes
-the answer exactly as the scoring server in the container does.
+It answers each request with `invocations`, the function behind the scoring server's /invocations,
+and turns exceptions into statuses the way the server does, so this stage and the container answer
+the same question. Each request is answered twice, to catch non-determinism; then the first request
+is repeated to measure latency.
 
-Usage: python -I predictor.py MODEL_DIR REQUEST_JSON OUTPUT_JSON
+Usage: python -I predictor.py MODEL_DIR PLAN_JSON ANSWERS_JSON
+PLAN_JSON: {"requests": [{"name", "body_file", "content_type"}, ...], "latency_samples": n}
+ANSWERS_JSON: {"load_seconds": s, "answers": {name: [{"status", "body", "seconds"} x 2]}, "latency_seconds": [...]}
 """
 
+from __future__ import annotations
+
+import json
 import sys
+import time
+from typing import Any
 
-from mlflow.pyfunc.scoring_server import _predict
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import load_model
+from mlflow.pyfunc.scoring_server import invocations
 
-model_dir, request_path, output_path = sys.argv[1:4]
-_predict(
-    model_uri=model_dir, input_path=request_path, output_path=output_path, content_type="json"
-)
+
+def answer(model: Any, schema: Any, body: str, content_type: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        response = invocations(body, content_type, model, schema)
+        status, text = response.status, response.response
+    except MlflowException as exc:
+        status, text = exc.get_http_status_code(), exc.serialize_as_json()
+    except Exception as exc:  # the server answers 500 to anything else, serialization errors included
+        text = json.dumps({"error_code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}"})
+        status = 500
+    return {"status": status, "body": text, "seconds": time.perf_counter() - started}
+
+
+def main(model_dir: str, plan_path: str, answers_path: str) -> None:
+    with open(plan_path) as plan_file:
+        plan = json.load(plan_file)
+    started = time.perf_counter()
+    model = load_model(model_dir)
+    load_seconds = time.perf_counter() - started
+    schema = model.metadata.get_input_schema()
+    bodies = {}
+    for request in plan["requests"]:
+        with open(request["body_file"]) as body_file:
+            bodies[request["name"]] = body_file.read()
+    answers = {
+        request["name"]: [answer(model, schema, bodies[request["name"]], request["content_type"]) for _ in range(2)]
+        for request in plan["requests"]
+    }
+    first = plan["requests"][0]
+    latency = [
+        answer(model, schema, bodies[first["name"]], first["content_type"])["seconds"]
+        for _ in range(plan["latency_samples"])
+    ]
+    with open(answers_path, "w") as out:
+        json.dump({"load_seconds": load_seconds, "answers": answers, "latency_seconds": latency}, out)
+
+
+main(*sys.argv[1:4])

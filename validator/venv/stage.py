@@ -1,20 +1,35 @@
-"""The virtualenv stage's steps: interpreter, virtualenv, install, predict."""
+"""The virtualenv stage's steps: interpreter, virtualenv, install, load and answer, then the checks
+over the answers (`answers.py`)."""
 
 from __future__ import annotations
 
+import json
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from validator import commands
+from validator.answers import (
+    Answer,
+    StageAnswers,
+    check_answers,
+    check_deterministic,
+    check_expected_responses,
+    check_output_contract,
+    check_rejections,
+    check_timing,
+    declare_hint,
+    undeclared_variable,
+)
 from validator.isolation import install_tool_env, model_process_env
-from validator.model_files import PythonEnv, read_mlmodel, read_python_env, serving_example_path
+from validator.model_files import PythonEnv, read_mlmodel, read_python_env
 from validator.options import Options
 from validator.results import Outcome, failed, passed
-from validator.steps import Step
+from validator.samples import SampleRequest, Signature, plan_requests
+from validator.steps import Step, with_policy
 from validator.uv import export_command, repair_hint, summarize_failure, uv_binary
 from validator.venv.interpreter import Interpreter, find_interpreter
 
@@ -23,9 +38,17 @@ PREDICTOR = Path(__file__).with_name("predictor.py")
 
 @dataclass(frozen=True)
 class VenvPaths:
-    venv: Path
-    home: Path  # HOME and TMPDIR of the model process
-    predictions: Path  # in the output directory: kept next to the report
+    work: Path  # the virtualenv, the request bodies and the predictor's raw output
+    answers: Path  # in the output directory: kept next to the report
+
+    @property
+    def venv(self) -> Path:
+        return self.work / "venv"
+
+    @property
+    def home(self) -> Path:
+        """HOME and TMPDIR of the model process."""
+        return self.work / "home"
 
     @property
     def python(self) -> Path:
@@ -33,8 +56,20 @@ class VenvPaths:
 
 
 class VenvStage:
-    def __init__(self, model_dir: Path, options: Options, paths: VenvPaths, env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        options: Options,
+        paths: VenvPaths,
+        env: Mapping[str, str],
+        *,
+        label: str = "venv",
+        requests: list[SampleRequest] | None = None,  # planned from this model's example when None
+    ) -> None:
         self.model_dir = model_dir
+        self.label = label
+        self.requests = requests or []
+        self.answers = StageAnswers(label)
         self.options = options
         self.paths = paths
         self.env = env
@@ -50,13 +85,17 @@ class VenvStage:
     def python_env(self) -> PythonEnv:
         return read_python_env(self.model_dir, self.meta)
 
-    def steps(self) -> list[Step]:
+    def setup_steps(self) -> list[Step]:
+        """Up to answers in hand: what the baseline model goes through too."""
         return [
             Step("interpreter", self.find_interpreter),
             Step("create-virtualenv", self.create_virtualenv),
             Step("install-requirements", self.install_requirements),
-            Step("predict-input-example", self.predict_input_example),
+            Step("load-model", self.load_model),
         ]
+
+    def steps(self) -> list[Step]:
+        return [*self.setup_steps(), *self._answered_steps()]
 
     def find_interpreter(self) -> Outcome:
         self.uv = uv_binary()
@@ -113,22 +152,70 @@ class VenvStage:
         within = f" within {self.options.constraints.name}" if self.options.constraints else ""
         return passed(f"installed from {source}{within}: {commands.last_line(result.output)}", result.tail())
 
-    def predict_input_example(self) -> Outcome:
-        request = serving_example_path(self.model_dir, self.meta)
-        self.paths.home.mkdir(parents=True, exist_ok=True)
-        self.paths.predictions.parent.mkdir(parents=True, exist_ok=True)
+    def load_model(self) -> Outcome:
+        """Load the model once in the fresh virtualenv and answer every sample request twice."""
+        self.requests = self.requests or plan_requests(self.model_dir, self.meta, self.options.requests)
         result = commands.run(
-            [self.paths.python, "-I", PREDICTOR, self.model_dir, request, self.paths.predictions],
-            env=model_process_env(self.env, home=self.paths.home, bin_dir=self.paths.python.parent),
+            [self.paths.python, "-I", PREDICTOR, self.model_dir, self._write_plan(), self.paths.work / "answers.json"],
+            env=model_process_env(
+                self.env, home=self.paths.home, bin_dir=self.paths.python.parent, declared=self.options.model_env
+            ),
             cwd=self.paths.home,
             timeout_s=self.options.timeouts.predict,
             check=False,
         )
         if not result.ok:
+            if name := undeclared_variable(result.output):
+                return failed(declare_hint(name), result.tail())
             return failed(
-                f"the model failed to predict on its input example in a fresh virtualenv: "
-                f"{commands.last_line(result.output)}. Reproduce with "
-                f"`mlflow models predict -m {shlex.quote(self.options.model_uri)} -i {request.name} --env-manager uv`",
+                f"the model could not be loaded and asked in a fresh virtualenv: {commands.last_line(result.output)}. "
+                f"Reproduce with `mlflow models predict -m {shlex.quote(self.options.model_uri)} "
+                "-i <request.json> --env-manager uv`",
                 result.tail(),
             )
-        return passed(f"predictions saved to {self.paths.predictions}", result.tail())
+        self.answers = self._read_answers()
+        self.answers.save(self.paths.answers)
+        first = self.answers.answers[self.requests[0].name].seconds * 1000
+        return passed(
+            f"loaded in {self.answers.load_seconds:.1f} s; {len(self.requests)} request(s) answered twice, "
+            f"the first in {first:.0f} ms; answers saved to {self.paths.answers}",
+            result.tail(),
+        )
+
+    def _write_plan(self) -> Path:
+        bodies = self.paths.work / "requests"
+        bodies.mkdir(parents=True, exist_ok=True)
+        self.paths.home.mkdir(parents=True, exist_ok=True)
+        entries = []
+        for request in self.requests:
+            body_file = bodies / f"{request.name}.body"
+            body_file.write_text(request.body)
+            entries.append({"name": request.name, "body_file": str(body_file), "content_type": request.content_type})
+        plan = self.paths.work / "plan.json"
+        plan.write_text(json.dumps({"requests": entries, "latency_samples": self.options.requests.latency_samples}))
+        return plan
+
+    def _read_answers(self) -> StageAnswers:
+        raw = json.loads((self.paths.work / "answers.json").read_text())
+        answers = StageAnswers(self.label, load_seconds=raw["load_seconds"], latency_seconds=raw["latency_seconds"])
+        for name, (first, second) in raw["answers"].items():
+            answers.answers[name] = Answer(**first)
+            answers.repeats[name] = Answer(**second)
+        return answers
+
+    def _answered_steps(self) -> list[Step]:
+        """The checks over the answers; each needs only load-model to have passed."""
+        tolerance, signature = self.options.tolerance, Signature.from_mlmodel(self.meta)
+
+        def over_answers(name: str, check: Callable[[list[SampleRequest], StageAnswers], Outcome]) -> Step:
+            step = Step(name, lambda: check(self.requests, self.answers), requires=("load-model",))
+            return with_policy(step, self.options.policy(name))
+
+        return [
+            over_answers("answers", check_answers),
+            over_answers("rejects-invalid-input", check_rejections),
+            over_answers("deterministic", lambda reqs, answers: check_deterministic(reqs, answers, tolerance)),
+            over_answers("output-contract", lambda reqs, answers: check_output_contract(reqs, answers, signature.outputs)),
+            over_answers("expected-responses", lambda reqs, answers: check_expected_responses(reqs, answers, tolerance)),
+            over_answers("timing", lambda reqs, answers: check_timing(reqs, answers, self.options.budgets)),
+        ]
