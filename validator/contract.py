@@ -37,12 +37,29 @@ def _shape(value: Any) -> list[int]:
     return shape
 
 
+def _leaves(value: Any) -> list[Any]:
+    return [leaf for item in value for leaf in _leaves(item)] if isinstance(value, list) else [value]
+
+
+def _tensor_type(dtype: str) -> str:
+    """The MLflow column type whose JSON values a numpy dtype's values serialize like."""
+    if dtype.startswith(("int", "uint")):
+        return "long"
+    if dtype.startswith("float"):
+        return "double"
+    return "boolean" if dtype == "bool" else ""
+
+
 def _tensor_problems(predictions: Any, spec: dict[str, Any]) -> list[str]:
-    expected = spec.get("tensor-spec", {}).get("shape", [])
+    tensor = spec.get("tensor-spec", {})
+    expected = tensor.get("shape", [])
     actual = _shape(predictions)
     if len(actual) != len(expected) or any(e not in (-1, a) for e, a in zip(expected, actual, strict=False)):
         return [f"the answer has shape {actual}, the signature says {expected}"]
-    return []
+    mlflow_type = _tensor_type(str(tensor.get("dtype", "")))
+    problems = (_type_problem(leaf, mlflow_type, f"value {i}") for i, leaf in enumerate(_leaves(predictions)))
+    found = [problem.replace(f"says {mlflow_type}", f"says {tensor.get('dtype')}") for problem in problems if problem]
+    return found[:MAX_PROBLEMS]
 
 
 def _column_problems(predictions: Any, columns: list[dict[str, Any]]) -> list[str]:

@@ -109,7 +109,7 @@ def registered(mlflow_server: str) -> RegisteredModels:
     features, target = load_iris(return_X_y=True, as_frame=True)
     classifier = LogisticRegression(max_iter=300).fit(features, target)
     example = features.head(3)
-    sklearn_requirements = _pins("mlflow", "scikit-learn", "numpy", "pandas", "scipy", "skops")
+    sklearn_requirements = pins("mlflow", "scikit-learn", "numpy", "pandas", "scipy", "skops")
 
     with mlflow.start_run() as run:
         mlflow.sklearn.log_model(
@@ -129,19 +129,10 @@ def registered(mlflow_server: str) -> RegisteredModels:
             pip_requirements=[*sklearn_requirements, "cloudpickle==99.0.0"],
             registered_model_name="iris-bad-pin",
         )
-
-    with mlflow.start_run():
-        mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(MODELS_DIR / "env_sensitive_model.py"),
-            input_example=example,
-            pip_requirements=_pins("mlflow", "pandas"),
-            registered_model_name="env-sensitive",
-        )
     return RegisteredModels(mlflow_server, run.info.run_id)
 
 
-def _pins(*names: str) -> list[str]:
+def pins(*names: str) -> list[str]:
     from importlib.metadata import version
 
     return [f"{name}=={version(name)}" for name in names]
