@@ -10,7 +10,7 @@ from pathlib import Path
 from validator.answers import StageAnswers, answered_by_all
 from validator.compare import Difference, compare, count_values
 from validator.errors import ValidatorError
-from validator.fetch import fetch_model
+from validator.fetch import FetchedModel, fetch_model
 from validator.options import Options
 from validator.results import Outcome, Stage, Status, failed, passed
 from validator.samples import SampleRequest
@@ -22,13 +22,26 @@ class BaselineUnavailable(ValidatorError):
     """The baseline model could not answer, so there is nothing to compare with."""
 
 
+def fetch_baseline(options: Options, workdir: Path) -> FetchedModel:
+    """Resolve the baseline before any work, so a wrong URI is refused at once; its weights come later."""
+    assert options.baseline_uri is not None
+    return fetch_model(
+        replace(options, model_uri=options.baseline_uri), workdir / "baseline-model", static_files_only=True
+    )
+
+
 def baseline_answers(
-    options: Options, env: Mapping[str, str], workdir: Path, answers_dir: Path, requests: list[SampleRequest]
+    model: FetchedModel,
+    options: Options,
+    env: Mapping[str, str],
+    workdir: Path,
+    answers_dir: Path,
+    requests: list[SampleRequest],
 ) -> StageAnswers:
-    """Fetch the baseline, rebuild its environment and answer the candidate's requests with it."""
+    """Rebuild the baseline's environment and answer the candidate's requests with it."""
     assert options.baseline_uri is not None
     baseline_options = replace(options, model_uri=options.baseline_uri)
-    model = fetch_model(baseline_options, workdir / "baseline-model", static_files_only=False)
+    model.download_rest()
     paths = VenvPaths(workdir / "baseline-stage", answers_dir)
     stage = VenvStage(model.directory, baseline_options, paths, env, label="baseline", requests=requests)
     for result in run_steps(Stage.VENV, stage.setup_steps()):

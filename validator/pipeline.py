@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from validator.answers import StageAnswers
-from validator.baseline import baseline_answers, check_changes
+from validator.baseline import baseline_answers, check_changes, fetch_baseline
 from validator.docker.stage import DockerPaths, DockerStage
 from validator.fetch import FetchedModel, fetch_model
 from validator.options import Options
@@ -37,12 +37,15 @@ class Pipeline:
         self.reporters = list(reporters)
         self.run_id = uuid.uuid4().hex[:12]
         self.venv_answers: StageAnswers | None = None  # what the docker stage compares its answers with
+        self.baseline: FetchedModel | None = None
 
     def run(self) -> ValidationReport:
         workdir = Path(tempfile.mkdtemp(prefix=f"mlflow-validator-{self.run_id}-"))
         try:
             static_only = not any(p.run for p in self.plan if p.stage is not Stage.STATIC)
             model = fetch_model(self.options, workdir / "model", static_files_only=static_only)
+            if self.options.baseline_uri:
+                self.baseline = fetch_baseline(self.options, workdir)
             for reporter in self.reporters:
                 reporter.model_fetched(model.identity)
             report = ValidationReport(model.identity)
@@ -99,8 +102,9 @@ class Pipeline:
         def compare_with_baseline() -> Outcome:
             if report.stage_failed(Stage.VENV):
                 return skipped("not run: the model's own answers did not pass")
+            assert self.baseline is not None
             baseline = baseline_answers(
-                self.options, self.env, workdir, self._output_dir / "answers" / "baseline", venv.requests
+                self.baseline, self.options, self.env, workdir, self._output_dir / "answers" / "baseline", venv.requests
             )
             return check_changes(venv.requests, venv.answers, baseline, self.options)
 

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from tests.integration.conftest import assert_nothing_left
-from tests.integration.test_validate_cli import docker_leftovers
+from tests.integration.reports import docker_leftovers
 
 
 def _closed_port() -> int:
@@ -82,6 +82,9 @@ def test_default_stages_without_engine_skip_docker_and_say_how_to_enable_it(regi
         (["--config", "missing.yaml"], "cannot read config file"),
         (["--constraints", "/nonexistent/runtime.txt"], "constraints file /nonexistent/runtime.txt does not exist"),
         (["--ca-bundle", "/nonexistent/ca.pem"], "CA bundle"),
+        (["--requests", "/nonexistent/requests"], "requests directory /nonexistent/requests does not exist"),
+        (["--baseline", "s3://bucket/model"], "unsupported model URI 's3://bucket/model'"),
+        (["--baseline", "models:/iris-classifier/1", "--stages", "static"], "add venv to --stages"),
     ],
 )
 def test_bad_arguments(run_cli, tmp_path, args, expected):
@@ -96,6 +99,8 @@ def test_bad_arguments(run_cli, tmp_path, args, expected):
         ("checks:\n  pined: warn\n", "unknown setting 'checks.pined'"),
         ("checks:\n  pinned: warning\n", "unknown policy (did you mean 'warn'?)"),
         ("constraints: /nonexistent/runtime.txt\n", "constraints file"),
+        ("env:\n  pass: [NOT_SET_IN_THIS_JOB]\n", "env.pass names NOT_SET_IN_THIS_JOB"),
+        ("budgets:\n  max_latency: 100\n", "did you mean 'budgets.max_latency_ms'"),
     ],
 )
 def test_bad_check_configuration(run_cli, tmp_path, config, expected):
@@ -110,6 +115,21 @@ def test_unknown_config_key_gets_a_hint(run_cli, tmp_path):
         "unknown setting 'tolerance.rtoll'",
         "did you mean 'tolerance.rtol'",
     )
+
+
+def test_unknown_baseline_is_refused_before_any_work(registered, run_cli):
+    result = run_cli(
+        "validate",
+        "models:/iris-classifier/1",
+        "--tracking-uri",
+        registered.tracking_uri,
+        "--stages",
+        "venv",
+        "--baseline",
+        "models:/iris-classifier@nobody",
+    )
+    assert_refused(result, "does not exist in the registry")
+    assert "PASS" not in result.stdout  # refused before the first check
 
 
 @pytest.mark.parametrize("uri", ["s3://bucket/model", "no/such/dir"])
