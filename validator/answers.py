@@ -9,15 +9,18 @@ import json
 import re
 import shutil
 import statistics
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from validator.compare import compare, describe
 from validator.contract import output_problems
 from validator.options import Budgets, Tolerance
+from validator.policies import Policy
 from validator.results import Outcome, Status, failed, passed, skipped
 from validator.samples import Expect, SampleRequest
+from validator.steps import Step, with_policy
 
 MAX_BODY = 300
 NO_ANSWER = 0  # the status of a request the server never answered; the body says why
@@ -61,6 +64,27 @@ class StageAnswers:
             (directory / f"{name}.json").write_text(answer.body)
         index = {name: {"status": a.status, "seconds": round(a.seconds, 6)} for name, a in self.answers.items()}
         (directory / "index.json").write_text(json.dumps({"load_seconds": self.load_seconds, "answers": index}))
+
+
+AnswerCheck = Callable[[list[SampleRequest], StageAnswers], Outcome]
+
+
+class Answering(Protocol):
+    """A stage that has answered its sample requests (the venv or the docker stage)."""
+
+    requests: list[SampleRequest]
+    answers: StageAnswers
+
+
+def steps_over_answers(
+    stage: Answering, checks: Mapping[str, AnswerCheck], after: str, policy: Callable[[str], Policy]
+) -> list[Step]:
+    """A step per check over the stage's answers, run once `after` has passed, under the check's policy."""
+
+    def step(name: str, check: AnswerCheck) -> Step:
+        return with_policy(Step(name, lambda: check(stage.requests, stage.answers), requires=(after,)), policy(name))
+
+    return [step(name, check) for name, check in checks.items()]
 
 
 def undeclared_variable(text: str) -> str | None:

@@ -4,7 +4,7 @@ the answers (`answers.py`), the venv's answers among them. `close()` removes wha
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,6 +15,7 @@ from validator import commands
 from validator.answers import (
     NO_ANSWER,
     Answer,
+    AnswerCheck,
     StageAnswers,
     check_answers,
     check_expected_responses,
@@ -23,6 +24,7 @@ from validator.answers import (
     check_same_answers,
     check_timing,
     declare_hint,
+    steps_over_answers,
     undeclared_variable,
 )
 from validator.docker.container import Container, ContainerExited, running_container, wait_until_ready
@@ -32,7 +34,7 @@ from validator.model_files import read_mlmodel
 from validator.options import Options
 from validator.results import Outcome, Status, failed, passed
 from validator.samples import SampleRequest, Signature, plan_requests
-from validator.steps import Step, with_policy
+from validator.steps import Step
 
 
 @dataclass(frozen=True)
@@ -163,23 +165,17 @@ class DockerStage:
         return Answer(response.status_code, response.text, time.perf_counter() - started)
 
     def _answered_steps(self) -> list[Step]:
-        tolerance, signature = self.options.tolerance, Signature.from_mlmodel(read_mlmodel(self.model_dir))
-
-        def over_answers(name: str, check: Callable[[list[SampleRequest], StageAnswers], Outcome]) -> Step:
-            step = Step(name, lambda: check(self.requests, self.answers), requires=("answers",))
-            return with_policy(step, self.options.policy(name))
-
-        return [
-            over_answers("rejects-invalid-input", check_rejections),
-            over_answers(
-                "output-contract", lambda reqs, answers: check_output_contract(reqs, answers, signature.outputs)
+        tolerance = self.options.tolerance
+        checks: dict[str, AnswerCheck] = {
+            "rejects-invalid-input": check_rejections,
+            "output-contract": lambda requests, answers: check_output_contract(
+                requests, answers, Signature.from_mlmodel(read_mlmodel(self.model_dir)).outputs
             ),
-            over_answers("matches-venv", self.matches_venv),
-            over_answers(
-                "expected-responses", lambda reqs, answers: check_expected_responses(reqs, answers, tolerance)
-            ),
-            over_answers("timing", lambda reqs, answers: check_timing(reqs, answers, self.options.budgets)),
-        ]
+            "matches-venv": self.matches_venv,
+            "expected-responses": lambda requests, answers: check_expected_responses(requests, answers, tolerance),
+            "timing": lambda requests, answers: check_timing(requests, answers, self.options.budgets),
+        }
+        return steps_over_answers(self, checks, after="answers", policy=self.options.policy)
 
     def matches_venv(self, requests: list[SampleRequest], answers: StageAnswers) -> Outcome:
         if self.venv_answers is None:

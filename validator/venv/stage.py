@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import Any
 from validator import commands
 from validator.answers import (
     Answer,
+    AnswerCheck,
     StageAnswers,
     check_answers,
     check_deterministic,
@@ -22,6 +23,7 @@ from validator.answers import (
     check_rejections,
     check_timing,
     declare_hint,
+    steps_over_answers,
     undeclared_variable,
 )
 from validator.isolation import install_tool_env, model_process_env
@@ -29,7 +31,7 @@ from validator.model_files import PythonEnv, read_mlmodel, read_python_env
 from validator.options import Options
 from validator.results import Outcome, failed, passed
 from validator.samples import SampleRequest, Signature, plan_requests
-from validator.steps import Step, with_policy
+from validator.steps import Step
 from validator.uv import export_command, repair_hint, summarize_failure, uv_binary
 from validator.venv.interpreter import Interpreter, find_interpreter
 
@@ -168,7 +170,7 @@ class VenvStage:
             if name := undeclared_variable(result.output):
                 return failed(declare_hint(name), result.tail())
             return failed(
-                f"the model could not be loaded and asked in a fresh virtualenv: {commands.last_line(result.output)}. "
+                f"the model failed to load or to answer in a fresh virtualenv: {commands.last_line(result.output)}. "
                 f"Reproduce with `mlflow models predict -m {shlex.quote(self.options.model_uri)} "
                 "-i <request.json> --env-manager uv`",
                 result.tail(),
@@ -204,18 +206,15 @@ class VenvStage:
         return answers
 
     def _answered_steps(self) -> list[Step]:
-        """The checks over the answers; each needs only load-model to have passed."""
-        tolerance, signature = self.options.tolerance, Signature.from_mlmodel(self.meta)
-
-        def over_answers(name: str, check: Callable[[list[SampleRequest], StageAnswers], Outcome]) -> Step:
-            step = Step(name, lambda: check(self.requests, self.answers), requires=("load-model",))
-            return with_policy(step, self.options.policy(name))
-
-        return [
-            over_answers("answers", check_answers),
-            over_answers("rejects-invalid-input", check_rejections),
-            over_answers("deterministic", lambda reqs, answers: check_deterministic(reqs, answers, tolerance)),
-            over_answers("output-contract", lambda reqs, answers: check_output_contract(reqs, answers, signature.outputs)),
-            over_answers("expected-responses", lambda reqs, answers: check_expected_responses(reqs, answers, tolerance)),
-            over_answers("timing", lambda reqs, answers: check_timing(reqs, answers, self.options.budgets)),
-        ]
+        tolerance = self.options.tolerance
+        checks: dict[str, AnswerCheck] = {
+            "answers": check_answers,
+            "rejects-invalid-input": check_rejections,
+            "deterministic": lambda requests, answers: check_deterministic(requests, answers, tolerance),
+            "output-contract": lambda requests, answers: check_output_contract(
+                requests, answers, Signature.from_mlmodel(self.meta).outputs
+            ),
+            "expected-responses": lambda requests, answers: check_expected_responses(requests, answers, tolerance),
+            "timing": lambda requests, answers: check_timing(requests, answers, self.options.budgets),
+        }
+        return steps_over_answers(self, checks, after="load-model", policy=self.options.policy)
