@@ -8,14 +8,14 @@ import pytest
 
 from tests.integration.conftest import assert_nothing_left
 from tests.integration.reports import docker_leftovers, properties, read_report
-from validator.policies import POLICY_CHECKS
+from validator.policies import STATIC_POLICY_CHECKS
 
 VENV_SETUP = ["interpreter", "create-virtualenv", "install-requirements", "load-model"]
 VENV_CHECKS = ["answers", "rejects-invalid-input", "deterministic", "output-contract", "expected-responses", "timing"]
 DOCKER_SETUP = ["generate-dockerfile", "build-image", "start-container", "answers"]
 DOCKER_CHECKS = ["rejects-invalid-input", "output-contract", "matches-venv", "expected-responses", "timing"]
 
-STATIC_CHECKS = ["mlmodel", *POLICY_CHECKS]
+STATIC_CHECKS = ["mlmodel", *STATIC_POLICY_CHECKS]
 NOT_APPLICABLE_TO_IRIS = {"runtime-constraints", "uv-lock", "code-imports"}  # no constraints, no uv, no code
 ALL_CHECKS = {
     "static": STATIC_CHECKS,
