@@ -2,9 +2,11 @@
 
     python benchmarks/stage_times.py [MODEL_DIR] [--repeat N] [--skip-docker]
 
-Prints medians over N runs. The MLflow side: `mlflow models predict --env-manager uv` (the venv
-stage's work) and `mlflow models build-docker --env-manager local` (the docker stage's build).
-Every image is removed with its layers after each run, so each build is cold, as in a fresh CI job.
+Prints medians over N runs. The MLflow side: `mlflow models predict --env-manager uv` on the input
+example, and once per sample request the venv stage answers (the manual way to get the same
+answers; the venv stage answers each twice and times 20 more), and `mlflow models build-docker
+--env-manager local` (the docker stage's build). Every image is removed with its layers after each
+run, so each build is cold, as in a fresh CI job.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "iris-classifier"
+PREDICT_ONCE = "mlflow models predict --env-manager uv"
 sys.path.insert(0, str(Path(__file__).parent))
 
 
@@ -42,28 +45,41 @@ def validator_run(model: Path, stages: str) -> dict[str, float]:
         return times
 
 
+def predict_command(model: Path, request: Path, content_type: str, output: Path) -> list[str]:
+    return [
+        *(sys.executable, "-m", "mlflow", "models", "predict", "-m", str(model)),
+        *("-i", str(request), "-t", content_type, "-o", str(output), "--env-manager", "uv"),
+    ]
+
+
 def mlflow_run(model: Path, docker: bool) -> dict[str, float]:
     from harness import build_docker_command
 
+    from validator.model_files import read_mlmodel
+    from validator.options import RequestSettings
+    from validator.samples import CSV, Expect, plan_requests
+
+    requests = [
+        r
+        for r in plan_requests(model, read_mlmodel(model), RequestSettings())
+        if r.expect is not Expect.REJECTION  # `mlflow models predict` fails on these by design
+    ]
     times = {}
     with tempfile.TemporaryDirectory() as out:
-        times["mlflow models predict --env-manager uv"] = timed(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "models",
-                "predict",
-                "-m",
-                str(model),
-                "-i",
-                str(model / "serving_input_example.json"),
-                "-o",
-                f"{out}/p.json",
-                "--env-manager",
-                "uv",
-            ]
-        )
+        example = model / "serving_input_example.json"
+        times[PREDICT_ONCE] = timed(predict_command(model, example, "json", Path(out) / "p.json"))
+        started = time.monotonic()
+        for request in requests:
+            body = Path(out) / f"{request.name}.body"
+            body.write_text(request.body)
+            content_type = "csv" if request.content_type == CSV else "json"
+            subprocess.run(
+                predict_command(model, body, content_type, Path(out) / f"{request.name}.out"),
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        times[f"mlflow models predict, once per request ({len(requests)})"] = time.monotonic() - started
     if docker:
         tag = "mlflow-validator-benchmark:latest"
         times["mlflow models build-docker --env-manager local"] = timed(build_docker_command(model, tag))
@@ -99,11 +115,10 @@ def report(args: argparse.Namespace, samples: dict[str, list[float]]) -> None:
     print(f"model: {args.model}   runs: {args.repeat}   (median wall time, seconds)")
     for name, values in samples.items():
         print(f"  {name:<50} {statistics.median(values):8.2f}   [{', '.join(f'{v:.2f}' for v in values)}]")
-    if "venv" in samples:
-        ratio = statistics.median(samples["mlflow models predict --env-manager uv"]) / statistics.median(
-            samples["venv"]
-        )
-        print(f"  venv stage vs mlflow models predict: MLflow's CLI takes {ratio:.2f}x as long")
+    venv = statistics.median(samples["venv"])
+    for name in samples:
+        if name.startswith("mlflow models predict"):
+            print(f"  venv stage vs {name}: {statistics.median(samples[name]) / venv:.2f}x as long")
 
 
 if __name__ == "__main__":
