@@ -17,7 +17,9 @@ def make_report() -> ValidationReport:
             "pkg==9 does not exist",
             "\x1b[33muv log\x00 tail <&>",
         ),
-        CheckResult(Stage.VENV, "predict-input-example", Status.SKIPPED, 0.0, "not run"),
+        CheckResult(Stage.VENV, "load-model", Status.SKIPPED, 0.0, "not run"),
+        CheckResult(Stage.VENV, "timing", Status.PASSED, 0.0, "load 9.5 s, first answer 111 ms"),
+        CheckResult(Stage.VENV, "deterministic", Status.WARNED, 0.0, "non-deterministic output"),
         CheckResult(Stage.DOCKER, "build-image", Status.ERROR, 1.0, "daemon went away"),
     ]
     return report
@@ -31,6 +33,8 @@ def test_report_validates_against_the_junit_schema(tmp_path):
     assert 'name="model.version" value="1"' in text
     assert "uv log tail &lt;&amp;&gt;" in text  # colour codes and NUL dropped, markup escaped
     assert 'message="pkg==9 does not exist"' in text
+    assert "<system-out>load 9.5 s, first answer 111 ms</system-out>" in text  # a passed check's figures
+    assert "warning: non-deterministic output" in text
 
 
 def test_exit_code_follows_the_worst_status():

@@ -20,8 +20,14 @@ def xml_safe(text: str) -> str:
 
 def _test_case(check: CheckResult) -> TestCase:
     message = xml_safe(check.message)
-    # JUnit has no "warning": a warned check passes, and says why in its output.
-    output = f"warning: {check.message}\n{check.details}" if check.status is Status.WARNED else check.details
+    # JUnit has no "warning": a warned check passes, and says why in its output. A passed check's
+    # message (timings, counts) goes to its output too; a failure carries it as the failure message.
+    if check.status is Status.WARNED:
+        output = f"warning: {check.message}\n{check.details}"
+    elif check.status is Status.PASSED and check.message:
+        output = f"{check.message}\n{check.details}".rstrip("\n")
+    else:
+        output = check.details
     case = TestCase(
         name=check.name,
         classname=f"mlflow-validator.{check.stage.value}",
