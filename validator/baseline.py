@@ -55,6 +55,7 @@ def baseline_answers(
 
 @dataclass(frozen=True)
 class Changes:
+    requests_compared: int
     requests_changed: list[str]
     values_changed: int
     values_total: int
@@ -70,7 +71,8 @@ def count_changes(
 ) -> Changes:
     changed_requests, changed, total = [], 0, 0
     largest: tuple[str, Difference] | None = None
-    for request in answered_by_all(requests, candidate, baseline):
+    compared = answered_by_all(requests, candidate, baseline)
+    for request in compared:
         before, after = baseline.answers[request.name].json(), candidate.answers[request.name].json()
         values = count_values(before)
         differences = compare(before, after, options.tolerance)
@@ -83,7 +85,7 @@ def count_changes(
         for difference in differences:
             if difference.size is not None and (largest is None or difference.size > (largest[1].size or 0)):
                 largest = (request.name, difference)
-    return Changes(changed_requests, changed, total, largest)
+    return Changes(len(compared), changed_requests, changed, total, largest)
 
 
 def check_changes(
@@ -91,7 +93,7 @@ def check_changes(
 ) -> Outcome:
     changes = count_changes(requests, candidate, baseline, options)
     summary = (
-        f"{len(changes.requests_changed)} of {len(answered_by_all(requests, candidate, baseline))} answers changed "
+        f"{len(changes.requests_changed)} of {changes.requests_compared} answers changed "
         f"from {options.baseline_uri}: {changes.values_changed} of {changes.values_total} values "
         f"({changes.fraction:.1%})"
     )

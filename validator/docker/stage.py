@@ -7,7 +7,9 @@ import time
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -65,7 +67,7 @@ class DockerStage:
         self.docker_env = docker_env(env)
         # `docker run -e NAME` takes the value from the CLI's environment, so none is on a command line.
         self.run_env = {**self.docker_env, **options.model_env}
-        self.generator_env = {**docker_env(env), "MLFLOW_TRACKING_URI": str(paths.context / "mlruns")}
+        self.generator_env = {**self.docker_env, "MLFLOW_TRACKING_URI": str(paths.context / "mlruns")}
         self.cleanup = ExitStack()
         self.container: Container | None = None
 
@@ -77,6 +79,10 @@ class DockerStage:
             Step("answers", self.answer_requests),
             *self._answered_steps(),
         ]
+
+    @cached_property
+    def meta(self) -> dict[str, Any]:
+        return read_mlmodel(self.model_dir)
 
     def close(self) -> None:
         self.cleanup.close()
@@ -132,7 +138,7 @@ class DockerStage:
     def answer_requests(self) -> Outcome:
         """POST every sample request to /invocations, then repeat the first to measure latency."""
         assert self.container is not None
-        self.requests = plan_requests(self.model_dir, read_mlmodel(self.model_dir), self.options.requests)
+        self.requests = plan_requests(self.model_dir, self.meta, self.options.requests)
         for request in self.requests:
             self.answers.answers[request.name] = self._post(request)
         if self.container.running():
@@ -169,7 +175,7 @@ class DockerStage:
         checks: dict[str, AnswerCheck] = {
             "rejects-invalid-input": check_rejections,
             "output-contract": lambda requests, answers: check_output_contract(
-                requests, answers, Signature.from_mlmodel(read_mlmodel(self.model_dir)).outputs
+                requests, answers, Signature.from_mlmodel(self.meta).outputs
             ),
             "matches-venv": self.matches_venv,
             "expected-responses": lambda requests, answers: check_expected_responses(requests, answers, tolerance),
