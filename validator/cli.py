@@ -7,21 +7,26 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
 from validator import __version__
-from validator.docker.engine import engine_problem
 from validator.errors import EXIT_CANNOT_VALIDATE, EXIT_INTERNAL_ERROR, Cancelled, UsageError, ValidatorError
-from validator.fetch import parse_model_uri
-from validator.options import Options, resolve_options
+from validator.model.fetch import parse_model_uri
 from validator.pipeline import Pipeline, Reporter
 from validator.plan import plan_stages
 from validator.reporters.console import ConsoleReporter
 from validator.reporters.junit import JUnitReporter
-from validator.results import Stage
+from validator.results import Stage, Status, ValidationReport
+from validator.runlog import RunLog
+from validator.settings import Options, resolve_options
+from validator.settings.declared import SETTINGS
+from validator.settings.docs import default_text, describe
+from validator.settings.types import BOOL
+from validator.stages.docker.engine import engine_problem
 
 PROG = "mlflow-validator"
 
@@ -31,6 +36,21 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message, f"see `{PROG} {self.prog.split()[-1]} --help`")
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag per declared setting that has one. default=SUPPRESS: a flag the user did not give
+    must not hide the config file or the environment."""
+    for setting in SETTINGS:
+        declaration = setting.declaration
+        if not declaration.flag:
+            continue
+        env = f"; env {', '.join(declaration.env)}" if declaration.env else ""
+        help_text = f"{declaration.help} (default: {default_text(setting)}{env})".replace("%", "%%")
+        kind: dict[str, Any] = (
+            {"action": "store_const", "const": True} if declaration.type is BOOL else {"metavar": setting.field.upper()}
+        )
+        parser.add_argument(declaration.flag, dest=setting.key, default=argparse.SUPPRESS, help=help_text, **kind)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,97 +63,103 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL_URI",
         help="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or a directory",
     )
-    # default=SUPPRESS: a flag the user did not give must not hide the config file or env.
-
-    def add(*names: str, **kwargs: Any) -> None:
-        validate.add_argument(*names, default=argparse.SUPPRESS, **kwargs)
-
-    add("--tracking-uri", dest="tracking_uri", help="MLflow tracking server (default: MLFLOW_TRACKING_URI)")
-    add(
-        "--registry-uri",
-        dest="registry_uri",
-        help="model registry, if not the tracking server (default: MLFLOW_REGISTRY_URI)",
-    )
-    add("--stages", dest="stages", help="comma-separated subset of static,venv,docker (default: all)")
-    add("--junit-xml", dest="junit_xml", help="report path (default: OUTPUT_DIR/junit.xml)")
-    add("--output-dir", dest="output_dir", help="predictions, responses and logs (default: mlflow-validator-report)")
-    add("--config", dest="config", help="YAML config file (default: ./mlflow-validator.yaml if present)")
-    add(
-        "--ca-bundle",
-        dest="build.ca_bundle",
-        help="PEM CA bundle for installs (default: PIP_CERT, REQUESTS_CA_BUNDLE, SSL_CERT_FILE)",
-    )
-    add("--index-url", dest="build.index_url", help="package index for installs (default: PIP_INDEX_URL, UV_INDEX_URL)")
-    add("--constraints", dest="constraints", help="the serving runtime's installed packages (name==version lines)")
-    add(
-        "--requests",
-        dest="requests.directory",
-        help="directory of sample requests (*.json, *.csv), each optionally with NAME.expected.json",
-    )
-    add("--baseline", dest="baseline", help="a model URI to compare answers with, e.g. models:/NAME@champion")
-    add("--rtol", dest="tolerance.rtol", help="relative tolerance for floats (default: 1e-6)")
-    add("--atol", dest="tolerance.atol", help="absolute tolerance for floats (default: 1e-9)")
-    add("--keep", dest="keep", action="store_true", help="keep the work directory, image and container for debugging")
-    validate.add_argument("--debug", action="store_true", help="log every command and show tracebacks")
+    _add_setting_flags(validate)
+    config = commands.add_parser("config", help="print every setting as resolved here, and where it came from")
+    _add_setting_flags(config)
     return parser
 
 
 def _check_writable(path: Path, what: str) -> None:
-    """Fail before any work if `path` could not be written; creates nothing."""
+    """Fail before any work if `path` could not be written; leaves nothing behind."""
     if path.is_dir() and what == "report":
         raise UsageError(f"the {what} path {path} is a directory", "give a file path such as reports/validation.xml")
     ancestor = path if path.is_dir() else path.parent
     while not ancestor.exists():
         ancestor = ancestor.parent
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UsageError(
-            f"cannot write the {what} to {path} ({ancestor} is not writable)", f"choose a writable {what} path"
-        )
+    problem = f"{ancestor} is not a directory" if not ancestor.is_dir() else ""
+    if not problem:
+        try:  # permission bits say nothing for root, or on a read-only mount: try it
+            Path(tempfile.mkdtemp(prefix=".mlflow-validator-probe-", dir=ancestor)).rmdir()
+        except OSError as exc:
+            problem = f"{ancestor} is not writable: {exc.strerror}"
+    if problem:
+        raise UsageError(f"cannot write the {what} to {path} ({problem})", f"choose a writable {what} path")
 
 
 def _raise_cancelled(signum: int, frame: FrameType | None) -> None:
     raise Cancelled()
 
 
-def validate(options: Options, env: Mapping[str, str]) -> int:
+def _first_error(report: ValidationReport) -> str:
+    error = next((c for c in report.checks if c.status is Status.ERROR), None)
+    return f"could not validate: {error.stage.value} {error.name}: {error.message}" if error else ""
+
+
+def validate(options: Options, env: Mapping[str, str], run_log: RunLog) -> int:
     _check_writable(options.junit_path, "report")
     _check_writable(options.output_dir, "output directory")
-    if options.baseline_uri:
-        parse_model_uri(options.baseline_uri)
+    if options.baseline:
+        parse_model_uri(options.baseline)
         if Stage.VENV not in options.stages:
             raise UsageError("--baseline compares answers from the venv stage", "add venv to --stages")
     docker_problem = engine_problem(env) if Stage.DOCKER in options.stages else ""
     plan = plan_stages(options, docker_problem)
-    if docker_problem and not options.stages_explicit:
+    if docker_problem and not options.given("stages"):
         print(f"warning: skipping the docker stage: no Docker engine reachable ({docker_problem})", file=sys.stderr)
     reporters: list[Reporter] = [ConsoleReporter(), JUnitReporter(options.junit_path)]
-    report = Pipeline(options, plan, env, reporters).run()
+    pipeline = Pipeline(options, plan, env, reporters, on_report=lambda: run_log.write(options.output_dir))
+    report = pipeline.run()
     print(f"JUnit report: {options.junit_path}")
+    if error := _first_error(report):
+        print(f"{PROG}: {error}", file=sys.stderr)
     return report.exit_code
 
 
-def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+def _cancelled_message(options: Options | None) -> str:
+    if options is not None and options.keep:
+        return f"{PROG}: cancelled; the work directory, containers and images were kept (--keep)"
+    return f"{PROG}: cancelled; the containers, images and files it created were removed"
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> int:
     env = dict(os.environ) if env is None else env
-    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(name)s: %(message)s")
+    run_log = RunLog()
+    logging.getLogger("validator").addHandler(run_log)
+    logging.getLogger("validator").setLevel(logging.DEBUG)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    console.setLevel(logging.WARNING)
+    logging.getLogger("validator").addHandler(console)
     signal.signal(signal.SIGTERM, _raise_cancelled)
+    options: Options | None = None
     try:
         args: dict[str, Any] = vars(build_parser().parse_args(argv))
-        config = Path(args.pop("config")) if "config" in args else None
-        return validate(resolve_options(args, env, config), env)
+        command = args.pop("command")
+        options = resolve_options({"model_uri": "", **args}, env, cwd or Path.cwd())
+        if options.debug:
+            console.setLevel(logging.DEBUG)
+        run_log.settings = describe(options)
+        if command == "config":
+            print(run_log.settings)
+            return 0
+        return validate(options, env, run_log)
     except ValidatorError as exc:
-        if debug:
-            logging.exception("details")
+        logging.getLogger("validator").debug("stopped", exc_info=True)
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except (Cancelled, KeyboardInterrupt):
-        print(f"{PROG}: cancelled; the containers, images and files it created were removed", file=sys.stderr)
+        print(_cancelled_message(options), file=sys.stderr)
         return EXIT_CANNOT_VALIDATE
     except Exception as exc:
-        if debug:
+        directory = options.output_dir if options is not None else Path(tempfile.gettempdir())
+        log_file = run_log.write(directory, crash=exc)
+        if options is not None and options.debug:
             raise
         print(
-            f"{PROG}: internal error: {type(exc).__name__}: {exc}; rerun with --debug for the traceback and report it",
+            f"{PROG}: internal error: {type(exc).__name__}: {exc}; the traceback is in {log_file}: please report it",
             file=sys.stderr,
         )
         return EXIT_INTERNAL_ERROR
+    finally:
+        logging.getLogger("validator").removeHandler(run_log)
+        logging.getLogger("validator").removeHandler(console)

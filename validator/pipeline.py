@@ -1,24 +1,31 @@
-"""fetch → static → venv → docker, feeding every result to the reporters as it finishes."""
+"""fetch → static → venv → docker, feeding every result to the reporters as it finishes.
+
+Once the model is fetched, the report is written on every path: pass, fail, an error the validator
+cannot get past, a cancellation (SIGTERM, Ctrl-C) or a crash. Whatever stopped the run is recorded
+as a result of the stage it stopped, and re-raised for the CLI to turn into an exit code.
+"""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from validator.answers import StageAnswers
-from validator.baseline import baseline_answers, check_changes, fetch_baseline
-from validator.docker.stage import DockerPaths, DockerStage
-from validator.fetch import FetchedModel, fetch_model
-from validator.options import Options
+from validator.errors import Cancelled, ValidatorError
+from validator.expectations.answers import StageAnswers
+from validator.expectations.requests import SampleRequest, plan_requests
+from validator.model.fetch import FetchedModel, fetch_model
+from validator.model.mlmodel import ModelFileError
 from validator.plan import PlannedStage
-from validator.results import CheckResult, ModelIdentity, Outcome, Stage, Status, ValidationReport, skipped
-from validator.static import StaticChecks
-from validator.steps import Step, run_steps
-from validator.venv.stage import VenvPaths, VenvStage
+from validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
+from validator.settings import Options
+from validator.stages import STAGES
+from validator.stages.context import RunContext
+from validator.steps import run_steps
 
 
 class Reporter(Protocol):
@@ -27,70 +34,109 @@ class Reporter(Protocol):
     def report_finished(self, report: ValidationReport) -> None: ...
 
 
+def _planned_requests(model: FetchedModel, options: Options) -> list[SampleRequest] | ModelFileError:
+    try:
+        return plan_requests(model.files, options.requests)
+    except ModelFileError as exc:
+        return exc  # the stages that answer requests fail with it; the static stage reports the cause
+
+
+def _stop_reason(exc: BaseException) -> str:
+    if isinstance(exc, Cancelled):
+        return "cancelled by SIGTERM"
+    if isinstance(exc, KeyboardInterrupt):
+        return "cancelled by Ctrl-C"
+    if isinstance(exc, ValidatorError):
+        return str(exc)
+    return f"internal error in mlflow-validator: {type(exc).__name__}: {exc}; see mlflow-validator.log"
+
+
 class Pipeline:
     def __init__(
-        self, options: Options, plan: list[PlannedStage], env: Mapping[str, str], reporters: Iterable[Reporter]
+        self,
+        options: Options,
+        plan: list[PlannedStage],
+        env: Mapping[str, str],
+        reporters: Iterable[Reporter],
+        on_report: Callable[[], object] = lambda: None,  # called once the report is written
     ):
         self.options = options
         self.plan = plan
         self.env = env
         self.reporters = list(reporters)
+        self.on_report = on_report
         self.run_id = uuid.uuid4().hex[:12]
-        self.venv_answers: StageAnswers | None = None  # what the docker stage compares its answers with
-        self.baseline: FetchedModel | None = None
 
     def run(self) -> ValidationReport:
         workdir = Path(tempfile.mkdtemp(prefix=f"mlflow-validator-{self.run_id}-"))
         try:
             static_only = not any(p.run for p in self.plan if p.stage is not Stage.STATIC)
             model = fetch_model(self.options, workdir / "model", static_files_only=static_only)
-            if self.options.baseline_uri:
-                self.baseline = fetch_baseline(self.options, workdir)
-            for reporter in self.reporters:
-                reporter.model_fetched(model.identity)
             report = ValidationReport(model.identity)
-            for planned in self.plan:
-                self._run_stage(planned, model, workdir, report)
+            try:
+                for reporter in self.reporters:
+                    reporter.model_fetched(model.identity)
+                baseline = self._fetch_baseline(workdir, report)
+                run = RunContext(
+                    self.options,
+                    self.env,
+                    model,
+                    _planned_requests(model, self.options),
+                    workdir,
+                    self.run_id,
+                    answers={},
+                    baseline=baseline,
+                )
+                self._run_stages(run, report)
+            finally:
+                self._finish(report)
         finally:
             if not self.options.keep:
                 shutil.rmtree(workdir, ignore_errors=True)
-        for reporter in self.reporters:
-            reporter.report_finished(report)
         return report
 
-    def _run_stage(self, planned: PlannedStage, model: FetchedModel, workdir: Path, report: ValidationReport) -> None:
-        stage = planned.stage
-        reason = planned.skip_reason or self._earlier_failure(report, stage)
-        if reason:
-            self._record(report, CheckResult(stage, stage.value, Status.SKIPPED, 0.0, reason))
-            return
-        if stage is Stage.STATIC:
-            static = StaticChecks(model.directory, model.listing, self.options, self.env)
-            self._record_all(report, run_steps(stage, static.steps()))
-            return
-        model.download_rest()
-        if stage is Stage.VENV:
-            venv = VenvStage(model.directory, self.options, self._venv_paths(workdir), self.env)
-            self._record_all(report, run_steps(stage, venv.steps()))
-            self.venv_answers = venv.answers if venv.answers.answers else None
-            if self.options.baseline_uri:
-                self._record_all(report, run_steps(stage, [self._baseline_step(venv, report, workdir)]))
-        else:
-            paths = DockerPaths(
-                workdir / "docker-context",
-                self._output_dir / "answers" / "container",
-                self._output_dir / "docker-build.log",
-            )
-            docker = DockerStage(model.directory, self.options, paths, self.run_id, self.env, self.venv_answers)
-            try:
-                self._record_all(report, run_steps(stage, docker.steps()))
-            finally:
-                docker.close()
+    def _fetch_baseline(self, workdir: Path, report: ValidationReport) -> FetchedModel | None:
+        """Resolved before any work, so a wrong URI is refused at once; its weights come later."""
+        if not self.options.baseline:
+            return None
+        options = replace(self.options, model_uri=self.options.baseline)
+        try:
+            return fetch_model(options, workdir / "baseline-model", static_files_only=True)
+        except ValidatorError as exc:
+            self._record(report, CheckResult(Stage.VENV, "changed-vs-baseline", Status.ERROR, 0.0, str(exc)))
+            raise
 
-    @property
-    def _output_dir(self) -> Path:
-        """Absolute, because model processes and containers run in other working directories."""
-        return self.options.output_dir.absolute()
+    def _run_stages(self, run: RunContext, report: ValidationReport) -> None:
+        answers: dict[Stage, StageAnswers] = {}
+        for index, planned in enumerate(self.plan):
+            stage = planned.stage
+            reason = planned.skip_reason or self._earlier_failure(report, stage)
+            if reason:
+                self._record(report, CheckResult(stage, stage.value, Status.SKIPPED, 0.0, reason))
+                continue
+            try:
+                self._run_stage(replace(run, answers=dict(answers)), stage, report, answers)
+            except BaseException as exc:
+                message = f"{_stop_reason(exc)} while this stage ran"
+                self._record(report, CheckResult(stage, "interrupted", Status.ERROR, 0.0, message))
+                for later in self.plan[index + 1 :]:
+                    reason = f"not run: the run stopped in the {stage.value} stage"
+                    self._record(report, CheckResult(later.stage, later.stage.value, Status.SKIPPED, 0.0, reason))
+                raise
+
+    def _run_stage(
+        self, run: RunContext, stage: Stage, report: ValidationReport, answers: dict[Stage, StageAnswers]
+    ) -> None:
+        if stage is not Stage.STATIC:
+            run.model.download_rest()
+        runner = STAGES[stage](run)
+        try:
+            for result in run_steps(stage, runner.steps()):
+                self._record(report, result)
+        finally:
+            runner.close()
+        if (answered := runner.answered()) is not None:
+            answers[stage] = answered
 
     @staticmethod
     def _earlier_failure(report: ValidationReport, stage: Stage) -> str:
@@ -98,26 +144,12 @@ class Pipeline:
         failed = next((s for s in earlier if report.stage_failed(s)), None)
         return f"not run: the {failed.value} stage failed" if failed else ""
 
-    def _baseline_step(self, venv: VenvStage, report: ValidationReport, workdir: Path) -> Step:
-        def compare_with_baseline() -> Outcome:
-            if report.stage_failed(Stage.VENV):
-                return skipped("not run: the model's own answers did not pass")
-            assert self.baseline is not None
-            baseline = baseline_answers(
-                self.baseline, self.options, self.env, workdir, self._output_dir / "answers" / "baseline", venv.requests
-            )
-            return check_changes(venv.requests, venv.answers, baseline, self.options)
-
-        return Step("changed-vs-baseline", compare_with_baseline)
-
-    def _venv_paths(self, workdir: Path) -> VenvPaths:
-        return VenvPaths(workdir / "venv-stage", self._output_dir / "answers" / "venv")
-
-    def _record_all(self, report: ValidationReport, results: Iterable[CheckResult]) -> None:
-        for result in results:
-            self._record(report, result)
-
     def _record(self, report: ValidationReport, result: CheckResult) -> None:
         report.checks.append(result)
         for reporter in self.reporters:
             reporter.check_finished(result)
+
+    def _finish(self, report: ValidationReport) -> None:
+        for reporter in self.reporters:
+            reporter.report_finished(report)
+        self.on_report()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from validator.errors import DockerUnavailableError
-from validator.options import Options
 from validator.results import Stage
+from validator.settings import Options
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ def plan_stages(options: Options, docker_problem: str) -> list[PlannedStage]:
                 PlannedStage(stage, False, f"not selected (--stages {','.join(s.value for s in options.stages)})")
             )
         elif stage is Stage.DOCKER and docker_problem:
-            if options.stages_explicit:
+            if options.given("stages"):
                 raise DockerUnavailableError(
                     f"the docker stage was asked for but no Docker engine is reachable ({docker_problem})",
                     "start the Docker daemon, or leave docker out of --stages",

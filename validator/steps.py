@@ -1,15 +1,23 @@
-"""Run a stage's checks in order, timing each and turning its outcome into a CheckResult."""
+"""Run a stage's checks in order, timing each and turning its outcome into a CheckResult.
+
+The step runner is the exception boundary: whatever a check raises ends as that check's result,
+and the other checks go on where they do not depend on it.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
+from validator.checks import Policy, checks_of
 from validator.errors import CommandError, ValidatorError
-from validator.model_files import ModelFileError
-from validator.policies import Policy
+from validator.model.mlmodel import ModelFileError
 from validator.results import CheckResult, Outcome, Stage, Status
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,9 +45,43 @@ def with_policy(step: Step, policy: Policy) -> Step:
     return step
 
 
+def steps_for(
+    stage: Stage, implementations: Mapping[str, Callable[[], Outcome]], policy: Callable[[str], Policy]
+) -> list[Step]:
+    """The stage's checks as the registry lists them (order, prerequisites, policy), each run by its
+    implementation. A stage must implement exactly the checks the registry gives it."""
+    checks = checks_of(stage)
+    mismatch = {check.name for check in checks} ^ set(implementations)
+    if mismatch:
+        raise AssertionError(f"the {stage.value} stage and the check registry disagree about {sorted(mismatch)}")
+    steps = []
+    for check in checks:
+        step = Step(check.name, implementations[check.name], check.requires)
+        steps.append(with_policy(step, policy(check.name)) if check.has_policy else step)
+    return steps
+
+
+def _run_one(step: Step) -> tuple[Outcome, bool]:
+    """The step's outcome, and whether the stage must stop (the validator itself could not go on)."""
+    try:
+        return step.run(), False
+    except ModelFileError as exc:  # the model's fault, whichever stage finds it
+        return Outcome(Status.FAILED, f"{exc}; log the model again"), False
+    except ValidatorError as exc:
+        details = exc.output_tail if isinstance(exc, CommandError) else ""
+        return Outcome(Status.ERROR, str(exc), details), True
+    except Exception as exc:
+        log.error("check %s raised", step.name, exc_info=True)
+        message = (
+            f"internal error in mlflow-validator: {type(exc).__name__}: {exc}; the traceback is in "
+            "mlflow-validator.log in the output directory: please report it"
+        )
+        return Outcome(Status.ERROR, message, traceback.format_exc()), False
+
+
 def run_steps(stage: Stage, steps: Iterable[Step]) -> Iterator[CheckResult]:
-    """Yield a result per step as it finishes. A broken model file fails the step; a ValidatorError
-    becomes an ERROR result and stops the stage."""
+    """Yield a result per step as it finishes. Steps whose prerequisites did not pass are skipped;
+    an error of the validator's own (no engine, a tool that failed) skips the rest of the stage."""
     outcomes: dict[str, Status] = {}
     stopped = ""
     for step in steps:
@@ -50,13 +92,8 @@ def run_steps(stage: Stage, steps: Iterable[Step]) -> Iterator[CheckResult]:
             yield CheckResult(stage, step.name, Status.SKIPPED, 0.0, f"not run: '{blocker}' did not pass")
             continue
         started = time.monotonic()
-        try:
-            outcome = step.run()
-        except ModelFileError as exc:  # the model's fault, whichever stage finds it
-            outcome = Outcome(Status.FAILED, f"{exc}; log the model again")
-        except ValidatorError as exc:
-            details = exc.output_tail if isinstance(exc, CommandError) else ""
-            outcome = Outcome(Status.ERROR, str(exc), details)
+        outcome, stop = _run_one(step)
+        if stop:
             stopped = step.name
         outcomes[step.name] = outcome.status
         yield CheckResult(

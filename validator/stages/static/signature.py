@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from validator.model_files import ModelFileError, serving_example
+from validator.model.mlmodel import ModelFileError
 from validator.results import Outcome, failed, passed, skipped
-from validator.static.context import StaticContext
+from validator.stages.static.context import StaticContext
 
 HOW_TO_LOG_EXAMPLE = (
     "log the model again with input_example=<a few rows> (mlflow.<flavor>.log_model(..., input_example=X.head(3)))"
@@ -12,20 +12,18 @@ HOW_TO_LOG_EXAMPLE = (
 
 
 def check_signature(ctx: StaticContext) -> Outcome:
-    signature = ctx.meta.get("signature")
-    if not isinstance(signature, dict) or not signature.get("inputs"):
+    signature = ctx.files.mlmodel.signature
+    if not signature.inputs:
         return failed(
             "no input signature is logged, so the scoring server cannot check requests: log the model again with "
             "an input_example (MLflow infers the signature) or signature=infer_signature(X, model.predict(X))"
         )
-    return passed(
-        "inputs" + (", outputs" if signature.get("outputs") else "") + (", params" if signature.get("params") else "")
-    )
+    return passed(signature.declared)
 
 
 def check_input_example(ctx: StaticContext) -> Outcome:
     try:
-        example = serving_example(ctx.model_dir, ctx.meta)
+        example = ctx.files.serving_example
     except ModelFileError as exc:
         return failed(f"{exc}; inference cannot be verified without one: {HOW_TO_LOG_EXAMPLE}")
     return passed(example.file_name)
@@ -38,11 +36,11 @@ def check_example_matches_signature(ctx: StaticContext) -> Outcome:
     from mlflow.models.utils import _enforce_params_schema, _enforce_schema
     from mlflow.pyfunc.scoring_server import _parse_json_data
 
-    model = Model.load(str(ctx.model_dir / "MLmodel"))
+    model = Model.load(str(ctx.files.directory / "MLmodel"))
     schema = model.get_input_schema()
     if schema is None:
         return skipped("no input schema to enforce")
-    example = serving_example(ctx.model_dir, ctx.meta)
+    example = ctx.files.serving_example
     try:
         parsed = _parse_json_data(example.body, model, schema)
         _enforce_schema(parsed.data, schema)

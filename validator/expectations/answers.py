@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from validator.compare import compare, describe
-from validator.contract import output_problems
-from validator.options import Budgets, Tolerance
-from validator.policies import Policy
+from validator.expectations.compare import compare, describe
+from validator.expectations.contract import output_problems
+from validator.expectations.requests import Expect, SampleRequest
+from validator.model.mlmodel import Spec
 from validator.results import Outcome, Status, failed, passed, skipped
-from validator.samples import Expect, SampleRequest
-from validator.steps import Step, with_policy
+from validator.settings import Budgets, Tolerance
 
 MAX_BODY = 300
 NO_ANSWER = 0  # the status of a request the server never answered; the body says why
@@ -76,15 +75,13 @@ class Answering(Protocol):
     answers: StageAnswers
 
 
-def steps_over_answers(
-    stage: Answering, checks: Mapping[str, AnswerCheck], after: str, policy: Callable[[str], Policy]
-) -> list[Step]:
-    """A step per check over the stage's answers, run once `after` has passed, under the check's policy."""
+def over_answers(stage: Answering, checks: Mapping[str, AnswerCheck]) -> dict[str, Callable[[], Outcome]]:
+    """Each check bound to the stage's requests and to the answers it will have when the check runs."""
 
-    def step(name: str, check: AnswerCheck) -> Step:
-        return with_policy(Step(name, lambda: check(stage.requests, stage.answers), requires=(after,)), policy(name))
+    def bind(check: AnswerCheck) -> Callable[[], Outcome]:
+        return lambda: check(stage.requests, stage.answers)
 
-    return [step(name, check) for name, check in checks.items()]
+    return {name: bind(check) for name, check in checks.items()}
 
 
 def undeclared_variable(text: str) -> str | None:
@@ -191,9 +188,7 @@ def check_deterministic(requests: list[SampleRequest], answers: StageAnswers, to
     return passed(f"{len(answered)} request(s) answered identically twice")
 
 
-def check_output_contract(
-    requests: list[SampleRequest], answers: StageAnswers, outputs: list[dict[str, Any]]
-) -> Outcome:
+def check_output_contract(requests: list[SampleRequest], answers: StageAnswers, outputs: tuple[Spec, ...]) -> Outcome:
     if not outputs:
         return skipped("no output signature is logged; log one with signature=infer_signature(X, model.predict(X))")
     for request in answered_by_all(requests, answers):

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Mapping
 from typing import Any
 
-import yaml
 from packaging.version import InvalidVersion, Version
 
-from validator.model_files import ModelFileError
+from validator.model.mlmodel import ModelFileError
+from validator.model.requirements import Kind, RequirementLine, parse_requirements, pins
 from validator.results import Outcome, failed, passed
-from validator.static.context import StaticContext
-from validator.static.requirements import Kind, RequirementLine, parse_requirements, pins
+from validator.stages.static.context import StaticContext
 
 BUILD_TIME_NEEDS = {
     Kind.VCS: "the VCS tool (git) and network access to that host at build time",
@@ -24,22 +24,14 @@ BUILD_TIME_NEEDS = {
 }
 
 
-def _conda_env(ctx: StaticContext) -> dict[str, Any]:
-    conda_file = (ctx.meta["flavors"].get("python_function", {}).get("env") or {}).get("conda")
-    if not conda_file or not (ctx.model_dir / conda_file).is_file():
-        return {}
-    data = yaml.safe_load((ctx.model_dir / conda_file).read_text()) or {}
-    return data if isinstance(data, dict) else {}
-
-
-def _conda_python(conda: dict[str, Any]) -> str:
+def _conda_python(conda: Mapping[str, Any]) -> str:
     for dependency in conda.get("dependencies") or []:
         if isinstance(dependency, str) and (match := re.match(r"^python\s*=+\s*([\d.]+)$", dependency)):
             return match.group(1)
     return ""
 
 
-def _conda_pip_lines(conda: dict[str, Any]) -> list[str]:
+def _conda_pip_lines(conda: Mapping[str, Any]) -> list[str]:
     for dependency in conda.get("dependencies") or []:
         if isinstance(dependency, dict) and isinstance(dependency.get("pip"), list):
             return [str(line) for line in dependency["pip"]]
@@ -59,15 +51,16 @@ def _mlflow_major_mismatch(logged_with: str, lines: list[RequirementLine]) -> st
 
 
 def check_agreement(ctx: StaticContext) -> Outcome:
-    python_env = ctx.python_env
-    lines = ctx.requirements
-    conda = _conda_env(ctx)
+    python_env = ctx.files.python_env
+    lines = ctx.files.requirements
+    conda = ctx.files.conda
+    mlmodel = ctx.files.mlmodel
     uri = shlex.quote(ctx.model_uri)
     problems = []
     versions = {
         "python_env.yaml": python_env.python,
         "conda.yaml": _conda_python(conda),
-        "MLmodel": str(ctx.meta["flavors"]["python_function"].get("python_version") or ""),
+        "MLmodel": mlmodel.python_function.python_version,
     }
     if len({v for v in versions.values() if v}) > 1:
         described = ", ".join(f"{name} {version}" for name, version in versions.items() if version)
@@ -84,10 +77,10 @@ def check_agreement(ctx: StaticContext) -> Outcome:
             f"only in conda.yaml: {sorted(conda_pins - requirement_pins)}): "
             f"`mlflow models update-pip-requirements -m {uri} add|remove ...` updates both"
         )
-    if mismatch := _mlflow_major_mismatch(str(ctx.meta.get("mlflow_version") or ""), lines):
+    if mismatch := _mlflow_major_mismatch(mlmodel.mlflow_version, lines):
         problems.append(
             f"{mismatch}: a model must be served by the MLflow major version it was logged with; "
-            f'`mlflow models update-pip-requirements -m {uri} add "mlflow=={ctx.meta.get("mlflow_version")}"`'
+            f'`mlflow models update-pip-requirements -m {uri} add "mlflow=={mlmodel.mlflow_version}"`'
         )
     if problems:
         return failed("; ".join(problems))
@@ -95,7 +88,7 @@ def check_agreement(ctx: StaticContext) -> Outcome:
 
 
 def check_pinned(ctx: StaticContext) -> Outcome:
-    lines = ctx.requirements
+    lines = ctx.files.requirements
     uri = shlex.quote(ctx.model_uri)
     unpinned = [line for line in lines if line.kind is Kind.UNPINNED]
     special = [line for line in lines if line.kind in BUILD_TIME_NEEDS]
@@ -117,7 +110,7 @@ def check_pinned(ctx: StaticContext) -> Outcome:
 
 def check_environment_files(ctx: StaticContext) -> Outcome:
     try:
-        env = ctx.python_env
+        env = ctx.files.python_env
     except ModelFileError as exc:
         return failed(f"{exc}; log the model with a recent MLflow, which writes python_env.yaml and requirements.txt")
     return passed(f"Python {env.python}, requirements in {env.requirements_file.name}")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
+
+from validator.model.mlmodel import Spec
 
 MAX_PROBLEMS = 5
 _PYTHON_TYPES: dict[str, tuple[type, ...]] = {
@@ -50,7 +53,7 @@ def _tensor_type(dtype: str) -> str:
     return "boolean" if dtype == "bool" else ""
 
 
-def _tensor_problems(predictions: Any, spec: dict[str, Any]) -> list[str]:
+def _tensor_problems(predictions: Any, spec: Spec) -> list[str]:
     tensor = spec.get("tensor-spec", {})
     expected = tensor.get("shape", [])
     actual = _shape(predictions)
@@ -62,7 +65,7 @@ def _tensor_problems(predictions: Any, spec: dict[str, Any]) -> list[str]:
     return found[:MAX_PROBLEMS]
 
 
-def _column_problems(predictions: Any, columns: list[dict[str, Any]]) -> list[str]:
+def _column_problems(predictions: Any, columns: Sequence[Spec]) -> list[str]:
     if not isinstance(predictions, list):
         return [f"the answer is a {type(predictions).__name__}, the signature declares rows"]
     names = [c.get("name") for c in columns]
@@ -90,7 +93,7 @@ def _column_problems(predictions: Any, columns: list[dict[str, Any]]) -> list[st
     return problems
 
 
-def output_problems(answer: Any, outputs: list[dict[str, Any]]) -> list[str]:
+def output_problems(answer: Any, outputs: Sequence[Spec]) -> list[str]:
     """Empty when `answer` ({"predictions": …}) conforms to the output signature's specs."""
     if not outputs:
         return []

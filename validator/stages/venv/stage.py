@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Mapping
-from dataclasses import dataclass
-from functools import cached_property
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from validator import commands
-from validator.answers import (
+from validator.expectations.answers import (
     Answer,
     AnswerCheck,
     StageAnswers,
@@ -23,17 +21,18 @@ from validator.answers import (
     check_rejections,
     check_timing,
     declare_hint,
-    steps_over_answers,
+    over_answers,
     undeclared_variable,
 )
+from validator.expectations.baseline import check_changes
+from validator.expectations.requests import SampleRequest
 from validator.isolation import install_tool_env, model_process_env
-from validator.model_files import PythonEnv, read_mlmodel, read_python_env
-from validator.options import Options
-from validator.results import Outcome, failed, passed
-from validator.samples import SampleRequest, Signature, plan_requests
-from validator.steps import Step
+from validator.errors import ValidatorError
+from validator.results import Outcome, Stage, Status, failed, passed, skipped
+from validator.stages.context import RunContext
+from validator.stages.venv.interpreter import Interpreter, find_interpreter
+from validator.steps import Step, run_steps, steps_for
 from validator.uv import export_command, repair_hint, summarize_failure, uv_binary
-from validator.venv.interpreter import Interpreter, find_interpreter
 
 PREDICTOR = Path(__file__).with_name("predictor.py")
 
@@ -57,35 +56,26 @@ class VenvPaths:
         return self.venv / "bin" / "python"
 
 
+class BaselineUnavailable(ValidatorError):
+    """The baseline model could not answer, so there is nothing to compare with."""
+
+
 class VenvStage:
-    def __init__(
-        self,
-        model_dir: Path,
-        options: Options,
-        paths: VenvPaths,
-        env: Mapping[str, str],
-        *,
-        label: str = "venv",
-        requests: list[SampleRequest] | None = None,  # planned from this model's example when None
-    ) -> None:
-        self.model_dir = model_dir
+    """`label` names the answers: "venv" for the model under validation, "baseline" for --baseline's."""
+
+    def __init__(self, run: RunContext, label: str = "venv") -> None:
+        self.run = run
         self.label = label
-        self.requests = requests or []
+        self.model_dir = run.model.directory
+        self.files = run.model.files
+        self.requests: list[SampleRequest] = []
         self.answers = StageAnswers(label)
-        self.options = options
-        self.paths = paths
-        self.env = env
-        self.tool_env = install_tool_env(env, options.network)
+        self.options = run.options
+        self.paths = VenvPaths(run.workdir / f"{label}-stage", run.output_dir / "answers" / label)
+        self.env = run.env
+        self.tool_env = install_tool_env(run.env, run.options.build)
         self.uv = ""
         self.interpreter: Interpreter | None = None
-
-    @cached_property
-    def meta(self) -> dict[str, Any]:
-        return read_mlmodel(self.model_dir)
-
-    @cached_property
-    def python_env(self) -> PythonEnv:
-        return read_python_env(self.model_dir, self.meta)
 
     def setup_steps(self) -> list[Step]:
         """Up to answers in hand: what the baseline model goes through too."""
@@ -97,11 +87,19 @@ class VenvStage:
         ]
 
     def steps(self) -> list[Step]:
-        return [*self.setup_steps(), *self._answered_steps()]
+        return steps_for(
+            Stage.VENV, {step.name: step.run for step in self.setup_steps()} | self._checks(), self.options.policy
+        )
+
+    def answered(self) -> StageAnswers | None:
+        return self.answers if self.answers.answers else None
+
+    def close(self) -> None:
+        pass  # the virtualenv is in the run's work directory, removed with it
 
     def find_interpreter(self) -> Outcome:
         self.uv = uv_binary()
-        wanted = self.python_env.python
+        wanted = self.files.python_env.python
         self.interpreter = find_interpreter(self.uv, wanted, self.tool_env, self.options.timeouts.install)
         if self.interpreter.exact:
             return passed(f"Python {self.interpreter.version} at {self.interpreter.path}")
@@ -121,7 +119,7 @@ class VenvStage:
 
     def requirements_to_install(self) -> tuple[Path, str]:
         """requirements.txt, or for a uv project the pins of its uv.lock (`uv sync --frozen` semantics)."""
-        python_env = self.python_env
+        python_env = self.files.python_env
         if not ((self.model_dir / "uv.lock").is_file() and (self.model_dir / "pyproject.toml").is_file()):
             return python_env.requirements_file, python_env.requirements_file.name
         exported = commands.run(
@@ -132,13 +130,20 @@ class VenvStage:
         return locked, "uv.lock"
 
     def install_requirements(self) -> Outcome:
-        python_env = self.python_env
+        python_env = self.files.python_env
         requirements, source = self.requirements_to_install()
         constraints: list[str | Path] = ["--constraints", self.options.constraints] if self.options.constraints else []
         result = commands.run(
             [
-                self.uv, "pip", "install", "--python", self.paths.python,
-                *python_env.build_dependencies, "-r", requirements, *constraints,
+                self.uv,
+                "pip",
+                "install",
+                "--python",
+                self.paths.python,
+                *python_env.build_dependencies,
+                "-r",
+                requirements,
+                *constraints,
             ],
             env=self.tool_env,
             cwd=self.model_dir,
@@ -156,7 +161,7 @@ class VenvStage:
 
     def load_model(self) -> Outcome:
         """Load the model once in the fresh virtualenv and answer every sample request twice."""
-        self.requests = self.requests or plan_requests(self.model_dir, self.meta, self.options.requests)
+        self.requests = self.run.requests()
         result = commands.run(
             [self.paths.python, "-I", PREDICTOR, self.model_dir, self._write_plan(), self.paths.work / "answers.json"],
             env=model_process_env(
@@ -205,16 +210,33 @@ class VenvStage:
             answers.repeats[name] = Answer(**second)
         return answers
 
-    def _answered_steps(self) -> list[Step]:
+    def _checks(self) -> dict[str, Callable[[], Outcome]]:
         tolerance = self.options.tolerance
         checks: dict[str, AnswerCheck] = {
             "answers": check_answers,
             "rejects-invalid-input": check_rejections,
             "deterministic": lambda requests, answers: check_deterministic(requests, answers, tolerance),
             "output-contract": lambda requests, answers: check_output_contract(
-                requests, answers, Signature.from_mlmodel(self.meta).outputs
+                requests, answers, self.files.mlmodel.signature.outputs
             ),
             "expected-responses": lambda requests, answers: check_expected_responses(requests, answers, tolerance),
             "timing": lambda requests, answers: check_timing(requests, answers, self.options.budgets),
+            "changed-vs-baseline": self.compare_with_baseline,
         }
-        return steps_over_answers(self, checks, after="load-model", policy=self.options.policy)
+        return over_answers(self, checks)
+
+    def compare_with_baseline(self, requests: list[SampleRequest], answers: StageAnswers) -> Outcome:
+        """The same requests through the baseline model, rebuilt in its own virtualenv."""
+        baseline = self.run.baseline
+        if baseline is None:
+            return skipped("no baseline given (--baseline or `baseline:` in the config file)")
+        baseline.download_rest()
+        options = replace(self.options, model_uri=str(self.options.baseline))
+        stage = VenvStage(replace(self.run, model=baseline, options=options), label="baseline")
+        for result in run_steps(Stage.VENV, stage.setup_steps()):
+            if result.status is not Status.PASSED:
+                raise BaselineUnavailable(
+                    f"the baseline {options.model_uri} could not answer the requests ({result.name}: {result.message})",
+                    "point --baseline at a model that validates, or drop it",
+                )
+        return check_changes(requests, answers, stage.answers, self.options)

@@ -1,56 +1,15 @@
-"""`--baseline URI`: the same requests go through the baseline model in its own virtualenv, and the
-report says how many answers changed and by how much (`budgets.max_changed_fraction` gates on it)."""
+"""`--baseline URI`: how many of the baseline's answers the candidate changes, and by how much
+(`budgets.max_changed_fraction` gates on it). Pure: the baseline's answers come from the venv stage."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
-from validator.answers import StageAnswers, answered_by_all
-from validator.compare import Difference, compare, count_values
-from validator.errors import ValidatorError
-from validator.fetch import FetchedModel, fetch_model
-from validator.options import Options
-from validator.results import Outcome, Stage, Status, failed, passed
-from validator.samples import SampleRequest
-from validator.steps import run_steps
-from validator.venv.stage import VenvPaths, VenvStage
-
-
-class BaselineUnavailable(ValidatorError):
-    """The baseline model could not answer, so there is nothing to compare with."""
-
-
-def fetch_baseline(options: Options, workdir: Path) -> FetchedModel:
-    """Resolve the baseline before any work, so a wrong URI is refused at once; its weights come later."""
-    assert options.baseline_uri is not None
-    return fetch_model(
-        replace(options, model_uri=options.baseline_uri), workdir / "baseline-model", static_files_only=True
-    )
-
-
-def baseline_answers(
-    model: FetchedModel,
-    options: Options,
-    env: Mapping[str, str],
-    workdir: Path,
-    answers_dir: Path,
-    requests: list[SampleRequest],
-) -> StageAnswers:
-    """Rebuild the baseline's environment and answer the candidate's requests with it."""
-    assert options.baseline_uri is not None
-    baseline_options = replace(options, model_uri=options.baseline_uri)
-    model.download_rest()
-    paths = VenvPaths(workdir / "baseline-stage", answers_dir)
-    stage = VenvStage(model.directory, baseline_options, paths, env, label="baseline", requests=requests)
-    for result in run_steps(Stage.VENV, stage.setup_steps()):
-        if result.status is not Status.PASSED:
-            raise BaselineUnavailable(
-                f"the baseline {options.baseline_uri} could not answer the requests ({result.name}: {result.message})",
-                "point --baseline at a model that validates, or drop it",
-            )
-    return stage.answers
+from validator.expectations.answers import StageAnswers, answered_by_all
+from validator.expectations.compare import Difference, compare, count_values
+from validator.expectations.requests import SampleRequest
+from validator.results import Outcome, failed, passed
+from validator.settings import Options
 
 
 @dataclass(frozen=True)
@@ -94,7 +53,7 @@ def check_changes(
     changes = count_changes(requests, candidate, baseline, options)
     summary = (
         f"{len(changes.requests_changed)} of {changes.requests_compared} answers changed "
-        f"from {options.baseline_uri}: {changes.values_changed} of {changes.values_total} values "
+        f"from {options.baseline}: {changes.values_changed} of {changes.values_total} values "
         f"({changes.fraction:.1%})"
     )
     if changes.largest is not None:

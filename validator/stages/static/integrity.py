@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from validator.results import Outcome, failed, passed
-from validator.static.context import StaticContext
+from validator.stages.static.context import StaticContext
 
 # Flavor keys whose values are paths relative to the model directory.
 PATH_KEYS = frozenset({"data", "code", "model_path", "pickled_model", "python_model", "model_code_path", "model_data"})
@@ -15,12 +16,10 @@ BASENAME_KEYS = frozenset({"model_code_path"})
 LOG_AGAIN = "the model's artifacts are incomplete: log the model again (or re-upload the missing files)"
 
 
-def referenced_paths(meta: dict[str, Any]) -> list[tuple[str, str]]:
+def referenced_paths(flavors: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
     """(where in MLmodel, relative path) for every file or directory the flavors reference."""
     found = []
-    for flavor, conf in meta.get("flavors", {}).items():
-        if not isinstance(conf, dict):
-            continue
+    for flavor, conf in flavors.items():
         for key, value in conf.items():
             if key in PATH_KEYS and isinstance(value, str):
                 found.append((f"{flavor}.{key}", Path(value).name if key in BASENAME_KEYS else value))
@@ -33,14 +32,16 @@ def referenced_paths(meta: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def check_integrity(ctx: StaticContext) -> Outcome:
-    missing = [f"{where} -> {path}" for where, path in referenced_paths(ctx.meta) if not ctx.listed(path)]
+    files = ctx.files
+    references = referenced_paths(files.mlmodel.flavors)
+    missing = [f"{where} -> {path}" for where, path in references if not files.listed(path)]
     truncated = []
-    for relative, size in ctx.listing.items():
-        local = ctx.model_dir / relative
+    for relative, size in files.listing.items():
+        local = files.directory / relative
         if size is not None and local.is_file() and local.stat().st_size != size:
             truncated.append(f"{relative} ({local.stat().st_size} of {size} bytes)")
     unreadable = []
-    for local in (ctx.model_dir / relative for relative in ctx.listing):
+    for local in (files.directory / relative for relative in files.listing):
         if local.is_file():
             try:
                 with local.open("rb") as handle:
@@ -56,4 +57,4 @@ def check_integrity(ctx: StaticContext) -> Outcome:
         problems.append(f"unreadable files: {'; '.join(unreadable)}")
     if problems:
         return failed(f"{'. '.join(problems)}. {LOG_AGAIN}")
-    return passed(f"{len(ctx.listing)} files, {len(referenced_paths(ctx.meta))} references resolved")
+    return passed(f"{len(files.listing)} files, {len(references)} references resolved")

@@ -4,17 +4,15 @@ the answers (`answers.py`), the venv's answers among them. `close()` removes wha
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
-from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import requests
 
 from validator import commands
-from validator.answers import (
+from validator.expectations.answers import (
     NO_ANSWER,
     Answer,
     AnswerCheck,
@@ -26,17 +24,16 @@ from validator.answers import (
     check_same_answers,
     check_timing,
     declare_hint,
-    steps_over_answers,
+    over_answers,
     undeclared_variable,
 )
-from validator.docker.container import Container, ContainerExited, running_container, wait_until_ready
-from validator.docker.engine import docker_env
-from validator.docker.image import add_build_settings, build_image, generate_context, remove_image
-from validator.model_files import read_mlmodel
-from validator.options import Options
-from validator.results import Outcome, Status, failed, passed
-from validator.samples import SampleRequest, Signature, plan_requests
-from validator.steps import Step
+from validator.expectations.requests import SampleRequest
+from validator.results import Outcome, Stage, Status, failed, passed
+from validator.stages.context import RunContext
+from validator.stages.docker.container import Container, ContainerExited, running_container, wait_until_ready
+from validator.stages.docker.engine import docker_env
+from validator.stages.docker.image import add_build_settings, build_image, generate_context, remove_image
+from validator.steps import Step, steps_for
 
 
 @dataclass(frozen=True)
@@ -47,49 +44,45 @@ class DockerPaths:
 
 
 class DockerStage:
-    def __init__(
-        self,
-        model_dir: Path,
-        options: Options,
-        paths: DockerPaths,
-        run_id: str,
-        env: Mapping[str, str],
-        venv_answers: StageAnswers | None,  # None when the venv stage did not run
-    ) -> None:
-        self.model_dir = model_dir
-        self.venv_answers = venv_answers
+    def __init__(self, run: RunContext) -> None:
+        self.run = run
+        self.model_dir = run.model.directory
+        self.venv_answers = run.answers.get(Stage.VENV)  # None when the venv stage did not run
         self.requests: list[SampleRequest] = []
         self.answers = StageAnswers("container")
-        self.options = options
-        self.paths = paths
-        self.run_id = run_id
-        self.tag = f"mlflow-validator/model:{run_id}"
-        self.docker_env = docker_env(env)
+        self.options = run.options
+        self.paths = DockerPaths(
+            run.workdir / "docker-context",
+            run.output_dir / "answers" / "container",
+            run.output_dir / "docker-build.log",
+        )
+        self.run_id = run.run_id
+        self.tag = f"mlflow-validator/model:{run.run_id}"
+        self.docker_env = docker_env(run.env)
         # `docker run -e NAME` takes the value from the CLI's environment, so none is on a command line.
-        self.run_env = {**self.docker_env, **options.model_env}
-        self.generator_env = {**self.docker_env, "MLFLOW_TRACKING_URI": str(paths.context / "mlruns")}
+        self.run_env = {**self.docker_env, **run.options.model_env}
+        self.generator_env = {**self.docker_env, "MLFLOW_TRACKING_URI": str(self.paths.context / "mlruns")}
         self.cleanup = ExitStack()
         self.container: Container | None = None
 
     def steps(self) -> list[Step]:
-        return [
-            Step("generate-dockerfile", self.generate_dockerfile),
-            Step("build-image", self.build),
-            Step("start-container", self.start_container),
-            Step("answers", self.answer_requests),
-            *self._answered_steps(),
-        ]
+        implementations = {
+            "generate-dockerfile": self.generate_dockerfile,
+            "build-image": self.build,
+            "start-container": self.start_container,
+            "answers": self.answer_requests,
+        }
+        return steps_for(Stage.DOCKER, implementations | self._checks(), self.options.policy)
 
-    @cached_property
-    def meta(self) -> dict[str, Any]:
-        return read_mlmodel(self.model_dir)
+    def answered(self) -> StageAnswers | None:
+        return self.answers if self.answers.answers else None
 
     def close(self) -> None:
         self.cleanup.close()
 
     def generate_dockerfile(self) -> Outcome:
         dockerfile = generate_context(self.model_dir, self.paths.context, self.generator_env)
-        add_build_settings(dockerfile, self.options.network, self.options.constraints)
+        add_build_settings(dockerfile, self.options.build, self.options.constraints)
         base = next(line for line in dockerfile.read_text().splitlines() if line.startswith("FROM "))
         return passed(base, dockerfile.read_text())
 
@@ -100,7 +93,7 @@ class DockerStage:
             self.paths.context,
             self.tag,
             self.run_id,
-            self.options.network,
+            self.options.build,
             self.docker_env,
             self.options.timeouts.docker_build,
         )
@@ -138,7 +131,7 @@ class DockerStage:
     def answer_requests(self) -> Outcome:
         """POST every sample request to /invocations, then repeat the first to measure latency."""
         assert self.container is not None
-        self.requests = plan_requests(self.model_dir, self.meta, self.options.requests)
+        self.requests = self.run.requests()
         for request in self.requests:
             self.answers.answers[request.name] = self._post(request)
         if self.container.running():
@@ -170,18 +163,18 @@ class DockerStage:
             return Answer(NO_ANSWER, problem, time.perf_counter() - started)
         return Answer(response.status_code, response.text, time.perf_counter() - started)
 
-    def _answered_steps(self) -> list[Step]:
+    def _checks(self) -> dict[str, Callable[[], Outcome]]:
         tolerance = self.options.tolerance
         checks: dict[str, AnswerCheck] = {
             "rejects-invalid-input": check_rejections,
             "output-contract": lambda requests, answers: check_output_contract(
-                requests, answers, Signature.from_mlmodel(self.meta).outputs
+                requests, answers, self.run.model.files.mlmodel.signature.outputs
             ),
             "matches-venv": self.matches_venv,
             "expected-responses": lambda requests, answers: check_expected_responses(requests, answers, tolerance),
             "timing": lambda requests, answers: check_timing(requests, answers, self.options.budgets),
         }
-        return steps_over_answers(self, checks, after="answers", policy=self.options.policy)
+        return over_answers(self, checks)
 
     def matches_venv(self, requests: list[SampleRequest], answers: StageAnswers) -> Outcome:
         if self.venv_answers is None:

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from validator.options import Tolerance
+from validator.settings import Tolerance
 
 MAX_LISTED = 20
 _ROW = re.compile(r"^\$\.predictions\[(\d+)\](.*)$")

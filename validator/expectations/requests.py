@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from validator.model_files import ModelFileError, serving_example
-from validator.options import RequestSettings
+from validator.model.files import ModelFiles
+from validator.model.mlmodel import ModelFileError, Signature
+from validator.settings import RequestSettings
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -36,30 +37,6 @@ class SampleRequest:
     origin: str  # where the request came from, said in failure messages
     expect: Expect = Expect.ANSWER
     expected_response: Path | None = None
-
-
-@dataclass(frozen=True)
-class Signature:
-    """The parts of MLmodel's signature that shape requests and answers (MLflow's JSON specs, parsed)."""
-
-    inputs: list[dict[str, Any]]
-    outputs: list[dict[str, Any]]
-    params: list[dict[str, Any]]
-
-    @classmethod
-    def from_mlmodel(cls, meta: dict[str, Any]) -> Signature:
-        signature = meta.get("signature") if isinstance(meta.get("signature"), dict) else {}
-        assert isinstance(signature, dict)
-
-        def specs(key: str) -> list[dict[str, Any]]:
-            text = signature.get(key)
-            try:
-                parsed = json.loads(text) if isinstance(text, str) else []
-            except ValueError:
-                raise ModelFileError(f"MLmodel's signature.{key} is not valid JSON") from None
-            return [spec for spec in parsed if isinstance(spec, dict)] if isinstance(parsed, list) else []
-
-        return cls(specs("inputs"), specs("outputs"), specs("params"))
 
 
 def user_requests(directory: Path) -> list[SampleRequest]:
@@ -290,11 +267,11 @@ def _json_or_none(text: str) -> Any:
         return None  # the static stage reports it; the example is still sent as it is
 
 
-def plan_requests(model_dir: Path, meta: dict[str, Any], settings: RequestSettings) -> list[SampleRequest]:
+def plan_requests(files: ModelFiles, settings: RequestSettings) -> list[SampleRequest]:
     """The logged example first, then the user's files, then the requests derived from both."""
     requests: list[SampleRequest] = []
     try:
-        example = serving_example(model_dir, meta)
+        example = files.serving_example
     except ModelFileError:
         example = None
         if settings.directory is None:
@@ -308,7 +285,7 @@ def plan_requests(model_dir: Path, meta: dict[str, Any], settings: RequestSettin
     if not requests:
         raise ModelFileError(f"no input example is logged and {settings.directory} holds no *.json or *.csv request")
     if example is not None and isinstance(parsed := _json_or_none(example.body), dict):
-        signature = Signature.from_mlmodel(meta)
+        signature = files.mlmodel.signature
         requests += [
             SampleRequest(f"derived-{r.name}", r.body, r.content_type, r.origin, r.expect)
             for r in derived_requests(parsed, signature, settings.batch_size)

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from validator import commands
-from validator.docker import LABEL
-from validator.options import BuildNetwork
+from validator.settings import BuildNetwork
+from validator.stages.docker import LABEL
 
 CA_IN_CONTEXT = "mlflow-validator-ca.pem"
 CA_IN_IMAGE = "/usr/local/share/mlflow-validator/ca.pem"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from validator.results import Outcome, failed, passed
-from validator.static.context import StaticContext
+from validator.stages.static.context import StaticContext
 
 TEXT_SUFFIXES = (".py", ".txt", ".yaml", ".yml", ".json", ".cfg", ".ini", ".toml", ".env", ".md", ".sh", ".ipynb")
 
@@ -30,8 +30,9 @@ def find_secrets(files: list[Path], root: Path) -> list[str]:
 
 
 def check_secrets(ctx: StaticContext) -> Outcome:
-    files = [p for p in ctx.model_dir.rglob("*") if p.is_file() and (p.suffix in TEXT_SUFFIXES or p.name == "MLmodel")]
-    found = find_secrets(sorted(files), ctx.model_dir)
+    model_dir = ctx.files.directory
+    files = [p for p in model_dir.rglob("*") if p.is_file() and (p.suffix in TEXT_SUFFIXES or p.name == "MLmodel")]
+    found = find_secrets(sorted(files), model_dir)
     if found:
         return failed(
             f"credentials in the model's files: {', '.join(found)}. Anyone who can read the registry can read them: "

@@ -10,17 +10,18 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
 
 from validator.errors import ModelNotFoundError, RegistryUnreachableError, UsageError
-from validator.options import Options
+from validator.model.files import ModelFiles
+from validator.model.mlmodel import ModelFileError
 from validator.results import ModelIdentity
+from validator.settings import Options
 
 T = TypeVar("T")
 
@@ -47,11 +48,14 @@ class ModelReference:
 
 @dataclass
 class FetchedModel:
-    directory: Path
+    files: ModelFiles  # the directory, the store's listing, and the files' typed views
     identity: ModelIdentity
-    listing: dict[str, int | None]  # every file the model has, relative path -> size, as its store lists it
     pending: list[str] = field(default_factory=list)  # listed, not downloaded yet
     download: Callable[[str], None] | None = None
+
+    @property
+    def directory(self) -> Path:
+        return self.files.directory
 
     def download_rest(self) -> None:
         """Fetch the files the static stage did not need (weights), before a stage loads the model."""
@@ -134,12 +138,10 @@ def _bounded(call: Callable[[], T], ref: ModelReference, tracking_uri: str, time
     return attempt()
 
 
-def _read_mlflow_version(model_dir: Path) -> str:
-    try:
-        meta = yaml.safe_load((model_dir / "MLmodel").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return ""  # the static stage reports it
-    return str(meta.get("mlflow_version", "")) if isinstance(meta, dict) else ""
+def _with_mlflow_version(files: ModelFiles, identity: ModelIdentity) -> FetchedModel:
+    with suppress(ModelFileError):  # the static stage's mlmodel check reports it
+        identity = replace(identity, mlflow_version=files.mlmodel.mlflow_version)
+    return FetchedModel(files, identity)
 
 
 def _local_listing(model_dir: Path) -> dict[str, int | None]:
@@ -153,10 +155,8 @@ def _fetch_local(ref: ModelReference, dest: Path) -> FetchedModel:
             f"{ref.local_path} is not an MLflow model directory (no MLmodel file)", f"pass {URI_FORMS}"
         )
     shutil.copytree(ref.local_path, dest)
-    identity = ModelIdentity(
-        uri=ref.uri, name=ref.name, source=str(ref.local_path.resolve()), mlflow_version=_read_mlflow_version(dest)
-    )
-    return FetchedModel(dest, identity, _local_listing(dest))
+    identity = ModelIdentity(uri=ref.uri, name=ref.name, source=str(ref.local_path.resolve()))
+    return _with_mlflow_version(ModelFiles(dest, _local_listing(dest)), identity)
 
 
 def _model_root(dest: Path) -> Path:
@@ -221,7 +221,7 @@ def fetch_model(options: Options, dest: Path, *, static_files_only: bool) -> Fet
         dest.mkdir(parents=True)
         bounded(lambda: mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(dest)))
         root = _model_root(dest)
-        return FetchedModel(root, replace(identity, mlflow_version=_read_mlflow_version(root)), _local_listing(root))
+        return _with_mlflow_version(ModelFiles(root, _local_listing(root)), identity)
     repo = bounded(lambda: get_artifact_repository(ref.uri, tracking_uri=tracking_uri, registry_uri=registry_uri))
     listing = bounded(lambda: _list_recursively(repo))
     if "MLmodel" not in listing:
@@ -235,6 +235,7 @@ def fetch_model(options: Options, dest: Path, *, static_files_only: bool) -> Fet
     now = [path for path, size in listing.items() if not static_files_only or needed_by_static_checks(path, size)]
     for path in now:
         download(path)
-    later = [path for path in listing if path not in now]
-    identity = replace(identity, mlflow_version=_read_mlflow_version(dest))
-    return FetchedModel(dest, identity, listing, later, download)
+    fetched = _with_mlflow_version(ModelFiles(dest, listing), identity)
+    fetched.pending = [path for path in listing if path not in now]
+    fetched.download = download
+    return fetched

@@ -10,8 +10,8 @@ import requests
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from validator import commands
-from validator.docker import LABEL
-from validator.docker.image import SERVING_PORT
+from validator.stages.docker import LABEL
+from validator.stages.docker.image import SERVING_PORT
 
 
 class ContainerExited(Exception):

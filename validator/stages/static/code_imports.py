@@ -13,7 +13,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from validator.results import Outcome, failed, passed, skipped
-from validator.static.context import StaticContext
+from validator.stages.static.context import StaticContext
 
 # Import names whose distribution is named otherwise, for distributions the validator may not have installed.
 KNOWN_DISTRIBUTIONS = {
@@ -81,12 +81,13 @@ def distributions_for(top_level: str) -> set[str]:
 
 def code_files(ctx: StaticContext) -> tuple[list[Path], list[Path]]:
     """(directories MLflow puts on sys.path, Python files to scan)."""
-    conf = ctx.meta["flavors"].get("python_function", {})
-    roots = [ctx.model_dir / conf["code"]] if conf.get("code") else []
+    pyfunc = ctx.files.mlmodel.python_function
+    model_dir = ctx.files.directory
+    roots = [model_dir / pyfunc.code] if pyfunc.code else []
     roots = [root for root in roots if root.is_dir()]
     files = [path for root in roots for path in sorted(root.rglob("*.py"))]
-    if conf.get("model_code_path"):
-        model_code = ctx.model_dir / Path(str(conf["model_code_path"])).name
+    if pyfunc.model_code_path:
+        model_code = model_dir / Path(pyfunc.model_code_path).name
         if model_code.is_file():
             files.append(model_code)
     return roots, files
@@ -120,7 +121,7 @@ def check_code_imports(ctx: StaticContext) -> Outcome:
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
     problems = []
     for path in files:
-        relative = str(path.relative_to(ctx.model_dir))
+        relative = str(path.relative_to(ctx.files.directory))
         try:
             sites = imports_in(path.read_text(), relative)
         except SyntaxError as exc:

@@ -1,0 +1,38 @@
+"""What every stage is given: the resolved options, the fetched model, the requests planned once for
+both answering stages, and where to work."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from validator.expectations.answers import StageAnswers
+from validator.expectations.requests import SampleRequest
+from validator.model.fetch import FetchedModel
+from validator.model.mlmodel import ModelFileError
+from validator.results import Stage
+from validator.settings import Options
+
+
+@dataclass(frozen=True)
+class RunContext:
+    options: Options
+    env: Mapping[str, str]  # the validator's environment, passed in; stages pass on only what they must
+    model: FetchedModel
+    # The sample requests, planned once; the error when the model has no example to plan them from.
+    planned_requests: list[SampleRequest] | ModelFileError
+    workdir: Path  # private to this run, removed at its end
+    run_id: str  # unique per run: names and labels what this run creates
+    answers: Mapping[Stage, StageAnswers]  # what the stages that already ran answered
+    baseline: FetchedModel | None = None
+
+    def requests(self) -> list[SampleRequest]:
+        if isinstance(self.planned_requests, ModelFileError):
+            raise ModelFileError(str(self.planned_requests))
+        return self.planned_requests
+
+    @property
+    def output_dir(self) -> Path:
+        """Absolute, because model processes and containers run in other working directories."""
+        return self.options.output_dir.absolute()

@@ -1,0 +1,83 @@
+"""Stage 1: check the model's files in seconds, before anything is installed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from validator.expectations.answers import StageAnswers
+from validator.isolation import install_tool_env
+from validator.model.mlmodel import ModelFileError
+from validator.results import Outcome, Stage, failed, passed
+from validator.stages.context import RunContext
+from validator.stages.static.code_imports import check_code_imports
+from validator.stages.static.context import StaticContext
+from validator.stages.static.environment import check_agreement, check_environment_files, check_pinned
+from validator.stages.static.integrity import check_integrity
+from validator.stages.static.resolution import Resolver
+from validator.stages.static.secrets import check_secrets
+from validator.stages.static.signature import check_example_matches_signature, check_input_example, check_signature
+from validator.steps import Step, steps_for
+
+LOCK_FILE_NAME = "requirements.lock.txt"
+
+
+class StaticStage:
+    def __init__(self, run: RunContext) -> None:
+        options = run.options
+        files = run.model.files
+        resolver = Resolver(
+            files=files,
+            lock_file=run.output_dir / LOCK_FILE_NAME,
+            constraints=options.constraints,
+            tool_env=install_tool_env(run.env, options.build),
+            timeout_s=options.timeouts.install,
+        )
+        self.ctx = StaticContext(files, options.model_uri, resolver)
+        self.policy = options.policy
+
+    def steps(self) -> list[Step]:
+        ctx = self.ctx
+
+        def bind(check: Callable[[StaticContext], Outcome]) -> Callable[[], Outcome]:
+            return lambda: check(ctx)
+
+        return steps_for(
+            Stage.STATIC,
+            {
+                "mlmodel": self.mlmodel_parses,
+                "pyfunc-flavor": self.has_pyfunc_flavor,
+                "integrity": bind(check_integrity),
+                "environment-files": bind(check_environment_files),
+                "environment-agreement": bind(check_agreement),
+                "resolvable": bind(ctx.resolver.check_resolvable),
+                "runtime-constraints": bind(ctx.resolver.check_runtime_constraints),
+                "pinned": bind(check_pinned),
+                "uv-lock": bind(ctx.resolver.check_uv_lock),
+                "code-imports": bind(check_code_imports),
+                "secrets": bind(check_secrets),
+                "signature": bind(check_signature),
+                "input-example": bind(check_input_example),
+                "example-matches-signature": bind(check_example_matches_signature),
+            },
+            self.policy,
+        )
+
+    def answered(self) -> StageAnswers | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+    def mlmodel_parses(self) -> Outcome:
+        try:
+            mlmodel = self.ctx.files.mlmodel
+        except ModelFileError as exc:
+            return failed(f"{exc}; the model directory is damaged: log the model again")
+        return passed(f"flavors: {', '.join(mlmodel.flavors)}")
+
+    def has_pyfunc_flavor(self) -> Outcome:
+        try:
+            _ = self.ctx.files.mlmodel.python_function
+        except ModelFileError as exc:
+            return failed(f"{exc}; log it with an MLflow flavor or mlflow.pyfunc.log_model")
+        return passed()
