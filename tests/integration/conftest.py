@@ -15,7 +15,7 @@ import pytest
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from validator.docker.engine import engine_problem
+from validator.stages.docker.engine import engine_problem
 
 MODELS_DIR = Path(__file__).parent / "models"
 

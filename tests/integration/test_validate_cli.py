@@ -8,14 +8,23 @@ import pytest
 
 from tests.integration.conftest import assert_nothing_left
 from tests.integration.reports import docker_leftovers, properties, read_report
-from validator.policies import STATIC_POLICY_CHECKS
+from validator.checks import checks_of
+from validator.results import Stage
 
 VENV_SETUP = ["interpreter", "create-virtualenv", "install-requirements", "load-model"]
-VENV_CHECKS = ["answers", "rejects-invalid-input", "deterministic", "output-contract", "expected-responses", "timing"]
+VENV_CHECKS = [
+    "answers",
+    "rejects-invalid-input",
+    "deterministic",
+    "output-contract",
+    "expected-responses",
+    "timing",
+    "changed-vs-baseline",
+]
 DOCKER_SETUP = ["generate-dockerfile", "build-image", "start-container", "answers"]
 DOCKER_CHECKS = ["rejects-invalid-input", "output-contract", "matches-venv", "expected-responses", "timing"]
 
-STATIC_CHECKS = ["mlmodel", *STATIC_POLICY_CHECKS]
+STATIC_CHECKS = [check.name for check in checks_of(Stage.STATIC)]
 NOT_APPLICABLE_TO_IRIS = {"runtime-constraints", "uv-lock", "code-imports"}  # no constraints, no uv, no code
 ALL_CHECKS = {
     "static": STATIC_CHECKS,
@@ -41,6 +50,7 @@ def test_good_model_passes_every_stage(registered, run_cli, docker_engine, tmp_p
     expected = {stage: dict.fromkeys(names, "passed") for stage, names in ALL_CHECKS.items()}
     expected["static"].update(dict.fromkeys(NOT_APPLICABLE_TO_IRIS, "skipped"))
     expected["venv"]["expected-responses"] = expected["docker"]["expected-responses"] = "skipped"  # no --requests
+    expected["venv"]["changed-vs-baseline"] = "skipped"  # no --baseline
     assert read_report(report) == expected
     assert properties(report)["model.name"] == "iris-classifier"
     assert properties(report)["model.version"] == "1"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from validator.answers import (
+from validator.expectations.answers import (
     NO_ANSWER,
     Answer,
     StageAnswers,
@@ -17,10 +17,10 @@ from validator.answers import (
     check_timing,
     undeclared_variable,
 )
-from validator.contract import output_problems
-from validator.options import Budgets, Tolerance
+from validator.expectations.contract import output_problems
+from validator.settings import Budgets, Tolerance
 from validator.results import Status
-from validator.samples import Expect, SampleRequest
+from validator.expectations.requests import Expect, SampleRequest
 
 EXAMPLE = SampleRequest("input-example", "{}", "application/json", "the logged input example")
 RECORDS = SampleRequest("derived-records", "{}", "application/json", "the example as records", Expect.FORMAT)
@@ -86,7 +86,7 @@ def test_the_container_must_answer_with_the_same_status_and_values():
     drifted = StageAnswers("container", {EXAMPLE.name: ok([{"score": 0.6}]), MISSING.name: Answer(400, REJECTED, 0.1)})
     message = check_same_answers([EXAMPLE, MISSING], venv, drifted, Tolerance()).message
     assert "first at row 0, column score ($.predictions[0].score): venv 0.5 vs container 0.6" in message
-    loose = Tolerance(columns={"score": Tolerance(rtol=0.5)})
+    loose = Tolerance(columns={"score": {"rtol": 0.5}})
     assert check_same_answers([EXAMPLE, MISSING], venv, drifted, loose).status is Status.PASSED
 
 

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from validator.docker.image import add_build_settings, build_args
 from validator.errors import InfrastructureError, UsageError
-from validator.fetch import parse_model_uri
 from validator.isolation import install_tool_env, model_process_env
-from validator.model_files import ModelFileError
-from validator.options import BuildNetwork, resolve_options
+from validator.model.fetch import parse_model_uri
+from validator.model.mlmodel import ModelFileError
+from validator.settings import BuildNetwork, resolve_options
+from validator.stages.docker.image import add_build_settings, build_args
 from validator.results import Stage, Status, failed, passed
 from validator.steps import Step, run_steps
 from validator.uv import repair_hint, summarize_failure
@@ -87,7 +87,7 @@ def test_model_processes_get_only_the_variables_the_config_file_declares(tmp_pat
     ci_env = {"PATH": "/usr/bin", "HF_HOME": "/cache/hf", "GITHUB_TOKEN": "s"}
     config = tmp_path / "c.yaml"
     config.write_text("env:\n  pass: [HF_HOME]\n  set: {MODE: offline}\n")
-    options = resolve_options({"model_uri": "m"}, ci_env, config)
+    options = resolve_options({"model_uri": "m", "config": str(config)}, ci_env, tmp_path)
     env = model_process_env(ci_env, home=tmp_path, bin_dir=tmp_path / "bin", declared=options.model_env)
     assert env["HF_HOME"] == "/cache/hf"
     assert env["MODE"] == "offline"

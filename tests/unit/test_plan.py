@@ -1,7 +1,7 @@
 import pytest
 
 from validator.errors import DockerUnavailableError
-from validator.options import Options
+from validator.settings import Options
 from validator.plan import plan_stages
 from validator.results import Stage
 
@@ -11,7 +11,7 @@ def test_all_stages_run_when_docker_answers():
 
 
 def test_unselected_stages_are_skipped_with_the_reason():
-    plan = plan_stages(Options("m", stages=(Stage.STATIC,), stages_explicit=True), "")
+    plan = plan_stages(Options("m", stages=(Stage.STATIC,), sources={"stages": "flag --stages"}), "")
     assert [(p.stage, p.run) for p in plan] == [(Stage.STATIC, True), (Stage.VENV, False), (Stage.DOCKER, False)]
     assert "--stages static" in plan[1].skip_reason
 
@@ -24,4 +24,4 @@ def test_missing_engine_skips_the_default_docker_stage_and_says_how_to_enable_it
 
 def test_missing_engine_is_an_error_when_docker_was_asked_for():
     with pytest.raises(DockerUnavailableError):
-        plan_stages(Options("m", stages_explicit=True), "connection refused")
+        plan_stages(Options("m", sources={"stages": "flag --stages"}), "connection refused")

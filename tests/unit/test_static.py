@@ -1,20 +1,25 @@
 """Static checks on model directories made on the spot (the uv-backed ones are integration tests)."""
 
+import copy
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
 
-from validator.options import Options
-from validator.policies import Policy
-from validator.results import Status
-from validator.static import StaticChecks
-from validator.static.code_imports import check_code_imports, imports_in
-from validator.static.context import StaticContext
-from validator.static.environment import check_agreement, check_pinned
-from validator.static.integrity import check_integrity
-from validator.static.requirements import Kind, parse_requirements
-from validator.static.secrets import check_secrets
+from validator.checks import Policy
+from validator.model.fetch import FetchedModel
+from validator.model.files import ModelFiles
+from validator.model.requirements import Kind, parse_requirements
+from validator.results import ModelIdentity, Status
+from validator.settings import Options
+from validator.stages.context import RunContext
+from validator.stages.static import StaticStage
+from validator.stages.static.code_imports import check_code_imports, imports_in
+from validator.stages.static.context import StaticContext
+from validator.stages.static.environment import check_agreement, check_pinned
+from validator.stages.static.integrity import check_integrity
+from validator.stages.static.secrets import check_secrets
 
 MLMODEL = {
     "mlflow_version": "3.17.2",
@@ -30,10 +35,25 @@ MLMODEL = {
 }
 
 
-def make_model(root: Path, requirements: str = "mlflow==3.17.2\npandas==2.2.3\n", **files: str) -> StaticContext:
+@dataclass
+class ResolvedLock:
+    """Stands in for uv's resolution (the uv-backed checks are integration tests)."""
+
+    lock: dict[str, str] = field(default_factory=dict)
+
+
+def make_model(
+    root: Path,
+    requirements: str = "mlflow==3.17.2\npandas==2.2.3\n",
+    lock: dict[str, str] | None = None,
+    pyfunc: dict[str, str] | None = None,
+    **files: str,
+) -> StaticContext:
     root.mkdir(parents=True, exist_ok=True)
+    mlmodel = copy.deepcopy(MLMODEL)
+    mlmodel["flavors"]["python_function"].update(pyfunc or {})
     contents = {
-        "MLmodel": yaml.safe_dump(MLMODEL),
+        "MLmodel": yaml.safe_dump(mlmodel),
         "python_env.yaml": "python: 3.11.7\nbuild_dependencies: [pip]\ndependencies: [-r requirements.txt]\n",
         "conda.yaml": yaml.safe_dump({"dependencies": ["python=3.11.7", "pip", {"pip": requirements.split()}]}),
         "requirements.txt": requirements,
@@ -45,7 +65,7 @@ def make_model(root: Path, requirements: str = "mlflow==3.17.2\npandas==2.2.3\n"
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
     listing = {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
-    return StaticContext(root, listing, "models:/m/1", meta=yaml.safe_load(contents["MLmodel"]))
+    return StaticContext(ModelFiles(root, listing), "models:/m/1", ResolvedLock(lock or {}))
 
 
 def test_requirement_kinds():
@@ -63,8 +83,8 @@ def test_clean_model_passes_integrity_agreement_and_pinning(tmp_path):
 def test_missing_and_truncated_files_fail_integrity(tmp_path):
     ctx = make_model(tmp_path)
     (tmp_path / "python_model.pkl").unlink()
-    del ctx.listing["python_model.pkl"]  # the store does not have it
-    ctx.listing["code/helpers.py"] = 999
+    del ctx.files.listing["python_model.pkl"]  # the store does not have it
+    ctx.files.listing["code/helpers.py"] = 999
     outcome = check_integrity(ctx)
     assert outcome.status is Status.FAILED
     assert "python_function.python_model -> python_model.pkl" in outcome.message
@@ -72,8 +92,9 @@ def test_missing_and_truncated_files_fail_integrity(tmp_path):
 
 
 def test_models_from_code_are_found_by_file_name(tmp_path):
-    ctx = make_model(tmp_path, **{"model.py": "import mlflow\n"})
-    ctx.meta["flavors"]["python_function"]["model_code_path"] = "/home/someone/project/model.py"
+    ctx = make_model(
+        tmp_path, pyfunc={"model_code_path": "/home/someone/project/model.py"}, **{"model.py": "import mlflow\n"}
+    )
     assert check_integrity(ctx).status is Status.PASSED
 
 
@@ -86,8 +107,8 @@ def test_python_versions_and_mlflow_major_must_agree(tmp_path):
 
 
 def test_unpinned_requirements_get_the_validated_pin_in_the_fix(tmp_path):
-    ctx = make_model(tmp_path, requirements="mlflow==3.17.2\npandas>=2\n--extra-index-url https://idx\n")
-    ctx.lock = {"pandas": "2.2.3"}
+    requirements = "mlflow==3.17.2\npandas>=2\n--extra-index-url https://idx\n"
+    ctx = make_model(tmp_path, requirements=requirements, lock={"pandas": "2.2.3"})
     message = check_pinned(ctx).message
     assert "line 2: pandas>=2" in message
     assert 'mlflow models update-pip-requirements -m models:/m/1 add "pandas==2.2.3"' in message
@@ -104,12 +125,12 @@ def test_imports_guarded_by_import_error_are_optional():
 def test_unknown_import_fails_and_locked_distributions_resolve(tmp_path):
     ctx = make_model(
         tmp_path,
+        lock={"scikit-learn": "1.9.1"},
         **{
             "code/helpers.py": "import sklearn.linear_model\nimport requests\nimport helpers2\n",
             "code/helpers2.py": "",
         },
     )
-    ctx.lock = {"scikit-learn": "1.9.1"}
     outcome = check_code_imports(ctx)
     assert outcome.status is Status.FAILED
     assert "code/helpers.py:2 imports requests" in outcome.message
@@ -138,7 +159,7 @@ def test_a_normal_model_has_no_secrets(tmp_path):
 @pytest.mark.parametrize(("policy", "status"), [(Policy.WARN, Status.WARNED), (Policy.OFF, Status.SKIPPED)])
 def test_policies_turn_a_failure_into_a_warning_or_nothing(tmp_path, policy, status):
     ctx = make_model(tmp_path, requirements="mlflow==3.17.2\npandas>=2\n")
-    checks = StaticChecks(ctx.model_dir, ctx.listing, Options("m", policies={"pinned": policy}), env={})
-    pinned = next(step for step in checks.steps() if step.name == "pinned")
-    checks.ctx.meta = ctx.meta
+    model = FetchedModel(ctx.files, ModelIdentity("m", "m"))
+    run = RunContext(Options("m", checks={"pinned": policy}), {}, model, [], tmp_path, "run", {})
+    pinned = next(step for step in StaticStage(run).steps() if step.name == "pinned")
     assert pinned.run().status is status

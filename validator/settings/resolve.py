@@ -21,6 +21,8 @@ from validator.settings.types import did_you_mean
 
 DEFAULT_CONFIG_FILE = "mlflow-validator.yaml"
 CONFIG_KEYS = [setting.key for setting in SETTINGS if setting.declaration.in_config_file]
+# Keys inside a mapping setting whose keys are fixed, e.g. checks.pinned: checked like settings.
+FIXED_KEYS = [f"{s.key}.{name}" for s in SETTINGS for name in s.declaration.type.keys]
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -53,10 +55,16 @@ def load_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(tree, Mapping):
         raise UsageError(f"config file {path} must be a mapping of settings", "see the README's options table")
     flat = _flatten(tree)
-    for key in flat:
-        if key not in CONFIG_KEYS:
+    inner = [
+        f"{key}.{name}"
+        for key, value in flat.items()
+        if key in CONFIG_KEYS and BY_KEY[key].declaration.type.keys and isinstance(value, Mapping)
+        for name in value
+    ]
+    for key in [*flat, *inner]:
+        if key not in CONFIG_KEYS + FIXED_KEYS:
             raise UsageError(
-                f"unknown setting '{key}' in {path}{did_you_mean(key, CONFIG_KEYS)}",
+                f"unknown setting '{key}' in {path}{did_you_mean(key, CONFIG_KEYS + FIXED_KEYS)}",
                 "see the README's options table for the known settings",
             )
     return flat
@@ -142,6 +150,9 @@ def resolve_options(flags: Mapping[str, Any], env: Mapping[str, str], cwd: Path)
         raw = {**from_file, **raw}
     values = {key: _parse(BY_KEY[key], value, origin, cwd) for key, (value, origin) in raw.items()}
     values["config"] = config_path
+    for setting in SETTINGS:  # default paths are relative to the working directory too
+        if setting.key not in values and isinstance(setting.default, Path):
+            values[setting.key] = cwd / setting.default
     options = _build(flags["model_uri"], values, {key: origin for key, (_, origin) in raw.items()})
     _check_files(options)
     return dataclasses.replace(options, model_env=_model_env(options, env))
