@@ -90,9 +90,15 @@ def _raise_cancelled(signum: int, frame: FrameType | None) -> None:
     raise Cancelled()
 
 
-def _first_error(report: ValidationReport) -> str:
-    error = next((c for c in report.checks if c.status is Status.ERROR), None)
-    return f"could not validate: {error.stage.value} {error.name}: {error.message}" if error else ""
+VERDICT_LINES = {Status.FAILED: "the gate failed", Status.ERROR: "could not validate"}
+
+
+def _verdict_line(report: ValidationReport) -> str:
+    """One line for the CI log's error stream: the first result that decided the exit code."""
+    for status in (Status.ERROR, Status.FAILED):
+        if first := next((c for c in report.checks if c.status is status), None):
+            return f"{VERDICT_LINES[status]}: {first.stage.value} {first.name}: {first.message}"
+    return ""
 
 
 def validate(options: Options, env: Mapping[str, str], run_log: RunLog) -> int:
@@ -110,8 +116,8 @@ def validate(options: Options, env: Mapping[str, str], run_log: RunLog) -> int:
     pipeline = Pipeline(options, plan, env, reporters, on_report=lambda: run_log.write(options.output_dir))
     report = pipeline.run()
     print(f"JUnit report: {options.junit_path}")
-    if error := _first_error(report):
-        print(f"{PROG}: {error}", file=sys.stderr)
+    if verdict := _verdict_line(report):
+        print(f"{PROG}: {verdict}", file=sys.stderr)
     return report.exit_code
 
 

@@ -13,7 +13,6 @@ from validator.settings.declared import SETTINGS, Setting
 from validator.settings.options import Options
 
 SCHEMA_FILE = Path(__file__).with_name("mlflow-validator.schema.json")
-SCHEMA_ID = "https://mlflow-validator.invalid/mlflow-validator.schema.json"
 REDACTED = "***"
 
 
@@ -33,7 +32,6 @@ def json_schema() -> dict[str, Any]:
         target[name] = _property(setting)
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
-        "$id": SCHEMA_ID,
         "title": "mlflow-validator.yaml",
         "type": "object",
         "properties": properties,
@@ -48,6 +46,8 @@ def render_json_schema() -> str:
 def _display(value: Any) -> str:
     if value is None or value == {} or value == ():
         return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, tuple):
         return ",".join(str(getattr(item, "value", item)) for item in value)
     return str(value)
