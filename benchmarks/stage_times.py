@@ -55,13 +55,13 @@ def predict_command(model: Path, request: Path, content_type: str, output: Path)
 def mlflow_run(model: Path, docker: bool) -> dict[str, float]:
     from harness import build_docker_command
 
-    from validator.model_files import read_mlmodel
-    from validator.options import RequestSettings
-    from validator.samples import CSV, Expect, plan_requests
+    from validator.expectations.requests import CSV, Expect, plan_requests
+    from validator.model.files import ModelFiles
+    from validator.settings import RequestSettings
 
     requests = [
         r
-        for r in plan_requests(model, read_mlmodel(model), RequestSettings())
+        for r in plan_requests(ModelFiles(model, {}), RequestSettings())
         if r.expect is not Expect.REJECTION  # `mlflow models predict` fails on these by design
     ]
     times = {}

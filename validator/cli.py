@@ -97,7 +97,7 @@ def _verdict_line(report: ValidationReport) -> str:
     """One line for the CI log's error stream: the first result that decided the exit code."""
     for status in (Status.ERROR, Status.FAILED):
         if first := next((c for c in report.checks if c.status is status), None):
-            return f"{VERDICT_LINES[status]}: {first.stage.value} {first.name}: {first.message}"
+            return f"{VERDICT_LINES[status]}: {first.stage.value} {first.name}: {' '.join(first.message.split())}"
     return ""
 
 
