@@ -119,7 +119,12 @@ def test_sigterm_while_a_stage_runs_still_writes_the_report(registered, tmp_path
     command = [sys.executable, "-m", "validator", "validate", "models:/iris-classifier/1", "--stages", "static,venv"]
     command += ["--tracking-uri", registered.tracking_uri, "--output-dir", str(out)]
     child = subprocess.Popen(
-        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(scratch)}
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
     )
     assert child.stdout is not None
     seen = []

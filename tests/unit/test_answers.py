@@ -18,9 +18,9 @@ from validator.expectations.answers import (
     undeclared_variable,
 )
 from validator.expectations.contract import output_problems
-from validator.settings import Budgets, Tolerance
-from validator.results import Status
 from validator.expectations.requests import Expect, SampleRequest
+from validator.results import Status
+from validator.settings import Budgets, Tolerance
 
 EXAMPLE = SampleRequest("input-example", "{}", "application/json", "the logged input example")
 RECORDS = SampleRequest("derived-records", "{}", "application/json", "the example as records", Expect.FORMAT)

@@ -1,11 +1,10 @@
-from pathlib import Path
 
 import pytest
 
 from validator.errors import UsageError
+from validator.results import Stage
 from validator.settings import resolve_options
 from validator.settings.types import parse_stages
-from validator.results import Stage
 
 
 def test_defaults_without_any_source(tmp_path):

@@ -8,9 +8,9 @@ from validator.errors import InfrastructureError, UsageError
 from validator.isolation import install_tool_env, model_process_env
 from validator.model.fetch import parse_model_uri
 from validator.model.mlmodel import ModelFileError
+from validator.results import Stage, Status, failed, passed
 from validator.settings import BuildNetwork, resolve_options
 from validator.stages.docker.image import add_build_settings, build_args
-from validator.results import Stage, Status, failed, passed
 from validator.steps import Step, run_steps
 from validator.uv import repair_hint, summarize_failure
 

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 import yaml
 
 from validator.expectations.requests import CSV, Expect, plan_requests
