@@ -9,6 +9,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -35,7 +36,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse prints usage plus the error; CI logs want one line and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(message, f"see `{PROG} {self.prog.split()[-1]} --help`")
+        raise UsageError(message, f"see `{self.prog} --help`")
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -73,6 +74,8 @@ def _check_writable(path: Path, what: str) -> None:
     """Fail before any work if `path` could not be written; leaves nothing behind."""
     if path.is_dir() and what == "report":
         raise UsageError(f"the {what} path {path} is a directory", "give a file path such as reports/validation.xml")
+    if path.exists() and not path.is_dir() and what == "output directory":
+        raise UsageError(f"the {what} {path} is a file", "give a directory path such as mlflow-validator-report")
     ancestor = path if path.is_dir() else path.parent
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -102,8 +105,8 @@ def _verdict_line(report: ValidationReport) -> str:
 
 
 def validate(options: Options, env: Mapping[str, str], run_log: RunLog) -> int:
-    _check_writable(options.junit_path, "report")
     _check_writable(options.output_dir, "output directory")
+    _check_writable(options.junit_path, "report")
     if options.baseline:
         parse_model_uri(options.baseline)
         if Stage.VENV not in options.stages:
@@ -125,6 +128,14 @@ def _cancelled_message(options: Options | None) -> str:
     if options is not None and options.keep:
         return f"{PROG}: cancelled; the work directory, containers and images were kept (--keep)"
     return f"{PROG}: cancelled; the containers, images and files it created were removed"
+
+
+def _write_crash_log(run_log: RunLog, options: Options | None, crash: Exception) -> Path:
+    """Next to the report when it can be; else in the temporary directory, so the traceback is never lost."""
+    if options is not None:
+        with suppress(OSError):
+            return run_log.write(options.output_dir, crash=crash)
+    return run_log.write(Path(tempfile.mkdtemp(prefix="mlflow-validator-crash-")), crash=crash)
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> int:
@@ -157,8 +168,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(_cancelled_message(options), file=sys.stderr)
         return EXIT_CANNOT_VALIDATE
     except Exception as exc:
-        directory = options.output_dir if options is not None else Path(tempfile.gettempdir())
-        log_file = run_log.write(directory, crash=exc)
+        log_file = _write_crash_log(run_log, options, exc)
         if options is not None and options.debug:
             raise
         print(

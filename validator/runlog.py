@@ -36,7 +36,8 @@ class RunLog(logging.Handler):
 
     def write(self, directory: Path, crash: BaseException | None = None) -> Path:
         header = [
-            f"mlflow-validator {__version__}, Python {platform.python_version()} on {platform.platform()}, "
+            f"mlflow-validator {__version__}, Python {platform.python_version()} on {platform.system()} "
+            f"{platform.release()} {platform.machine()}, "
             f"mlflow {_version_of('mlflow')}, uv {_version_of('uv')}",
             "",
             "settings:",

@@ -217,3 +217,22 @@ def test_validate_passes_the_resolved_options_and_returns_their_exit_code(
     assert seen[0].model_uri == "models:/m/1"
     assert seen[0].tolerance.rtol == 0.5
     assert seen[0].sources["tolerance.rtol"] == "flag --rtol"
+
+
+def test_the_usage_hint_names_the_program_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert cli.main(["--no-such-flag"], env={}, cwd=tmp_path) == 2
+    assert "see `mlflow-validator --help`" in capsys.readouterr().err
+
+
+def test_an_output_directory_that_is_a_file_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setattr(cli, "engine_problem", lambda env: "no engine in unit tests")
+
+    code = cli.main(["validate", "m", "--output-dir", "afile", "--stages", "static"], env={}, cwd=tmp_path)
+
+    lines = stderr_lines(capsys)
+    assert code == 2
+    assert len(lines) == 1
+    assert "is a file" in lines[0]

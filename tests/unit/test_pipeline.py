@@ -135,9 +135,7 @@ def test_every_result_reaches_the_reporter_in_order(options: Options, monkeypatc
 
 
 def test_a_crashing_check_is_an_error_result_with_its_traceback(options: Options, monkeypatch: pytest.MonkeyPatch):
-    created = fake_stages(
-        monkeypatch, {Stage.STATIC: [step("crashes", boom), step("independent", ok, requires=())]}
-    )
+    created = fake_stages(monkeypatch, {Stage.STATIC: [step("crashes", boom), step("independent", ok, requires=())]})
     reporter = RecordingReporter()
 
     report = Pipeline(options, plan_stages(options, ""), {}, [reporter]).run()

@@ -11,6 +11,8 @@ from validator.expectations.requests import SampleRequest
 from validator.results import Outcome, failed, passed
 from validator.settings import Options
 
+SHAPE_MARKS = ("(length)", "(keys)")  # how compare() marks a difference in shape rather than value
+
 
 @dataclass(frozen=True)
 class Changes:
@@ -39,10 +41,12 @@ def count_changes(
         if not differences:
             continue
         changed_requests.append(request.name)
-        shape_changed = any(d.path.endswith(("(length)", "(keys)")) for d in differences)
-        changed += values if shape_changed else len(differences)
+        shape_changes = [d for d in differences if d.path.endswith(SHAPE_MARKS)]
+        changed += values if shape_changes else len(differences)
         for difference in differences:
-            if difference.size is not None and (largest is None or difference.size > (largest[1].size or 0)):
+            if difference in shape_changes or difference.size is None:
+                continue  # a length is not a value: only value changes compete for the largest
+            if largest is None or difference.size > (largest[1].size or 0):
                 largest = (request.name, difference)
     return Changes(len(compared), changed_requests, changed, total, largest)
 

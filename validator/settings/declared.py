@@ -17,11 +17,6 @@ class Setting:
     default: Any
     declaration: Declaration
 
-    @property
-    def dest(self) -> str:
-        """The argparse destination, a valid identifier."""
-        return self.key.replace(".", "__")
-
 
 def _default(f: dataclasses.Field[Any]) -> Any:
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default

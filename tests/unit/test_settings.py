@@ -1,0 +1,70 @@
+"""What is derived from the declarations stays in step with them: README tables, the JSON Schema,
+the flags; and each value remembers where it came from."""
+
+from __future__ import annotations
+
+import re
+
+import jsonschema
+import pytest
+import yaml
+
+from validator.checks import CHECKS, POLICY_CHECKS
+from validator.cli import build_parser
+from validator.docs import README, with_generated_blocks
+from validator.settings import resolve_options
+from validator.settings.declared import SETTINGS
+from validator.settings.docs import SCHEMA_FILE, describe, json_schema, render_json_schema
+
+
+def test_the_readme_tables_are_generated_from_the_declarations():
+    text = README.read_text()
+    assert with_generated_blocks(text) == text, "README tables are stale: run scripts/update-docs"
+
+
+def test_the_shipped_json_schema_is_generated_from_the_declarations():
+    assert SCHEMA_FILE.read_text() == render_json_schema(), "the JSON Schema is stale: run scripts/update-docs"
+
+
+def test_every_yaml_example_in_the_readme_that_configures_the_validator_fits_the_schema():
+    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(), re.DOTALL)
+    configs = [yaml.safe_load(block) for block in blocks if not block.lstrip().startswith(("- ", "include", "name"))]
+    configs = [config for config in configs if isinstance(config, dict) and "jobs" not in config]
+    assert configs
+    for config in configs:
+        jsonschema.validate(config, json_schema())
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"stagse": ["static"]}, {"timeouts": {"predict": -1}}, {"checks": {"pined": "warn"}}, {"build": {"ca": "x"}}],
+)
+def test_the_schema_rejects_what_the_resolver_rejects(config, tmp_path):
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(config, json_schema())
+
+
+def test_every_flag_comes_from_a_declaration():
+    validate = build_parser()._subparsers._group_actions[0].choices["validate"]  # type: ignore[union-attr]
+    flags = {option for action in validate._actions for option in action.option_strings}
+    declared = {setting.declaration.flag for setting in SETTINGS if setting.declaration.flag}
+    assert flags - {"-h", "--help"} == declared
+
+
+def test_policies_exist_for_the_checks_the_registry_says_and_names_are_unique_per_stage():
+    assert set(json_schema()["properties"]["checks"]["properties"]) == set(POLICY_CHECKS)
+    keys = [(check.stage, check.name) for check in CHECKS]
+    assert len(keys) == len(set(keys))
+
+
+def test_each_value_remembers_its_source_and_secrets_are_redacted(tmp_path):
+    (tmp_path / "mlflow-validator.yaml").write_text("env: {set: {TOKEN: hunter2}}\ntimeouts: {predict: 30}\n")
+    env = {"MLFLOW_VALIDATOR_RTOL": "0.1", "HTTPS_PROXY": "http://me:hunter2@proxy:3128"}
+    options = resolve_options({"model_uri": "m", "stages": "static"}, env, tmp_path)
+    assert options.sources["stages"] == "flag --stages"
+    assert options.sources["tolerance.rtol"] == "environment MLFLOW_VALIDATOR_RTOL"
+    assert options.sources["timeouts.predict"].startswith("config file ")
+    assert "timeouts.install" not in options.sources  # the default
+    listing = describe(options)
+    assert "hunter2" not in listing
+    assert "http://me:***@proxy:3128" in listing
