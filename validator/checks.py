@@ -146,9 +146,20 @@ CHECKS = (
     ),
     Check(
         VENV,
+        "sandbox",
+        "the model process cannot be caged here (bubblewrap missing, or user namespaces disabled); the message says "
+        "what to enable. With the policy `error` (the default where `CI` is set) the model is then not loaded at "
+        "all; with `warn` (the default elsewhere) or `off` it runs uncaged",
+        requires=(),
+        has_policy=True,
+    ),
+    Check(
+        VENV,
         "load-model",
         "the model cannot be loaded, or reads an environment variable nobody declared (the message names it and "
-        "says how to declare it)",
+        "says how to declare it), or reaches for the network or a host path the cage hides (named, with how to make "
+        "the model self-contained)",
+        requires=("install-requirements",),
     ),
     Check(
         VENV,

@@ -11,7 +11,7 @@ from tests.integration.reports import docker_leftovers, properties, read_report
 from validator.checks import checks_of
 from validator.results import Stage
 
-VENV_SETUP = ["interpreter", "create-virtualenv", "install-requirements", "load-model"]
+VENV_SETUP = ["interpreter", "create-virtualenv", "install-requirements", "sandbox", "load-model"]
 VENV_CHECKS = [
     "answers",
     "rejects-invalid-input",

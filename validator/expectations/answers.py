@@ -25,6 +25,12 @@ MAX_BODY = 300
 NO_ANSWER = 0  # the status of a request the server never answered; the body says why
 _NOT_SERIALIZABLE = re.compile(r"Object of type (\S+) is not JSON serializable")
 _MISSING_ENV = re.compile(r"KeyError: '([A-Za-z_][A-Za-z0-9_]*)'")
+MODEL_DIRECTORIES = ("/opt/ml/",)  # where the serving image keeps the model; the venv's is a work directory
+_MISSING_PATH = re.compile(r"(?:No such file or directory|Permission denied|Read-only file system): '(/[^']+)'")
+_NO_NETWORK = re.compile(
+    r"(Network is unreachable|Connection refused|Temporary failure in name resolution|Name or service not known)"
+    r"[^\n]{0,80}"
+)
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,23 @@ def undeclared_variable(text: str) -> str | None:
     return None
 
 
+def reach_hint(text: str) -> str | None:
+    """What to say when the model reached for a host path or the network that the cage hides, if it did."""
+    match = _MISSING_PATH.search(text)
+    if match and not match.group(1).startswith(MODEL_DIRECTORIES) and "/mlflow-validator-" not in match.group(1):
+        return (
+            f"the model reads {match.group(1)}, a path outside its own directory that the validator's cage hides "
+            "(and a serving image will not have): log the file with the model as an artifact "
+            "(artifacts={...} or code_paths) and read it from the model's directory"
+        )
+    if match := _NO_NETWORK.search(text):
+        return (
+            f"the model reaches for the network ({match.group(0).strip()}), which the validator's cage does not give "
+            "it: log what it fetches with the model as an artifact, so that it answers without the network"
+        )
+    return None
+
+
 def declare_hint(name: str) -> str:
     return (
         f"the model reads the environment variable {name}, which nobody declared: model processes see only PATH, "
@@ -117,6 +140,8 @@ def answer_problem(request: SampleRequest, answer: Answer) -> str:
         return f"{request.name} ({request.origin}) got no answer: {answer.body}"
     if name := undeclared_variable(answer.body):
         return f"{request.name}: {declare_hint(name)}"
+    if reach := reach_hint(answer.body):
+        return f"{request.name}: {reach}"
     if match := _NOT_SERIALIZABLE.search(answer.body):
         return (
             f"{request.name}: the scoring server cannot turn the model's answer into JSON: a value of type "

@@ -180,6 +180,13 @@ class ModelEnvironment:
 
 
 @dataclass(frozen=True)
+class SandboxSettings:
+    """Limits of the cage the venv stage's model process runs in."""
+
+    memory_mb: int = setting(8192, t.WHOLE, "address space of the model process (MiB)")
+
+
+@dataclass(frozen=True)
 class Options:
     model_uri: str
     config: Path | None = setting(
@@ -247,7 +254,7 @@ class Options:
         {},
         t.policies_type(list(POLICY_CHECKS)),
         "`error`, `warn` or `off` per check (see the check table)",
-        default_text="`error` for every check",
+        default_text="`error` for every check but `sandbox`, which is `warn` unless `CI` is set",
     )
     keep: bool = setting(
         False,
@@ -270,6 +277,7 @@ class Options:
     requests: RequestSettings = RequestSettings()
     budgets: Budgets = Budgets()
     env: ModelEnvironment = ModelEnvironment()
+    sandbox: SandboxSettings = SandboxSettings()
     # Not settings: worked out by the resolver from the settings above.
     model_env: Mapping[str, str] = field(default_factory=dict)  # env.pass resolved to the job's values, plus env.set
     sources: Mapping[str, str] = field(default_factory=dict)  # setting key -> where its value came from

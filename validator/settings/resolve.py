@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from validator.checks import Policy
 from validator.errors import UsageError
 from validator.settings.declared import BY_KEY, SECTIONS, SETTINGS, Setting
 from validator.settings.options import Options
@@ -153,6 +154,8 @@ def resolve_options(flags: Mapping[str, Any], env: Mapping[str, str], cwd: Path)
     for setting in SETTINGS:  # default paths are relative to the working directory too
         if setting.key not in values and isinstance(setting.default, Path):
             values[setting.key] = cwd / setting.default
+    # A laptop without bubblewrap still validates; a CI job does not run a model uncaged unless told to.
+    values["checks"] = {"sandbox": Policy.ERROR if env.get("CI") else Policy.WARN, **values.get("checks", {})}
     options = _build(flags["model_uri"], values, {key: origin for key, (_, origin) in raw.items()})
     _check_files(options)
     return dataclasses.replace(options, model_env=_model_env(options, env))

@@ -4,7 +4,9 @@ over the answers (`answers.py`)."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,14 +24,18 @@ from validator.expectations.answers import (
     check_timing,
     declare_hint,
     over_answers,
+    reach_hint,
     undeclared_variable,
 )
 from validator.expectations.baseline import check_changes
 from validator.expectations.requests import SampleRequest
+from validator.checks import Policy
 from validator.isolation import install_tool_env, model_process_env
 from validator.errors import ValidatorError
 from validator.results import Outcome, Stage, Status, failed, passed, skipped
 from validator.stages.context import RunContext
+from validator.stages.venv.cage import ENABLE_HINT as CAGE_HINT
+from validator.stages.venv.cage import Cage, cage_for, cage_problem, caged
 from validator.stages.venv.interpreter import Interpreter, find_interpreter
 from validator.steps import Step, run_steps, steps_for
 from validator.uv import export_command, repair_hint, summarize_failure, uv_binary
@@ -76,6 +82,7 @@ class VenvStage:
         self.tool_env = install_tool_env(run.env, run.options.build)
         self.uv = ""
         self.interpreter: Interpreter | None = None
+        self.cage: Cage | None = None  # set by the sandbox step when this machine can cage the model
 
     def setup_steps(self) -> list[Step]:
         """Up to answers in hand: what the baseline model goes through too."""
@@ -83,7 +90,8 @@ class VenvStage:
             Step("interpreter", self.find_interpreter),
             Step("create-virtualenv", self.create_virtualenv),
             Step("install-requirements", self.install_requirements),
-            Step("load-model", self.load_model),
+            Step("sandbox", self.build_cage, requires=()),
+            Step("load-model", self.load_model, requires=("install-requirements",)),
         ]
 
     def steps(self) -> list[Step]:
@@ -159,11 +167,33 @@ class VenvStage:
         within = f" within {self.options.constraints.name}" if self.options.constraints else ""
         return passed(f"installed from {source}{within}: {commands.last_line(result.output)}", result.tail())
 
+    def build_cage(self) -> Outcome:
+        if problem := cage_problem(self.env):
+            return failed(f"the model process cannot be caged here ({problem}): {CAGE_HINT}")
+        interpreter = self.interpreter.path if self.interpreter else Path(sys.executable)
+        prefix = Path(os.path.realpath(interpreter)).parent.parent
+        self.cage = cage_for(
+            self.paths.work,
+            readable=(prefix, self.model_dir, PREDICTOR.parent),
+            env=self.env,
+            memory_mb=self.options.sandbox.memory_mb,
+            cpu_s=int(self.options.timeouts.predict * (os.cpu_count() or 1)),
+        )
+        return passed(
+            f"own PID and network namespaces, host read-only, {len(self.cage.hidden)} directories hidden, "
+            f"{self.cage.memory_mb} MiB address space"
+        )
+
     def load_model(self) -> Outcome:
-        """Load the model once in the fresh virtualenv and answer every sample request twice."""
+        """Load the model once in the fresh virtualenv, caged, and answer every sample request twice."""
+        if self.cage is None and self.options.policy("sandbox") is Policy.ERROR:
+            return skipped("not run: the model would run uncaged (see sandbox; `checks: {sandbox: warn}` allows it)")
         self.requests = self.run.requests()
+        command: list[str | Path] = [
+            self.paths.python, "-I", PREDICTOR, self.model_dir, self._write_plan(), self.paths.work / "answers.json"
+        ]  # fmt: skip
         result = commands.run(
-            [self.paths.python, "-I", PREDICTOR, self.model_dir, self._write_plan(), self.paths.work / "answers.json"],
+            caged(self.cage, command) if self.cage else command,
             env=model_process_env(
                 self.env, home=self.paths.home, bin_dir=self.paths.python.parent, declared=self.options.model_env
             ),
@@ -174,6 +204,8 @@ class VenvStage:
         if not result.ok:
             if name := undeclared_variable(result.output):
                 return failed(declare_hint(name), result.tail())
+            if reach := reach_hint(result.output):
+                return failed(reach, result.tail())
             return failed(
                 f"the model failed to load or to answer in a fresh virtualenv: {commands.last_line(result.output)}. "
                 f"Reproduce with `mlflow models predict -m {shlex.quote(self.options.model_uri)} "
