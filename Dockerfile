@@ -3,7 +3,7 @@
 #     mlflow-validator validate models:/iris-classifier/3 --tracking-uri http://mlflow:5000
 FROM python:3.11-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends docker.io \
+    && apt-get install -y --no-install-recommends docker.io bubblewrap \
     && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md /src/
 COPY validator /src/validator
