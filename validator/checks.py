@@ -101,11 +101,46 @@ CHECKS = (
     ),
     Check(
         STATIC,
+        "unsafe-pickle",
+        "a pickle (pickle, cloudpickle, joblib) calls at load time what a model does not need: commands, "
+        "`eval`/`exec`, sockets, files, the pickle's own code; each is named with its literal arguments. Pickles "
+        "are read as opcodes ([fickling](https://github.com/trailofbits/fickling) decompiles them, "
+        "[picklescan](https://github.com/mmaitre314/picklescan)'s list says what is dangerous), never loaded. "
+        "For skops files, the untrusted types skops reports are listed",
+        requires=("mlmodel",),
+        has_policy=True,
+    ),
+    Check(
+        STATIC,
         "code-imports",
-        "an import in `code/` or in a models-from-code file resolves to neither logged code, the standard library, "
+        "an import in `code/`, in a models-from-code file or in pickled code resolves to neither logged code, the "
+        "standard library, "
         "nor a distribution in the resolution; `from src.utils import f` with `utils.py` logged flattened at the "
         'top of `code/` gets "log `code_paths=["src"]`". Imports guarded by `except ImportError` are optional',
         requires=("resolvable",),
+        has_policy=True,
+    ),
+    Check(
+        STATIC,
+        "pickle-compatibility",
+        "a pickle references numpy 2 internals (`numpy._core`) while the requirements install numpy 1, or MLmodel's "
+        "`cloudpickle_version` has another major version than the pinned cloudpickle",
+        requires=("resolvable",),
+        has_policy=True,
+    ),
+    Check(
+        STATIC,
+        "environment-variables",
+        "the pickled code reads an environment variable (`os.environ[...]`, `os.getenv`) that `env.pass`/`env.set` "
+        "do not declare; the message gives the declaration",
+        requires=("mlmodel",),
+        has_policy=True,
+    ),
+    Check(
+        STATIC,
+        "absolute-paths",
+        "the pickled code uses an absolute path of the machine it was logged on (`/home/alice/data.csv`)",
+        requires=("mlmodel",),
         has_policy=True,
     ),
     Check(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import MODELS_DIR, assert_nothing_left, pins
-from tests.integration.reports import saved_answer
+from tests.integration.reports import read_report, saved_answer
 
 CANARY = "canary-7f3e9c2a1b"
 
@@ -121,3 +121,166 @@ def test_without_the_cage_the_same_model_reaches_everything(hostile_uri, run_cli
     assert result.returncode == 0, result.stdout + result.stderr
     assert {"secret", "home", "loopback"} <= reached(tmp_path)
     assert listener.connections > before
+
+
+PICKLE_CHECKS = ("unsafe-pickle", "code-imports", "environment-variables", "pickle-compatibility", "absolute-paths")
+
+
+@pytest.fixture(scope="module")
+def pickled_models(registered, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Models whose pickles break in one way each, and good ones, logged through the real server.
+    The classes are defined here, so cloudpickle pickles them by value, as it does a notebook's."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from mlflow.pyfunc import PythonModel
+
+    mlflow.set_tracking_uri(registered.tracking_uri)
+    frame = pd.DataFrame({"x": [0.5, 1.5]})
+    signature = infer_signature(frame, frame)  # no input example: logging must not load these models
+    requirements = pins("mlflow", "pandas", "numpy", "cloudpickle")
+    marker = tmp_path_factory.mktemp("marker") / "the-pickle-ran"
+
+    class RunsACommand:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    class CarriesAPayload(PythonModel):
+        def __init__(self):
+            self.payload = RunsACommand()
+
+        def predict(self, context, model_input, params=None):
+            return model_input
+
+    class ImportsAnUnlistedPackage(PythonModel):
+        def predict(self, context, model_input, params=None):
+            import tabulate  # no requirement provides it
+
+            return tabulate.tabulate(model_input)
+
+    class ImportsAFlattenedPackage(PythonModel):
+        def predict(self, context, model_input, params=None):
+            from pkg.helpers import scale  # code_paths logged pkg/helpers.py, flattened to code/helpers.py
+
+            return scale(model_input)
+
+    class ReadsAVariable(PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input * float(os.environ["SCORING_API_KEY"] != "")
+
+    class HoldsANumpy2Array(PythonModel):
+        def __init__(self):
+            self.weights = np.arange(3.0)
+
+        def predict(self, context, model_input, params=None):
+            return model_input * self.weights[1]
+
+    class ReadsAHostPath(PythonModel):
+        def predict(self, context, model_input, params=None):
+            with open("/home/alice/lookup.csv") as lookup:
+                return model_input.assign(n=len(lookup.read()))
+
+    class ByValueGood(PythonModel):
+        def __init__(self):
+            self.offset = np.float64(0.5)
+
+        def predict(self, context, model_input, params=None):
+            return model_input + self.offset
+
+    package = tmp_path_factory.mktemp("code") / "pkg"
+    package.mkdir()
+    (package / "helpers.py").write_text("def scale(frame):\n    return frame * 2\n")
+
+    def log(name: str, model: PythonModel, pip_requirements: list[str] = requirements, **kwargs: object) -> None:
+        with mlflow.start_run():
+            mlflow.pyfunc.log_model(
+                name="model",
+                python_model=model,
+                signature=signature,
+                pip_requirements=pip_requirements,
+                registered_model_name=name,
+                **kwargs,
+            )
+
+    log("runs-a-command", CarriesAPayload())
+    log("imports-unlisted", ImportsAnUnlistedPackage())
+    log("imports-flattened", ImportsAFlattenedPackage(), code_paths=[str(package / "helpers.py")])
+    log("reads-a-variable", ReadsAVariable())
+    log(
+        "numpy-2-under-1",
+        HoldsANumpy2Array(),
+        pip_requirements=[*pins("mlflow"), "numpy==1.26.4", "cloudpickle==2.2.1"],
+    )
+    log("reads-a-host-path", ReadsAHostPath())
+    log("by-value-good", ByValueGood())
+    _log_good_library_models(mlflow, registered.tracking_uri)
+    assert not marker.exists(), "logging must not have loaded the pickle"
+    return {"tracking_uri": registered.tracking_uri, "marker": str(marker)}
+
+
+def _log_good_library_models(mlflow, tracking_uri: str) -> None:
+    """scikit-learn pickled with pickle and with cloudpickle, and LightGBM's scikit-learn API."""
+    import lightgbm
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    features, target = load_iris(return_X_y=True, as_frame=True)
+    classifier = LogisticRegression(max_iter=300).fit(features, target)
+    sklearn_requirements = pins("mlflow", "scikit-learn", "numpy", "pandas", "scipy", "cloudpickle")
+    for name, serialization in (("sklearn-pickle", "pickle"), ("sklearn-cloudpickle", "cloudpickle")):
+        with mlflow.start_run():
+            mlflow.sklearn.log_model(
+                classifier,
+                name="model",
+                serialization_format=serialization,
+                pip_requirements=sklearn_requirements,
+                registered_model_name=name,
+            )
+    booster = lightgbm.LGBMClassifier(n_estimators=5, verbose=-1).fit(features, target)
+    with mlflow.start_run():
+        mlflow.lightgbm.log_model(
+            booster, name="model", pip_requirements=[*sklearn_requirements, *pins("lightgbm")],
+            registered_model_name="lightgbm-model",
+        )  # fmt: skip
+
+
+def static_run(run_cli, models: dict[str, str], name: str, *flags: str):
+    result = run_cli("validate", f"models:/{name}/1", "--tracking-uri", models["tracking_uri"], *flags)
+    return result, read_report(result.scratch.parent / "mlflow-validator-report" / "junit.xml")
+
+
+def test_a_pickle_that_runs_a_command_is_reported_and_the_command_never_runs(pickled_models, run_cli):
+    result, report = static_run(run_cli, pickled_models, "runs-a-command", "--stages", "static,venv")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert report["static"]["unsafe-pickle"] == "failure"
+    assert f"system('touch {pickled_models['marker']}')" in result.stdout
+    assert report["venv"] == {"venv": "skipped"}  # nothing loads a model the static stage refused
+    assert not Path(pickled_models["marker"]).exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "check", "said"),
+    [
+        ("imports-unlisted", "code-imports", "python_model.pkl (pickled code) imports tabulate"),
+        ("imports-flattened", "code-imports", 'log code_paths=["pkg"]'),
+        ("reads-a-variable", "environment-variables", "env: {pass: [SCORING_API_KEY]}"),
+        ("numpy-2-under-1", "pickle-compatibility", "install numpy 1.26.4, which cannot unpickle it"),
+        ("numpy-2-under-1", "pickle-compatibility", "requirements install cloudpickle 2.2.1"),
+        ("reads-a-host-path", "absolute-paths", "/home/alice/lookup.csv"),
+    ],
+)
+def test_each_pickled_defect_is_found_in_the_static_stage(pickled_models, run_cli, name, check, said):
+    result, report = static_run(run_cli, pickled_models, name, "--stages", "static")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert report["static"][check] == "failure", result.stdout
+    assert said in result.stdout
+    assert report["static"]["unsafe-pickle"] == "passed"
+
+
+@pytest.mark.parametrize("name", ["by-value-good", "sklearn-pickle", "sklearn-cloudpickle", "lightgbm-model"])
+def test_good_models_raise_no_pickle_finding(pickled_models, run_cli, name):
+    result, report = static_run(run_cli, pickled_models, name, "--stages", "static")
+    assert result.returncode in (0, 1), result.stdout + result.stderr  # logged without an example, on purpose
+    for check in PICKLE_CHECKS:
+        assert report["static"][check] in ("passed", "skipped"), (check, result.stdout)

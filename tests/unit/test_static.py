@@ -1,6 +1,7 @@
 """Static checks on model directories made on the spot (the uv-backed ones are integration tests)."""
 
 import copy
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from validator.settings import Options
 from validator.stages.context import RunContext
 from validator.stages.static import StaticStage
 from validator.stages.static.code_imports import check_code_imports, imports_in
-from validator.stages.static.context import StaticContext
+from validator.stages.static.context import StaticContext, read_pickles_in_background
 from validator.stages.static.environment import check_agreement, check_pinned
 from validator.stages.static.integrity import check_integrity
 from validator.stages.static.secrets import check_secrets
@@ -33,6 +34,9 @@ MLMODEL = {
         }
     },
 }
+
+
+EXECUTOR = ThreadPoolExecutor(max_workers=1)
 
 
 @dataclass
@@ -65,7 +69,8 @@ def make_model(
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
     listing = {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
-    return StaticContext(ModelFiles(root, listing), "models:/m/1", ResolvedLock(lock or {}))
+    files = ModelFiles(root, listing)
+    return StaticContext(files, "models:/m/1", ResolvedLock(lock or {}), read_pickles_in_background(files, EXECUTOR))
 
 
 def test_requirement_kinds():

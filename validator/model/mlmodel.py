@@ -50,6 +50,7 @@ class PyfuncFlavor:
     conda: str  # conda.yaml, likewise
     code: str  # the code_paths directory, or empty
     model_code_path: str  # a models-from-code file, by the path on the machine that logged it
+    cloudpickle_version: str  # what pickled a PythonModel, when MLflow recorded it
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ def _pyfunc(flavors: Mapping[str, Any]) -> PyfuncFlavor | None:
         conda=_text(env.get("conda")),
         code=_text(conf.get("code")),
         model_code_path=_text(conf.get("model_code_path")),
+        cloudpickle_version=_text(conf.get("cloudpickle_version")),
     )
 
 

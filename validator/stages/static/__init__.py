@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from validator.expectations.answers import StageAnswers
 from validator.isolation import install_tool_env
@@ -10,9 +11,15 @@ from validator.model.mlmodel import ModelFileError
 from validator.results import Outcome, Stage, failed, passed
 from validator.stages.context import RunContext
 from validator.stages.static.code_imports import check_code_imports
-from validator.stages.static.context import StaticContext
+from validator.stages.static.context import StaticContext, read_pickles_in_background
 from validator.stages.static.environment import check_agreement, check_environment_files, check_pinned
 from validator.stages.static.integrity import check_integrity
+from validator.stages.static.pickled import (
+    check_absolute_paths,
+    check_environment_variables,
+    check_pickle_compatibility,
+    check_unsafe_pickle,
+)
 from validator.stages.static.resolution import Resolver
 from validator.stages.static.secrets import check_secrets
 from validator.stages.static.signature import check_example_matches_signature, check_input_example, check_signature
@@ -32,7 +39,14 @@ class StaticStage:
             tool_env=install_tool_env(run.env, options.build),
             timeout_s=options.timeouts.install,
         )
-        self.ctx = StaticContext(files, options.model_uri, resolver)
+        self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pickles")
+        self.ctx = StaticContext(
+            files,
+            options.model_uri,
+            resolver,
+            read_pickles_in_background(files, self.background),
+            declared_env=(*options.env.passed, *options.env.values),
+        )
         self.policy = options.policy
 
     def steps(self) -> list[Step]:
@@ -47,6 +61,7 @@ class StaticStage:
                 "mlmodel": self.mlmodel_parses,
                 "pyfunc-flavor": self.has_pyfunc_flavor,
                 "integrity": bind(check_integrity),
+                "unsafe-pickle": bind(check_unsafe_pickle),
                 "environment-files": bind(check_environment_files),
                 "environment-agreement": bind(check_agreement),
                 "resolvable": bind(ctx.resolver.check_resolvable),
@@ -54,6 +69,9 @@ class StaticStage:
                 "pinned": bind(check_pinned),
                 "uv-lock": bind(ctx.resolver.check_uv_lock),
                 "code-imports": bind(check_code_imports),
+                "pickle-compatibility": bind(check_pickle_compatibility),
+                "environment-variables": bind(check_environment_variables),
+                "absolute-paths": bind(check_absolute_paths),
                 "secrets": bind(check_secrets),
                 "signature": bind(check_signature),
                 "input-example": bind(check_input_example),
@@ -66,7 +84,7 @@ class StaticStage:
         return None
 
     def close(self) -> None:
-        pass
+        self.background.shutdown(wait=False, cancel_futures=True)
 
     def mlmodel_parses(self) -> Outcome:
         try:

@@ -114,35 +114,41 @@ def _flattened(module: str, roots: list[Path]) -> str:
     return ""
 
 
+def _unresolved(site: ImportSite, roots: list[Path], ctx: StaticContext) -> str:
+    """Why the import would fail in a fresh environment; empty when it resolves."""
+    top = site.module.split(".")[0]
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    if top in stdlib or _logged(site.module, roots) or distributions_for(top) & set(ctx.lock):
+        return ""
+    where = f"{site.file}:{site.line} imports {site.module}" if site.line else f"{site.file} imports {site.module}"
+    if package := _flattened(site.module, roots):
+        return (
+            f"{where}, but {package}/ was logged flattened into code/: MLflow copies each code_paths "
+            f'entry by its last path component, so log code_paths=["{package}"] (the directory)'
+        )
+    return (
+        f"{where}, which is neither logged code, nor the standard library, nor in the resolved "
+        f"requirements: add it with `mlflow models update-pip-requirements -m {shlex.quote(ctx.model_uri)}"
+        f' add "{top}==<version>"` or log it with code_paths'
+    )
+
+
 def check_code_imports(ctx: StaticContext) -> Outcome:
     roots, files = code_files(ctx)
-    if not files:
-        return skipped("the model logs no Python code (no code_paths, no models-from-code file)")
-    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    # What pickled code imports is known without its line: the pickle is the place to look.
+    pickled = [ImportSite(f"{p.file} (pickled code)", 0, module) for p in ctx.pickles for module in p.imports]
+    if not files and not pickled:
+        return skipped("the model logs no Python code (no code_paths, no models-from-code file, no pickled code)")
     problems = []
+    sites = list(pickled)
     for path in files:
         relative = str(path.relative_to(ctx.files.directory))
         try:
-            sites = imports_in(path.read_text(), relative)
+            sites += imports_in(path.read_text(), relative)
         except SyntaxError as exc:
             problems.append(f"{relative}:{exc.lineno} does not parse: {exc.msg}")
-            continue
-        for site in sites:
-            top = site.module.split(".")[0]
-            if top in stdlib or _logged(site.module, roots) or distributions_for(top) & set(ctx.lock):
-                continue
-            where = f"{site.file}:{site.line} imports {site.module}"
-            if package := _flattened(site.module, roots):
-                problems.append(
-                    f"{where}, but {package}/ was logged flattened into code/: MLflow copies each code_paths "
-                    f'entry by its last path component, so log code_paths=["{package}"] (the directory)'
-                )
-            else:
-                problems.append(
-                    f"{where}, which is neither logged code, nor the standard library, nor in the resolved "
-                    f"requirements: add it with `mlflow models update-pip-requirements -m {shlex.quote(ctx.model_uri)}"
-                    f' add "{top}==<version>"` or log it with code_paths'
-                )
+    problems += [problem for site in sites if (problem := _unresolved(site, roots, ctx))]
     if problems:
         return failed("; ".join(problems))
-    return passed(f"every import in {len(files)} file(s) resolves")
+    pickles = f" and the code of {len({p.file for p in ctx.pickles if p.imports})} pickle(s)" if pickled else ""
+    return passed(f"every import in {len(files)} file(s){pickles} resolves")
