@@ -25,6 +25,7 @@ class Listener:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/"
         self.connections = 0
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -79,6 +80,16 @@ def hostile_uri(registered, listener: Listener, home_file: Path) -> str:
             model_config={"canary": CANARY, "home_file": str(home_file), "port": listener.port},
             registered_model_name="hostile-model",
         )
+    for name, config in (("reads-home-file", {"file": str(home_file)}), ("calls-a-service", {"url": listener.url})):
+        with mlflow.start_run():
+            mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(MODELS_DIR / "reaching_model.py"),
+                signature=infer_signature(frame, frame.assign(offset=1)),
+                pip_requirements=pins("mlflow", "pandas", "numpy", "requests"),
+                model_config=config,
+                registered_model_name=name,
+            )
     return registered.tracking_uri
 
 
@@ -110,6 +121,22 @@ def test_the_cage_holds_in_the_venv_stage(hostile_uri, run_cli, tmp_path, listen
     assert reached(tmp_path) == set()
     assert listener.connections == before
     assert_nothing_left(result.scratch)
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("reads-home-file", "a path outside its own directory that the validator's cage hides"),
+        ("calls-a-service", "the model reaches for the network (host='127.0.0.1', port="),
+    ],
+)
+def test_a_model_that_needs_the_host_fails_naming_what_it_reached_for(
+    hostile_uri, run_cli, tmp_path, home_file, name, said
+):
+    result = run_cli("validate", f"models:/{name}/1", "--tracking-uri", hostile_uri, "--stages", "venv")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert said in result.stdout
+    assert "log" in result.stdout and "artifact" in result.stdout
 
 
 def test_without_the_cage_the_same_model_reaches_everything(hostile_uri, run_cli, tmp_path, listener, home_file):

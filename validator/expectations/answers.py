@@ -29,8 +29,8 @@ MODEL_DIRECTORIES = ("/opt/ml/",)  # where the serving image keeps the model; th
 _MISSING_PATH = re.compile(r"(?:No such file or directory|Permission denied|Read-only file system): '(/[^']+)'")
 _NO_NETWORK = re.compile(
     r"(Network is unreachable|Connection refused|Temporary failure in name resolution|Name or service not known)"
-    r"[^\n]{0,80}"
 )
+_ADDRESS = re.compile(r"host='[^']+', port=\d+|https?://[^\s'\"]+")
 
 
 @dataclass(frozen=True)
@@ -108,9 +108,11 @@ def reach_hint(text: str) -> str | None:
             "(artifacts={...} or code_paths) and read it from the model's directory"
         )
     if match := _NO_NETWORK.search(text):
+        where = _ADDRESS.search(text)
         return (
-            f"the model reaches for the network ({match.group(0).strip()}), which the validator's cage does not give "
-            "it: log what it fetches with the model as an artifact, so that it answers without the network"
+            f"the model reaches for the network ({where.group(0) if where else 'an address its error does not name'}: "
+            f"{match.group(1)}), which the validator's cage does not give it: log what it fetches with the model as "
+            "an artifact, so that it answers without the network"
         )
     return None
 

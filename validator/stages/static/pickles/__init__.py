@@ -7,6 +7,7 @@ The bytecode of code objects that cloudpickle carries by value is decoded (never
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from fickling.fickle import InterpreterLimits
@@ -22,12 +23,16 @@ from validator.stages.static.pickles.stream import Decompiled, NotRead, decompil
 from validator.stages.static.pickles.stream import _Feed as _Feed
 
 __all__ = ["PickleFindings", "analyze_model", "analyze_pickle", "is_unsafe_global", "pickle_files"]
+# The tests also reach NAME_LOADS, MAX_RENDERED, _Feed and _instructions through the package (imported `as`
+# themselves above).
 
-# The limits of one reading; passed down to the stream, so that the tests can lower them here.
+# The limits of one reading. They live here and are passed down to the stream at each reading, so that lowering
+# them on the package (as the tests do) takes effect.
 MAX_DECOMPILED_BYTES = 512 * 1024**2
 MAX_DECOMPRESSED_BYTES = 2 * 1024**3
 # fickling's defaults: a million opcodes take fickling about ten seconds.
 INTERPRETER_LIMITS = InterpreterLimits()
+
 PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib", ".cloudpickle"})
 SKOPS_SUFFIX = ".skops"
 PICKLE_MARKER = b"\x80"  # PROTO, the first opcode of every pickle of protocol 2 or later
@@ -153,7 +158,8 @@ def analyze_pickle(path: Path, model_dir: Path, python_version: str) -> PickleFi
     if decompiled.arrays:
         # pickle.load, unlike joblib.load, reads what follows an array wrapper as opcodes: a made-up wrapper must
         # not hide them. On a real joblib file this reading stops at the first array.
-        findings = _merged(findings, _findings(relative, decompile(data, joblib=False, limits=INTERPRETER_LIMITS), python_version))
+        as_pickle_load = decompile(data, joblib=False, limits=INTERPRETER_LIMITS)
+        findings = _merged(findings, _findings(relative, as_pickle_load, python_version))
     return findings
 
 

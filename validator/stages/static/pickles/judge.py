@@ -4,13 +4,23 @@ cloudpickle's reconstructors allowed, code carried in the pickle called at load 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable
 
 from picklescan.scanner import _unsafe_globals
 
-from validator.stages.static.pickles.program import CLOUDPICKLE_MODULES, GETATTR, METHOD_WRAPPERS, Program, Site, Value, constant
+from validator.stages.static.pickles.program import (
+    CLOUDPICKLE_MODULES,
+    GETATTR,
+    METHOD_WRAPPERS,
+    Program,
+    Site,
+    Value,
+    constant,
+)
 
 MAX_RENDERED = 120
+
 # What cloudpickle (any version since 1.0) emits to rebuild by-value classes and functions. Calling them builds
 # objects; running the code they build is judged where it happens.
 CLOUDPICKLE_RECONSTRUCTORS = frozenset(

@@ -191,8 +191,8 @@ class Program:
         return "?"
 
     def _carried_methods(self, cls: ast.expr, state: ast.expr) -> None:
-        elements = elements(state)
-        class_dict = elements[0] if elements else state
+        parts = elements(state)
+        class_dict = parts[0] if parts else state
         if not isinstance(cls, ast.Name) or not isinstance(class_dict, ast.Dict):
             return
         for key, value in zip(class_dict.keys, class_dict.values, strict=True):

@@ -83,9 +83,7 @@ class _Feed:
     unpickler reads them when BUILD makes such a wrapper; pickletools would take them for opcodes.
     """
 
-    def __init__(
-        self, stream: io.BytesIO, *, joblib: bool, limits: InterpreterLimits, first_variable: int = 0
-    ) -> None:
+    def __init__(self, stream: io.BytesIO, *, joblib: bool, limits: InterpreterLimits, first_variable: int = 0) -> None:
         self.stream = stream
         self.joblib = joblib
         self.limits = limits
