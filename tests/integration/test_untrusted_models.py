@@ -133,7 +133,12 @@ def test_the_cage_holds_in_the_venv_stage(hostile_uri, run_cli, tmp_path, listen
 def test_a_model_that_needs_the_host_fails_naming_what_it_reached_for(
     hostile_uri, run_cli, tmp_path, home_file, name, said
 ):
-    result = run_cli("validate", f"models:/{name}/1", "--tracking-uri", hostile_uri, "--stages", "venv")
+    requests = tmp_path / "requests"  # no input example: logging one would run the model in this process
+    requests.mkdir()
+    (requests / "one.json").write_text('{"dataframe_split": {"columns": ["x"], "data": [[0.5]]}}')
+    result = run_cli(
+        "validate", f"models:/{name}/1", "--tracking-uri", hostile_uri, "--stages", "venv", "--requests", str(requests)
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert said in result.stdout
     assert "log" in result.stdout and "artifact" in result.stdout
