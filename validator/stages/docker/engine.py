@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from validator import commands
-from validator.errors import CommandError, DockerUnavailableError
-
-ENABLE_HINT = "start the Docker daemon (the README's test command shows how), or run with --stages static,venv"
+from validator.errors import CommandError
 
 
 def docker_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -28,8 +26,3 @@ def engine_problem(env: Mapping[str, str], timeout_s: float = 20) -> str:
         return ""
     return commands.last_line(result.output)
 
-
-def require_engine(env: Mapping[str, str]) -> None:
-    problem = engine_problem(env)
-    if problem:
-        raise DockerUnavailableError(f"no Docker engine reachable ({problem})", ENABLE_HINT)
