@@ -310,9 +310,17 @@ def test_each_pickled_defect_is_found_in_the_static_stage(pickled_models, run_cl
     assert report["static"]["unsafe-pickle"] == "passed"
 
 
-@pytest.mark.parametrize("name", ["by-value-good", "sklearn-pickle", "sklearn-cloudpickle", "lightgbm-model"])
+@pytest.mark.parametrize(
+    "name", ["by-value-good", "sklearn-pickle", "sklearn-cloudpickle", "lightgbm-model", "skops-example"]
+)
 def test_good_models_raise_no_pickle_finding(pickled_models, run_cli, name):
-    result, report = static_run(run_cli, pickled_models, name, "--stages", "static")
+    if name == "skops-example":  # the README's first model, scikit-learn in skops' format
+        result = run_cli(
+            "validate", str(Path(__file__).parents[2] / "examples" / "iris-classifier"), "--stages", "static"
+        )
+        report = read_report(result.scratch.parent / "mlflow-validator-report" / "junit.xml")
+    else:
+        result, report = static_run(run_cli, pickled_models, name, "--stages", "static")
     assert result.returncode in (0, 1), result.stdout + result.stderr  # logged without an example, on purpose
     for check in PICKLE_CHECKS:
         assert report["static"][check] in ("passed", "skipped"), (check, result.stdout)
