@@ -84,20 +84,21 @@ class VenvStage:
         self.interpreter: Interpreter | None = None
         self.cage: Cage | None = None  # set by the sandbox step when this machine can cage the model
 
-    def setup_steps(self) -> list[Step]:
+    def _setup(self) -> dict[str, Callable[[], Outcome]]:
         """Up to answers in hand: what the baseline model goes through too."""
-        return [
-            Step("interpreter", self.find_interpreter),
-            Step("create-virtualenv", self.create_virtualenv),
-            Step("install-requirements", self.install_requirements),
-            Step("sandbox", self.build_cage, requires=()),
-            Step("load-model", self.load_model, requires=("install-requirements",)),
-        ]
+        return {
+            "interpreter": self.find_interpreter,
+            "create-virtualenv": self.create_virtualenv,
+            "install-requirements": self.install_requirements,
+            "sandbox": self.build_cage,
+            "load-model": self.load_model,
+        }
 
     def steps(self) -> list[Step]:
-        return steps_for(
-            Stage.VENV, {step.name: step.run for step in self.setup_steps()} | self._checks(), self.options.policy
-        )
+        return steps_for(Stage.VENV, self._setup() | self._checks(), self.options.policy)
+
+    def setup_steps(self) -> list[Step]:
+        return [step for step in self.steps() if step.name in self._setup()]
 
     def answered(self) -> StageAnswers | None:
         return self.answers if self.answers.answers else None
