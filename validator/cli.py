@@ -11,10 +11,9 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
-from types import FrameType
 from typing import Any, NoReturn
 
-from validator import __version__
+from validator import __version__, commands
 from validator.errors import EXIT_CANNOT_VALIDATE, EXIT_INTERNAL_ERROR, Cancelled, UsageError, ValidatorError
 from validator.model.fetch import parse_model_uri
 from validator.pipeline import Pipeline, Reporter
@@ -89,10 +88,6 @@ def _check_writable(path: Path, what: str) -> None:
         raise UsageError(f"cannot write the {what} to {path} ({problem})", f"choose a writable {what} path")
 
 
-def _raise_cancelled(signum: int, frame: FrameType | None) -> None:
-    raise Cancelled()
-
-
 VERDICT_LINES = {Status.FAILED: "the gate failed", Status.ERROR: "could not validate"}
 
 
@@ -147,7 +142,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     console.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     console.setLevel(logging.WARNING)
     logging.getLogger("validator").addHandler(console)
-    signal.signal(signal.SIGTERM, _raise_cancelled)
+    signal.signal(signal.SIGTERM, commands.cancel)
+    signal.signal(signal.SIGINT, commands.cancel)
     options: Options | None = None
     try:
         args: dict[str, Any] = vars(build_parser().parse_args(argv))

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import shlex
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
-from validator.errors import CommandError
+from validator.errors import Cancelled, CommandError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,38 @@ def tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+class _Spawning:
+    """Holds back a cancellation (SIGTERM, Ctrl-C) that lands while a process is being started: raised
+    between the fork and the moment `run` holds the process, it would leave that process running on."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.deferred: BaseException | None = None
+
+    def __enter__(self) -> None:
+        self.active = True
+
+    def __exit__(self, *exc: object) -> None:
+        self.active = False
+
+    def raise_deferred(self) -> None:
+        deferred, self.deferred = self.deferred, None
+        if deferred is not None:
+            raise deferred
+
+
+SPAWNING = _Spawning()
+
+
+def cancel(signum: int, frame: FrameType | None) -> None:
+    """The handler of SIGTERM and SIGINT: unwinds like KeyboardInterrupt, so every cleanup runs."""
+    raised = KeyboardInterrupt() if signum == signal.SIGINT else Cancelled()
+    if SPAWNING.active:
+        SPAWNING.deferred = raised
+        return
+    raise raised
+
+
 def run(
     args: Sequence[str | Path],
     *,
@@ -58,26 +92,34 @@ def run(
         raise CommandError(f"`{argv[0]}` is not installed or not on PATH", "install it and retry")
     log.debug("$ %s", shlex.join(argv))
     started = time.monotonic()
-    try:
-        completed = subprocess.run(
+    with SPAWNING:
+        process = subprocess.Popen(
             [executable, *argv[1:]],
             env=dict(env) if env is not None else None,
             cwd=cwd,
-            input=stdin_text,
+            stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
-            timeout=timeout_s,
         )
+    try:
+        SPAWNING.raise_deferred()
+        output, _ = process.communicate(stdin_text, timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:
-        output = exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else exc.output
+        process.kill()
+        output = (exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else exc.output) or ""
+        output += process.communicate()[0] or ""
         raise CommandError(
             f"`{shlex.join(argv[:3])} …` did not finish within {timeout_s:.0f} s",
             "raise the timeout in the config file if this step is legitimately slow",
-            output_tail=tail(output or ""),
+            output_tail=tail(output),
         ) from None
-    result = CommandResult(argv, completed.returncode, completed.stdout, time.monotonic() - started)
+    except BaseException:  # a cancellation: the process must not outlive the run
+        process.kill()
+        process.wait()
+        raise
+    result = CommandResult(argv, process.returncode, output, time.monotonic() - started)
     if check and not result.ok:
         raise CommandError(
             f"`{shlex.join(argv[:4])} …` exited with {result.returncode}: {last_line(result.output)}",

@@ -15,6 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
 from validator.errors import Cancelled, ValidatorError
 from validator.expectations.answers import StageAnswers
 from validator.expectations.requests import SampleRequest, plan_requests
@@ -26,6 +28,24 @@ from validator.settings import Options
 from validator.stages import STAGES
 from validator.stages.context import RunContext
 from validator.steps import run_steps
+
+REMOVAL_TIMEOUT_S = 15
+
+
+def remove_work_directory(workdir: Path) -> None:
+    """Remove the run's work directory. After a cancellation, a killed process (uv, the caged model)
+    may still write into it for a moment, so a partial removal is retried, bounded."""
+
+    def remove() -> None:
+        if workdir.exists():
+            shutil.rmtree(workdir)
+
+    Retrying(
+        retry=retry_if_exception_type(OSError),
+        stop=stop_after_delay(REMOVAL_TIMEOUT_S),
+        wait=wait_fixed(0.2),
+        retry_error_callback=lambda state: None,  # past the bound, give up quietly: the verdict stands
+    )(remove)
 
 
 class Reporter(Protocol):
@@ -92,7 +112,7 @@ class Pipeline:
                 self._finish(report)
         finally:
             if not self.options.keep:
-                shutil.rmtree(workdir, ignore_errors=True)
+                remove_work_directory(workdir)
         return report
 
     def _fetch_baseline(self, workdir: Path, report: ValidationReport) -> FetchedModel | None:

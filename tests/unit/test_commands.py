@@ -1,7 +1,8 @@
-"""The one subprocess helper, with `subprocess.run` faked: timeouts, exit codes and missing tools."""
+"""The one subprocess helper, with `subprocess.Popen` faked: timeouts, exit codes and missing tools."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -10,24 +11,48 @@ from typing import Any
 import pytest
 
 import validator.commands as commands
-from validator.errors import CommandError
+from validator.errors import Cancelled, CommandError
 
 Fake = Callable[..., subprocess.CompletedProcess[str]]
 
 
+class FakeProcess:
+    """Stands in for subprocess.Popen: `communicate` asks the fake what the process did."""
+
+    def __init__(self, fake: Fake, args: list[str], kwargs: dict[str, Any]) -> None:
+        self.fake, self.args, self.kwargs = fake, args, kwargs
+        self.returncode: int | None = None
+        self.killed = False
+
+    def communicate(self, input: str | None = None, timeout: float | None = None) -> tuple[str, None]:
+        if self.killed:
+            return "", None
+        self.kwargs.update(input=input, timeout=timeout)
+        completed = self.fake(self.args, **{key: value for key, value in self.kwargs.items() if key != "args"})
+        self.returncode = completed.returncode
+        return completed.stdout, None
+
+    def kill(self) -> None:
+        self.killed = True
+
+    def wait(self) -> int:
+        return self.returncode or -9
+
+
 @pytest.fixture
 def fake_run(monkeypatch: pytest.MonkeyPatch) -> Callable[[Fake], list[dict[str, Any]]]:
-    """Install a fake subprocess.run (and a `which` that finds every tool); returns the calls it saw."""
+    """Install a fake subprocess.Popen (and a `which` that finds every tool); returns the calls it saw."""
 
     def install(fake: Fake) -> list[dict[str, Any]]:
         calls: list[dict[str, Any]] = []
 
-        def run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-            calls.append({"args": args, **kwargs})
-            return fake(args, **kwargs)
+        def popen(args: list[str], **kwargs: Any) -> FakeProcess:
+            call = {"args": args, **kwargs}
+            calls.append(call)
+            return FakeProcess(fake, args, call)
 
         monkeypatch.setattr(commands.shutil, "which", lambda name, path=None: f"/usr/bin/{name}")
-        monkeypatch.setattr(commands.subprocess, "run", run)
+        monkeypatch.setattr(commands.subprocess, "Popen", popen)
         return calls
 
     return install
@@ -110,9 +135,32 @@ def test_a_success_returns_the_output_and_runs_the_located_executable(fake_run, 
 
 def test_a_missing_executable_is_a_command_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     def never(*args: object, **kwargs: object) -> None:
-        raise AssertionError("subprocess.run was called for a missing tool")
+        raise AssertionError("a process was started for a missing tool")
 
-    monkeypatch.setattr(commands.subprocess, "run", never)
+    monkeypatch.setattr(commands.subprocess, "Popen", never)
 
     with pytest.raises(CommandError, match="is not installed or not on PATH"):
         commands.run(["no-such-tool-here"], timeout_s=5, env={"PATH": str(tmp_path)})
+
+
+def test_a_cancellation_while_a_process_starts_is_raised_once_the_process_is_held(fake_run, monkeypatch):
+    """SIGTERM landing between the fork and the moment run() holds the process must not orphan it."""
+    started = []
+
+    def cancelled_at_spawn(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        raise AssertionError("the process must be killed, not waited for")
+
+    calls = fake_run(cancelled_at_spawn)
+    spawning = type(commands.SPAWNING)
+    real_enter = spawning.__enter__
+
+    def signal_during_spawn(self: object) -> None:
+        real_enter(commands.SPAWNING)
+        commands.cancel(signal.SIGTERM, None)  # deferred: the process is not held yet
+        started.append(True)
+
+    monkeypatch.setattr(spawning, "__enter__", signal_during_spawn)
+    with pytest.raises(Cancelled):
+        commands.run(["uv", "venv", "x"], timeout_s=5)
+    assert started and len(calls) == 1
+    assert commands.SPAWNING.deferred is None
