@@ -8,6 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+pytest_plugins = ["tests.integration.services"]
+pytest_plugins += ["tests.integration.remote_engine"]
+
 
 @pytest.fixture(autouse=True)
 def _unit_tests_stay_offline(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

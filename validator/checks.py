@@ -77,7 +77,7 @@ CHECKS = (
         STATIC,
         "runtime-constraints",
         "with `--constraints FILE` (the serving runtime's installed packages): no resolution satisfies both; the "
-        'message names each package, e.g. "the model\'s lock needs scikit-learn 1.9.1, the target runtime has '
+        "message names each package, e.g. \"the model's lock needs scikit-learn 1.9.1, the target runtime has "
         '1.5.2". The venv and docker stages then install within the same constraints (`uv pip install -c`, '
         "`PIP_CONSTRAINT` in the build)",
         requires=("resolvable",),
@@ -222,8 +222,7 @@ CHECKS = (
     Check(
         VENV,
         "output-contract",
-        "an answer does not conform to the output signature: types, column names, shape. MLflow does not check "
-        "outputs",
+        "an answer does not conform to the output signature: types, column names, shape. MLflow does not check outputs",
         requires=AFTER_VENV_ANSWERS,
         has_policy=True,
     ),
@@ -248,11 +247,24 @@ CHECKS = (
         requires=AFTER_VENV_ANSWERS,
     ),
     Check(DOCKER, "generate-dockerfile", "(exit 2) MLflow's generator fails"),
-    Check(DOCKER, "build-image", "`docker build` fails; the full log is `docker-build.log`"),
+    Check(
+        DOCKER,
+        "build-image",
+        "`docker build` fails (the full log is `docker-build.log`); (exit 2) the lock's wheels cannot be downloaded",
+    ),
     Check(
         DOCKER,
         "start-container",
-        "the container exits (an undeclared variable is named), or `/ping` does not answer 200 within the timeout",
+        "the container exits (an undeclared variable is named), is killed for memory (`docker.memory`), its scoring "
+        "workers keep dying for 30 s while nginx answers 502, or `/ping` does not answer 200 within "
+        "`budgets.max_load_seconds` (else `timeouts.container_start`)",
+    ),
+    Check(
+        DOCKER,
+        "package-parity",
+        "the image's installed distributions differ from the venv's (both install the run's lock), named",
+        requires=("start-container",),
+        has_policy=True,
     ),
     Check(
         DOCKER,

@@ -106,7 +106,7 @@ def validate(options: Options, env: Mapping[str, str], run_log: RunLog) -> int:
         parse_model_uri(options.baseline)
         if Stage.VENV not in options.stages:
             raise UsageError("--baseline compares answers from the venv stage", "add venv to --stages")
-    docker_problem = engine_problem(env) if Stage.DOCKER in options.stages else ""
+    docker_problem = engine_problem(env, options.docker.cli) if Stage.DOCKER in options.stages else ""
     plan = plan_stages(options, docker_problem)
     if docker_problem and not options.given("stages"):
         print(f"warning: skipping the docker stage: no Docker engine reachable ({docker_problem})", file=sys.stderr)

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import shutil
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from validator.errors import Cancelled, CommandError
+from validator.errors import Cancelled, CommandError, CommandTimeout
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +81,16 @@ def run(
     cwd: Path | None = None,
     stdin_text: str | None = None,
     check: bool = True,
+    stream_to: Path | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> CommandResult:
     """Run a command to completion and capture its output.
 
     `env` replaces the environment entirely when given (callers build it on purpose).
     With check=True a non-zero exit raises CommandError carrying the output's tail;
     with check=False the caller inspects the result (a failed install is a finding, not a crash).
+    `stream_to` gets each line as it comes (a long build's log is readable while it runs, and after a
+    timeout), and so does `on_line`.
     """
     argv = tuple(str(arg) for arg in args)
     executable = shutil.which(argv[0], path=env.get("PATH") if env is not None else None)
@@ -103,14 +109,21 @@ def run(
             text=True,
             errors="replace",
         )
+    streaming = _Streaming(process, stream_to, on_line) if stream_to or on_line else None
     try:
         SPAWNING.raise_deferred()
-        output, _ = process.communicate(stdin_text, timeout=timeout_s)
+        if streaming:
+            output = streaming.wait(timeout_s)
+        else:
+            output, _ = process.communicate(stdin_text, timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:
         process.kill()
-        output = (exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else exc.output) or ""
-        output += process.communicate()[0] or ""
-        raise CommandError(
+        if streaming:
+            output = streaming.wait(None)
+        else:
+            output = (exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else exc.output) or ""
+            output += process.communicate()[0] or ""
+        raise CommandTimeout(
             f"`{shlex.join(argv[:3])} …` did not finish within {timeout_s:.0f} s",
             "raise the timeout in the config file if this step is legitimately slow",
             output_tail=tail(output),
@@ -118,6 +131,8 @@ def run(
     except BaseException:  # a cancellation: the process must not outlive the run
         process.kill()
         process.wait()
+        if streaming:
+            streaming.wait(None)
         raise
     result = CommandResult(argv, process.returncode, output, time.monotonic() - started)
     if check and not result.ok:
@@ -126,6 +141,34 @@ def run(
             output_tail=result.tail(),
         )
     return result
+
+
+class _Streaming:
+    """Reads a process's output line by line on a thread, so the wait for it stays bounded."""
+
+    def __init__(
+        self, process: subprocess.Popen[str], stream_to: Path | None, on_line: Callable[[str], None] | None
+    ) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, args=(stream_to, on_line), daemon=True)
+        self.reader.start()
+
+    def _read(self, stream_to: Path | None, on_line: Callable[[str], None] | None) -> None:
+        assert self.process.stdout is not None
+        with open(stream_to or os.devnull, "w") as log_file:
+            for line in self.process.stdout:
+                self.lines.append(line)
+                log_file.write(line)
+                log_file.flush()
+                if on_line:
+                    on_line(line.rstrip("\n"))
+
+    def wait(self, timeout_s: float | None) -> str:
+        """The whole output once the process ended; TimeoutExpired if it runs past `timeout_s`."""
+        self.process.wait(timeout=timeout_s)
+        self.reader.join(timeout=10)  # a grandchild holding the pipe open must not hold us
+        return "".join(self.lines)
 
 
 def last_line(text: str) -> str:

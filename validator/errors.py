@@ -54,5 +54,9 @@ class CommandError(InfrastructureError):
         self.output_tail = output_tail
 
 
+class CommandTimeout(CommandError):
+    """A subprocess ran past its timeout and was killed."""
+
+
 class Cancelled(BaseException):
     """SIGTERM arrived (CI job cancelled): unwinds like KeyboardInterrupt so cleanup runs."""

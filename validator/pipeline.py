@@ -20,7 +20,9 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 from validator.errors import Cancelled, ValidatorError
 from validator.expectations.answers import StageAnswers
 from validator.expectations.requests import SampleRequest, plan_requests
+from validator.isolation import install_tool_env
 from validator.model.fetch import FetchedModel, fetch_model
+from validator.model.lock import Resolver
 from validator.model.mlmodel import ModelFileError
 from validator.plan import PlannedStage
 from validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
@@ -105,6 +107,7 @@ class Pipeline:
                     workdir,
                     self.run_id,
                     answers={},
+                    resolver=self._resolver(model, workdir),
                     baseline=baseline,
                 )
                 self._run_stages(run, report)
@@ -114,6 +117,16 @@ class Pipeline:
             if not self.options.keep:
                 remove_work_directory(workdir)
         return report
+
+    def _resolver(self, model: FetchedModel, workdir: Path) -> Resolver:
+        return Resolver(
+            files=model.files,
+            workdir=workdir / "lock",
+            output_dir=self.options.output_dir.absolute(),
+            constraints=self.options.constraints,
+            tool_env=install_tool_env(self.env, self.options.build),
+            timeout_s=self.options.timeouts.install,
+        )
 
     def _fetch_baseline(self, workdir: Path, report: ValidationReport) -> FetchedModel | None:
         """Resolved before any work, so a wrong URI is refused at once; its weights come later."""

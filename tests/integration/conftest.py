@@ -189,7 +189,7 @@ def assert_nothing_left(scratch: Path) -> None:
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
     """Docker tests skip only where no engine answers; CI always has one, so there they fail instead."""
-    problem = engine_problem(os.environ)
+    problem = engine_problem(os.environ, os.environ.get("MLFLOW_VALIDATOR_DOCKER_CLI", "docker"))
     if problem and os.environ.get("CI"):
         pytest.fail(f"CI must run the docker tests but no engine answers: {problem}")
     if problem:

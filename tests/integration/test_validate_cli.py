@@ -21,7 +21,7 @@ VENV_CHECKS = [
     "timing",
     "changed-vs-baseline",
 ]
-DOCKER_SETUP = ["generate-dockerfile", "build-image", "start-container", "answers"]
+DOCKER_SETUP = ["generate-dockerfile", "build-image", "start-container", "package-parity", "answers"]
 DOCKER_CHECKS = ["rejects-invalid-input", "output-contract", "matches-venv", "expected-responses", "timing"]
 
 STATIC_CHECKS = [check.name for check in checks_of(Stage.STATIC)]

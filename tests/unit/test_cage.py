@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from validator.checks import Policy
+from validator.model.lock import Resolver
 from validator.settings import resolve_options
 from validator.stages.venv import cage as cage_module
 from validator.stages.venv.cage import cage_for, cage_problem, caged
@@ -58,7 +59,8 @@ def test_where_the_cage_fails_under_error_the_model_is_not_loaded(tmp_path, monk
     (tmp_path / "MLmodel").write_text("flavors: {}\n")
     options = resolve_options({"model_uri": "m"}, {"CI": "true"}, tmp_path)
     model = FetchedModel(ModelFiles(tmp_path, {}), ModelIdentity("m", "m"))
-    stage = venv_stage.VenvStage(RunContext(options, {}, model, [], tmp_path, "run", {}))
+    resolver = Resolver(model.files, tmp_path, tmp_path, None, {}, timeout_s=1)  # resolves nothing here
+    stage = venv_stage.VenvStage(RunContext(options, {}, model, [], tmp_path, "run", {}, resolver))
     monkeypatch.setattr(venv_stage, "cage_problem", lambda env: "bwrap: setting up uid map: Permission denied")
 
     sandbox = stage.build_cage()

@@ -228,7 +228,7 @@ def test_an_output_directory_that_is_a_file_is_refused_before_any_work(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ):
     (tmp_path / "afile").write_text("")
-    monkeypatch.setattr(cli, "engine_problem", lambda env: "no engine in unit tests")
+    monkeypatch.setattr(cli, "engine_problem", lambda env, cli: "no engine in unit tests")
 
     code = cli.main(["validate", "m", "--output-dir", "afile", "--stages", "static"], env={}, cwd=tmp_path)
 

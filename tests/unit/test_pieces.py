@@ -10,7 +10,8 @@ from validator.model.fetch import parse_model_uri
 from validator.model.mlmodel import ModelFileError
 from validator.results import Stage, Status, failed, passed
 from validator.settings import BuildNetwork, resolve_options
-from validator.stages.docker.image import add_build_settings, build_args
+from validator.settings.types import MEMORY
+from validator.stages.docker.image import ServingDockerfile, UnexpectedDockerfile, pip_env
 from validator.steps import Step, run_steps
 from validator.uv import repair_hint, summarize_failure
 
@@ -107,17 +108,38 @@ def test_uv_failures_are_summarized_with_the_package_and_the_repair_command():
     assert 'mlflow models update-pip-requirements -m models:/iris/3 add "cloudpickle==<a released version>"' in hint
 
 
-def test_dockerfile_gets_the_ca_bundle_right_after_from(tmp_path):
-    ca = tmp_path / "corp-ca.pem"
-    ca.write_text("-----BEGIN CERTIFICATE-----")
-    dockerfile = tmp_path / "Dockerfile"
-    dockerfile.write_text("# comment\nFROM python:3.11.7-slim\nRUN pip install mlflow\n")
-    add_build_settings(dockerfile, BuildNetwork(ca_bundle=ca), constraints=None)
-    lines = dockerfile.read_text().splitlines()
-    assert lines[1] == "FROM python:3.11.7-slim"
-    assert lines.index("ARG PIP_CERT=/usr/local/share/mlflow-validator/ca.pem") < lines.index("RUN pip install mlflow")
-    assert (tmp_path / "mlflow-validator-ca.pem").read_text() == ca.read_text()
+MLFLOW_DOCKERFILE = """# Build an image that can serve mlflow models.
+FROM python:3.11.7-slim
+RUN apt-get -y update && apt-get install -y --no-install-recommends nginx
+WORKDIR /opt/mlflow
+RUN pip install mlflow==3.17.2
+COPY model_dir/model /opt/ml/model
+RUN python -c "from mlflow.models import container as C; C._install_pyfunc_deps('/opt/ml/model', env_manager='local');"
+ENV MLFLOW_DISABLE_ENV_CREATION=True
+ENTRYPOINT ["python", "-c", "from mlflow.models import container as C; C._serve('local')"]
+"""
 
 
-def test_proxies_are_passed_as_build_args_not_written_into_the_dockerfile():
-    assert build_args(BuildNetwork(https_proxy="http://p:3128")) == ["--build-arg", "HTTPS_PROXY=http://p:3128"]
+def test_mlflows_installs_are_replaced_by_the_lock_and_the_model_goes_on_the_dependency_image():
+    dockerfile = ServingDockerfile.parse(MLFLOW_DOCKERFILE)
+    dependencies = dockerfile.dependencies()
+    assert dockerfile.base_image == "python:3.11.7-slim"
+    assert "nginx" in dependencies and "--no-index --no-deps" in dependencies
+    assert "RUN pip install mlflow" not in dependencies and "C._install_pyfunc_deps" not in dependencies
+    model = dockerfile.model("mlflow-validator/serving-dependencies:abc").splitlines()
+    assert model[:2] == ["FROM mlflow-validator/serving-dependencies:abc", "COPY model_dir/model /opt/ml/model"]
+    assert model[-1].startswith("ENTRYPOINT") and not any("pip install" in line for line in model)
+
+
+def test_a_dockerfile_of_another_shape_is_refused_by_name():
+    with pytest.raises(UnexpectedDockerfile, match="WORKDIR /opt/mlflow"):
+        ServingDockerfile.parse("FROM ubuntu\nRUN make\n")
+
+
+@pytest.mark.parametrize(("written", "mib"), [(512, 512), ("512m", 512), ("2g", 2048), ("2GiB", 2048)])
+def test_memory_takes_mib_or_dockers_notation(written, mib):
+    assert MEMORY.parse(written) == mib
+
+
+def test_pip_on_the_host_reaches_the_index_the_settings_name():
+    assert pip_env({}, BuildNetwork(index_url="https://u:p@idx/simple"))["PIP_INDEX_URL"].startswith("https://u:p")

@@ -11,6 +11,7 @@ import yaml
 from validator.checks import Policy
 from validator.model.fetch import FetchedModel
 from validator.model.files import ModelFiles
+from validator.model.lock import Resolver
 from validator.model.requirements import Kind, parse_requirements
 from validator.results import ModelIdentity, Status
 from validator.settings import Options
@@ -43,7 +44,7 @@ EXECUTOR = ThreadPoolExecutor(max_workers=1)
 class ResolvedLock:
     """Stands in for uv's resolution (the uv-backed checks are integration tests)."""
 
-    lock: dict[str, str] = field(default_factory=dict)
+    resolved_pins: dict[str, str] = field(default_factory=dict)
 
 
 def make_model(
@@ -165,6 +166,7 @@ def test_a_normal_model_has_no_secrets(tmp_path):
 def test_policies_turn_a_failure_into_a_warning_or_nothing(tmp_path, policy, status):
     ctx = make_model(tmp_path, requirements="mlflow==3.17.2\npandas>=2\n")
     model = FetchedModel(ctx.files, ModelIdentity("m", "m"))
-    run = RunContext(Options("m", checks={"pinned": policy}), {}, model, [], tmp_path, "run", {})
+    resolver = Resolver(model.files, tmp_path, tmp_path, None, {}, timeout_s=1)  # resolves nothing here
+    run = RunContext(Options("m", checks={"pinned": policy}), {}, model, [], tmp_path, "run", {}, resolver)
     pinned = next(step for step in StaticStage(run).steps() if step.name == "pinned")
     assert pinned.run().status is status

@@ -60,6 +60,7 @@ class StageAnswers:
     repeats: dict[str, Answer] = field(default_factory=dict)  # the venv answers each request twice
     load_seconds: float = 0.0
     latency_seconds: list[float] = field(default_factory=list)
+    installed: dict[str, str] = field(default_factory=dict)  # canonical distribution name -> version
 
     def save(self, directory: Path) -> None:
         """Each answer's body as <name>.json, and index.json with statuses and timings, next to the report."""

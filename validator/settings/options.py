@@ -187,6 +187,28 @@ class SandboxSettings:
 
 
 @dataclass(frozen=True)
+class DockerSettings:
+    """The engine and CLI the docker stage uses, and the limits of the serving container."""
+
+    cli: str = setting(
+        "docker",
+        t.TEXT,
+        "the docker CLI; it must build with BuildKit (the buildx plugin, or a 20.10 client)",
+        flag="--docker-cli",
+        env=("MLFLOW_VALIDATOR_DOCKER_CLI",),
+    )
+    memory_mb: int | None = setting(
+        None,
+        t.MEMORY,
+        "memory limit of the serving container, as the target instance has it",
+        flag="--memory",
+        env=("MLFLOW_VALIDATOR_DOCKER_MEMORY",),
+        key="memory",
+        default_text="no limit",
+    )
+
+
+@dataclass(frozen=True)
 class Options:
     model_uri: str
     config: Path | None = setting(
@@ -278,6 +300,7 @@ class Options:
     budgets: Budgets = Budgets()
     env: ModelEnvironment = ModelEnvironment()
     sandbox: SandboxSettings = SandboxSettings()
+    docker: DockerSettings = DockerSettings()
     # Not settings: worked out by the resolver from the settings above.
     model_env: Mapping[str, str] = field(default_factory=dict)  # env.pass resolved to the job's values, plus env.set
     sources: Mapping[str, str] = field(default_factory=dict)  # setting key -> where its value came from

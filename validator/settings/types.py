@@ -67,6 +67,19 @@ def _fraction(value: Any) -> float:
     return number
 
 
+_MEMORY = re.compile(r"(?P<number>[0-9]+)\s*(?P<unit>[kmg]?)i?b?", re.IGNORECASE)
+_MIB_PER_UNIT = {"k": 1 / 1024, "m": 1, "g": 1024, "": 1}
+
+
+def _memory_mib(value: Any) -> int:
+    """Docker's memory notation (512m, 2g) or a whole number of MiB, as MiB."""
+    match = _MEMORY.fullmatch(str(value).strip()) if not isinstance(value, bool) else None
+    mib = int(int(match["number"]) * _MIB_PER_UNIT[match["unit"].lower()]) if match else 0
+    if mib < 6:  # docker's own minimum
+        raise ValueError("must be a memory size of at least 6 MiB, like 512m, 2g or a number of MiB")
+    return mib
+
+
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -167,6 +180,11 @@ SECONDS = ValueType(_positive, {"type": "number", "exclusiveMinimum": 0}, "secon
 POSITIVE = ValueType(_positive, {"type": "number", "exclusiveMinimum": 0}, "a number > 0")
 NON_NEGATIVE = ValueType(_non_negative, {"type": "number", "minimum": 0}, "a number >= 0")
 WHOLE = ValueType(_positive_int, {"type": "integer", "minimum": 1}, "a whole number >= 1")
+MEMORY = ValueType(
+    _memory_mib,
+    {"type": ["integer", "string"], "pattern": "^[0-9]+\\s*[kKmMgG]?[iI]?[bB]?$", "minimum": 6},
+    "MiB, or docker's notation (512m, 2g)",
+)
 FRACTION = ValueType(_fraction, {"type": "number", "minimum": 0, "maximum": 1}, "a fraction from 0 to 1")
 STAGES = ValueType(
     parse_stages,

@@ -10,6 +10,7 @@ from pathlib import Path
 from validator.expectations.answers import StageAnswers
 from validator.expectations.requests import SampleRequest
 from validator.model.fetch import FetchedModel
+from validator.model.lock import Resolver
 from validator.model.mlmodel import ModelFileError
 from validator.results import Stage
 from validator.settings import Options
@@ -25,6 +26,7 @@ class RunContext:
     workdir: Path  # private to this run, removed at its end
     run_id: str  # unique per run: names and labels what this run creates
     answers: Mapping[Stage, StageAnswers]  # what the stages that already ran answered
+    resolver: Resolver  # the run's one lock, resolved when a stage first needs it
     baseline: FetchedModel | None = None
 
     def requests(self) -> list[SampleRequest]:

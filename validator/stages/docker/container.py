@@ -1,16 +1,19 @@
-"""A serving container as a context manager: published on 127.0.0.1 only, always removed."""
+"""A serving container as a context manager, published only where the topology needs it, always removed;
+and the wait for it to serve, which watches its state and log so a model that cannot load fails fast."""
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import requests
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from validator import commands
-from validator.stages.docker import LABEL
+from validator.expectations.packages import canonical
+from validator.stages.docker.engine import Docker, Reach
 from validator.stages.docker.image import SERVING_PORT
 
 # The serving container is untrusted code too. It gets no host mount, no socket and no variable from
@@ -22,81 +25,165 @@ HARDENING = (
     "--security-opt", "no-new-privileges",
     "--pids-limit", "512",
 )  # fmt: skip
-
-
-class ContainerExited(Exception):
-    """The container stopped before it answered /ping."""
-
-
-class NotReady(Exception):
-    """The container runs but /ping does not answer 200 yet."""
+# uvicorn restarts a scoring worker that dies while nginx answers 502, so the container never exits.
+WORKER_DEATH = re.compile(
+    r"Child process \[\d+\] died|Traceback \(most recent call last\)|Error loading ASGI app|Killed"
+)
+GRACE_AFTER_DEATH_S = 30  # a worker may die once and come back; dying for this long is a model that cannot load
+POLL_S = 1.0
+LIST_DISTRIBUTIONS = """
+import importlib.metadata, json
+found = {}
+for dist in importlib.metadata.distributions():
+    found.setdefault(dist.metadata["Name"], dist.version)
+print(json.dumps(found))
+"""
 
 
 @dataclass(frozen=True)
 class Container:
     name: str
     url: str
-    env: Mapping[str, str]
+    docker: Docker
+    started: float  # time.monotonic() when `docker run` returned
 
     def logs(self) -> str:
-        return commands.run(["docker", "logs", self.name], env=self.env, timeout_s=60, check=False).output
+        return self.docker.run("logs", self.name, timeout_s=60, check=False).output
+
+    def state(self) -> Mapping[str, object]:
+        found = self.docker.run("inspect", "--format", "{{json .State}}", self.name, timeout_s=30, check=False)
+        return json.loads(found.output) if found.ok else {"Running": False, "Status": "removed"}
+
+    def installed(self) -> dict[str, str]:
+        """What the serving interpreter imports: for each name, the first distribution on its sys.path."""
+        listed = self.docker.run("exec", self.name, "python", "-I", "-c", LIST_DISTRIBUTIONS, timeout_s=60)
+        return canonical(json.loads(listed.output.strip().splitlines()[-1]))
 
     def running(self) -> bool:
-        state = commands.run(
-            ["docker", "inspect", "--format", "{{.State.Running}}", self.name], env=self.env, timeout_s=30, check=False
-        )
-        return state.output.strip() == "true"
+        return bool(self.state().get("Running"))
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel killed a process of this container for memory, worker or main process alike."""
+        events = self.docker.run(
+            "events", "--since", "30m", "--until", "0s", "--filter", f"container={self.name}",
+            "--filter", "event=oom", "--format", "{{.Status}}",
+            timeout_s=30, check=False,
+        )  # fmt: skip
+        return self.state().get("OOMKilled") is True or "oom" in events.output
 
 
 @contextmanager
 def running_container(
-    image: str, name: str, run_label: str, env: Mapping[str, str], keep: bool, passed_env: list[str]
+    docker: Docker,
+    image: str,
+    name: str,
+    labels: Mapping[str, str],
+    reach: Reach,
+    memory_mb: int | None,
+    passed_env: list[str],
+    keep: bool,
 ) -> Iterator[Container]:
-    """Start `image` detached with its port on a random 127.0.0.1 port; remove it on exit unless `keep`.
-    `passed_env` names variables of `env` the container gets (`-e NAME`: the value stays off the command line)."""
+    """Start `image` detached; remove it on exit unless `keep`. `passed_env` names variables of the CLI's
+    environment the container gets (`--env NAME`: the value stays off the command line)."""
+    network = ("--network", reach.network) if reach.network else ()
+    memory = ("--memory", f"{memory_mb}m", "--memory-swap", f"{memory_mb}m") if memory_mb else ()
     try:
-        commands.run(
-            [
-                "docker",
-                "run",
-                "--detach",
-                "--name",
-                name,
-                "--label",
-                f"{LABEL}={run_label}",
-                "--publish",
-                f"127.0.0.1::{SERVING_PORT}",
-                *HARDENING,
-                *(arg for name in passed_env for arg in ("--env", name)),
-                image,
-            ],
-            env=env,
+        docker.run(
+            "run", "--detach", "--name", name,
+            *(arg for label, value in labels.items() for arg in ("--label", f"{label}={value}")),
+            *reach.publish, *network, *memory, *HARDENING,
+            *(arg for variable in passed_env for arg in ("--env", variable)),
+            image,
             timeout_s=120,
-        )
-        published = commands.run(["docker", "port", name, f"{SERVING_PORT}/tcp"], env=env, timeout_s=30)
-        host_port = published.output.strip().splitlines()[0].rsplit(":", 1)[1]
-        yield Container(name, f"http://127.0.0.1:{host_port}", env)
+        )  # fmt: skip
+        started = time.monotonic()
+        yield Container(name, _url(docker, name, reach), docker, started)
     finally:
         if not keep:
-            commands.run(["docker", "rm", "--force", "--volumes", name], env=env, timeout_s=120, check=False)
+            docker.run("rm", "--force", "--volumes", name, timeout_s=120, check=False)
 
 
-def wait_until_ready(container: Container, timeout_s: float) -> float:
-    """Poll /ping once a second until it answers 200; returns the seconds waited."""
+def _url(docker: Docker, name: str, reach: Reach) -> str:
+    if reach.network:
+        found = docker.run(
+            "inspect", "--format", f"{{{{(index .NetworkSettings.Networks {json.dumps(reach.network)}).IPAddress}}}}",
+            name, timeout_s=30,
+        )  # fmt: skip
+        return f"http://{found.output.strip()}:{SERVING_PORT}"
+    published = docker.run("port", name, f"{SERVING_PORT}/tcp", timeout_s=30)
+    return f"http://{reach.host}:{published.output.strip().splitlines()[0].rsplit(':', 1)[1]}"
 
-    def ping() -> None:
-        if not container.running():
-            raise ContainerExited()
-        try:
-            response = requests.get(f"{container.url}/ping", timeout=5)
-        except requests.RequestException as exc:
-            raise NotReady(str(exc)) from None
-        if response.status_code != 200:
-            raise NotReady(f"/ping answered {response.status_code}")
 
-    retrying = Retrying(retry=retry_if_exception_type(NotReady), stop=stop_after_delay(timeout_s), wait=wait_fixed(1))
+class NotServing(Exception):
+    """The container will not serve: `message` says why, for the report."""
+
+    def __init__(self, message: str, logs: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.logs = logs
+
+
+def wait_until_serving(container: Container, limit_s: float, limit_name: str, memory_mb: int | None) -> float:
+    """Poll /ping until it answers 200; returns the seconds since the container started. Raises NotServing
+    when it exits, is killed for memory, keeps losing its workers for GRACE_AFTER_DEATH_S, or exceeds
+    `limit_s` (the load budget or the start timeout, named by `limit_name`)."""
+    first_death: float | None = None
+    while True:
+        waited = time.monotonic() - container.started
+        if _pings(container):
+            return waited
+        state = container.state()
+        if not state.get("Running"):
+            raise _stopped(container, state, memory_mb)
+        if first_death is None and WORKER_DEATH.search(container.logs()):
+            first_death = time.monotonic()
+        if first_death is not None and time.monotonic() - first_death >= GRACE_AFTER_DEATH_S:
+            raise _workers_keep_dying(container, memory_mb)
+        if waited >= limit_s:
+            raise NotServing(
+                f"the model did not load within {limit_s:.0f} s ({limit_name}): /ping never answered 200 and no "
+                "worker died, so loading hangs",
+                container.logs(),
+            )
+        time.sleep(POLL_S)
+
+
+def _pings(container: Container) -> bool:
     try:
-        retrying(ping)
-    except RetryError:
-        raise TimeoutError(f"/ping did not answer 200 within {timeout_s:.0f} s") from None
-    return float(retrying.statistics.get("delay_since_first_attempt", 0.0))
+        return requests.get(f"{container.url}/ping", timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _stopped(container: Container, state: Mapping[str, object], memory_mb: int | None) -> NotServing:
+    logs = container.logs()
+    if container.oom_killed():
+        return NotServing(_needs_more_memory(memory_mb), logs)
+    return NotServing(
+        f"the container exited with code {state.get('ExitCode')} before answering /ping: the scoring server could "
+        f"not start: {_why(logs)}",
+        logs,
+    )
+
+
+def _workers_keep_dying(container: Container, memory_mb: int | None) -> NotServing:
+    logs = container.logs()
+    if container.oom_killed():
+        return NotServing(_needs_more_memory(memory_mb), logs)
+    return NotServing(
+        f"the model cannot load in the container: its scoring workers kept dying for {GRACE_AFTER_DEATH_S} s "
+        f"while nginx answered 502: {_why(logs)}",
+        logs,
+    )
+
+
+def _needs_more_memory(memory_mb: int | None) -> str:
+    limit = f"{memory_mb} MiB (docker.memory)" if memory_mb else "the memory the engine has"
+    return f"the model needs more than {limit}: the kernel killed it for memory (OOM) while it loaded"
+
+
+def _why(logs: str) -> str:
+    """The line of the log that says why: the last exception, else the last line."""
+    lines = [line.strip() for line in logs.splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b.*:", line)]
+    return (errors or lines or ["(the container logged nothing)"])[-1]

@@ -1,117 +1,177 @@
-"""Generate MLflow's serving Dockerfile, add how the build reaches the index, build and remove the image."""
+"""MLflow's serving image, built in two layers: the dependencies, keyed by the lock and reused, and the model.
+
+MLflow's generator writes the Dockerfile `build-docker` builds. We keep its base image, its system
+packages (nginx), its copy of the model, its environment and its entry point, and replace its two
+installs (`pip install mlflow`, `_install_pyfunc_deps`), which resolve again at build time, with the
+run's lock installed offline from wheels fetched on the host. The build then reaches no package index:
+no index URL, credential or CA goes into it, and an unchanged lock reuses the dependency image.
+"""
 
 from __future__ import annotations
 
-import shutil
+import hashlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from validator import commands
-from validator.settings import BuildNetwork
-from validator.stages.docker import LABEL
+import mlflow
 
-CA_IN_CONTEXT = "mlflow-validator-ca.pem"
-CA_IN_IMAGE = "/usr/local/share/mlflow-validator/ca.pem"
-CONSTRAINTS_IN_CONTEXT = "mlflow-validator-constraints.txt"
-CONSTRAINTS_IN_IMAGE = "/usr/local/share/mlflow-validator/constraints.txt"
+from validator import commands
+from validator.errors import CommandError, InfrastructureError
+from validator.isolation import proxy_env
+from validator.model.lock import Lock
+from validator.settings import BuildNetwork
+from validator.stages.docker.engine import Docker
+
 SERVING_PORT = 8080
 GENERATE_TIMEOUT_S = 300
+CACHE_LABEL = "org.mlflow-validator.cache"
+DEPENDENCY_REPOSITORY = "mlflow-validator/serving-dependencies"
+WHEELS = "wheels"  # in the build context, next to the lock
+WHEELS_IN_BUILD = "/tmp/mlflow-validator-wheels"
+# The oldest glibc the manylinux wheels may need is the slim image's (Debian bookworm, 2.36).
+PLATFORMS = (
+    *(f"manylinux_2_{minor}_x86_64" for minor in range(36, 16, -1)),
+    "manylinux2014_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux1_x86_64",
+)
+INSTALL_LOCK = (
+    "# Added by mlflow-validator: the run's lock, installed offline from wheels fetched on the host, in place of\n"
+    "# MLflow's `pip install mlflow` and `_install_pyfunc_deps`, which resolve again while building.\n"
+    f"RUN --mount=type=bind,source={WHEELS},target={WHEELS_IN_BUILD} python -m pip install --no-index --no-deps "
+    f"--disable-pip-version-check --find-links {WHEELS_IN_BUILD} -r {WHEELS_IN_BUILD}/lock.txt"
+)
 
 
-def generate_context(model_dir: Path, context_dir: Path, env: Mapping[str, str]) -> Path:
+class UnexpectedDockerfile(InfrastructureError):
+    """MLflow's generator wrote a Dockerfile of a shape this validator does not know."""
+
+
+@dataclass(frozen=True)
+class ServingDockerfile:
+    """MLflow's generated Dockerfile, cut around its installs."""
+
+    system: tuple[str, ...]  # FROM, the system packages, up to WORKDIR
+    model_copy: str  # COPY model_dir/model /opt/ml/model
+    finish: tuple[str, ...]  # the environment, permissions and the entry point
+
+    @property
+    def base_image(self) -> str:
+        return next(line.split()[1] for line in self.system if line.startswith("FROM "))
+
+    @classmethod
+    def parse(cls, text: str) -> ServingDockerfile:
+        lines = text.splitlines()
+        try:
+            workdir = lines.index("WORKDIR /opt/mlflow")
+            copy = next(i for i, line in enumerate(lines) if line.startswith("COPY model_dir/model "))
+            install = next(i for i, line in enumerate(lines) if "_install_pyfunc_deps" in line)
+        except (ValueError, StopIteration):
+            raise UnexpectedDockerfile(
+                f"MLflow {mlflow.__version__}'s generated Dockerfile lacks WORKDIR /opt/mlflow, the model's COPY or "
+                "_install_pyfunc_deps, so its installs cannot be replaced by the lock",
+                "report it to mlflow-validator with the Dockerfile in docker-context/",
+            ) from None
+        return cls(tuple(lines[: workdir + 1]), lines[copy], tuple(lines[install + 1 :]))
+
+    def dependencies(self) -> str:
+        return "\n".join([*self.system, INSTALL_LOCK]) + "\n"
+
+    def model(self, dependency_image: str) -> str:
+        return "\n".join([f"FROM {dependency_image}", self.model_copy, *self.finish]) + "\n"
+
+
+def generate(model_dir: Path, context_dir: Path, env: Mapping[str, str]) -> ServingDockerfile:
     """Run MLflow's own generator (the one build-docker uses), with the slim Python base image."""
     commands.run(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "models",
-            "generate-dockerfile",
-            "--model-uri",
-            model_dir,
-            "--output-directory",
-            context_dir,
-            "--env-manager",
-            "local",
-        ],
+        [sys.executable, "-m", "mlflow", "models", "generate-dockerfile", "--model-uri", model_dir,
+         "--output-directory", context_dir, "--env-manager", "local"],
         env=env,
         timeout_s=GENERATE_TIMEOUT_S,
-    )
-    return context_dir / "Dockerfile"
+    )  # fmt: skip
+    return ServingDockerfile.parse((context_dir / "Dockerfile").read_text())
 
 
-def build_setting_lines(network: BuildNetwork, constraints: Path | None) -> list[str]:
-    """Dockerfile lines that let pip inside the build trust a custom CA, use a custom index, and
-    install within the serving runtime's constraints (the same ones the venv stage used).
+def dependency_tag(dockerfile: ServingDockerfile, base_image_id: str, lock: Lock) -> str:
+    """Same base image, system layer, MLflow and lock: same dependency image."""
+    key = hashlib.sha256()
+    pins = "\n".join(f"{name}=={version}" for name, version in sorted(lock.pins.items()))
+    for part in (base_image_id, dockerfile.dependencies(), mlflow.__version__, pins):
+        key.update(part.encode() + b"\0")
+    return f"{DEPENDENCY_REPOSITORY}:{key.hexdigest()[:16]}"
 
-    ARG (not ENV): the values exist while building and are not in the running container's
-    environment. A CA certificate is public, so the copy in a layer leaks nothing.
-    """
-    lines = []
-    if constraints:
-        lines += [f"COPY {CONSTRAINTS_IN_CONTEXT} {CONSTRAINTS_IN_IMAGE}", f"ARG PIP_CONSTRAINT={CONSTRAINTS_IN_IMAGE}"]
+
+def pip_env(env: Mapping[str, str], network: BuildNetwork) -> dict[str, str]:
+    """pip on the host, reaching the index exactly as uv did for the lock: the same settings, and not
+    this machine's pip.conf (uv never read it)."""
+    pip = {name: env[name] for name in ("PATH", "HOME", "TMPDIR", "XDG_CACHE_HOME") if name in env}
+    pip |= {**proxy_env(network), "PIP_CONFIG_FILE": "/dev/null", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     if network.ca_bundle:
-        lines += [
-            f"COPY {CA_IN_CONTEXT} {CA_IN_IMAGE}",
-            f"ARG PIP_CERT={CA_IN_IMAGE}",
-            f"ARG SSL_CERT_FILE={CA_IN_IMAGE}",
-            f"ARG REQUESTS_CA_BUNDLE={CA_IN_IMAGE}",
-        ]
+        pip["PIP_CERT"] = str(network.ca_bundle)
     if network.index_url:
-        lines.append("ARG PIP_INDEX_URL")
-    return lines
+        pip["PIP_INDEX_URL"] = network.index_url
+    return pip
 
 
-def add_build_settings(dockerfile: Path, network: BuildNetwork, constraints: Path | None) -> None:
-    lines = build_setting_lines(network, constraints)
-    if not lines:
-        return
-    if network.ca_bundle:
-        shutil.copyfile(network.ca_bundle, dockerfile.parent / CA_IN_CONTEXT)
-    if constraints:
-        shutil.copyfile(constraints, dockerfile.parent / CONSTRAINTS_IN_CONTEXT)
-    text = dockerfile.read_text().splitlines()
-    from_index = next(i for i, line in enumerate(text) if line.startswith("FROM "))
-    block = ["# Added by mlflow-validator: how this build reaches the package index, and within what", *lines]
-    dockerfile.write_text("\n".join([*text[: from_index + 1], *block, *text[from_index + 1 :]]) + "\n")
-
-
-def build_args(network: BuildNetwork) -> list[str]:
-    """Proxy variables are docker's predefined build args: they stay out of the image history."""
-    pairs = {
-        "HTTP_PROXY": network.http_proxy,
-        "HTTPS_PROXY": network.https_proxy,
-        "NO_PROXY": network.no_proxy,
-        "PIP_INDEX_URL": network.index_url,
-    }
-    return [arg for name, value in pairs.items() if value for arg in ("--build-arg", f"{name}={value}")]
-
-
-def build_image(
-    context_dir: Path, tag: str, run_label: str, network: BuildNetwork, env: Mapping[str, str], timeout_s: float
-) -> commands.CommandResult:
-    return commands.run(
-        [
-            "docker",
-            "build",
-            "--rm",
-            "--force-rm",
-            "--platform",
-            "linux/amd64",
-            "--label",
-            f"{LABEL}={run_label}",
-            "-t",
-            tag,
-            *build_args(network),
-            context_dir,
-        ],
+def fetch_wheels(lock: Lock, python_version: str, destination: Path, env: Mapping[str, str], timeout_s: float) -> None:
+    """Download the lock's wheels for the serving platform into `destination`, with the lock as lock.txt."""
+    major_minor = "".join(python_version.split(".")[:2])
+    destination.mkdir(parents=True, exist_ok=True)
+    (destination / "lock.txt").write_text(lock.file.read_text())
+    result = commands.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--quiet",
+         *(arg for platform in PLATFORMS for arg in ("--platform", platform)),
+         "--python-version", major_minor, "--implementation", "cp",
+         "--abi", f"cp{major_minor}", "--abi", "abi3", "--abi", "none",
+         "-r", lock.file, "--dest", destination],
         env=env,
         timeout_s=timeout_s,
         check=False,
-    )
+    )  # fmt: skip
+    if not result.ok:
+        raise CommandError(
+            f"the lock's wheels for Linux x86-64, Python {python_version}, could not be downloaded: "
+            f"{commands.last_line(result.output)}",
+            "the image installs the lock offline from wheels: a package with no wheel for the serving platform "
+            "needs one (build it and add it to your index)",
+            output_tail=result.tail(),
+        )
 
 
-def remove_image(tag: str, env: Mapping[str, str]) -> None:
-    """Removes the image and its untagged layers, so a long-lived runner does not fill up."""
-    commands.run(["docker", "rmi", "--force", tag], env=env, timeout_s=120, check=False)
+def image_exists(docker: Docker, image: str) -> bool:
+    return docker.run("image", "inspect", "--format", "{{.Id}}", image, timeout_s=60, check=False).ok
+
+
+def image_id(docker: Docker, image: str, pull_timeout_s: float) -> str:
+    """The ID of `image`, pulled first when the engine lacks it (as the build would)."""
+    if not image_exists(docker, image):
+        docker.run("pull", "--quiet", image, timeout_s=pull_timeout_s)
+    return docker.run("image", "inspect", "--format", "{{.Id}}", image, timeout_s=60).output.strip()
+
+
+def build(
+    docker: Docker,
+    context_dir: Path,
+    dockerfile: str,
+    tag: str,
+    labels: Mapping[str, str],
+    network: BuildNetwork,
+    log_file: Path,
+    timeout_s: float,
+    on_line: Callable[[str], None] | None = None,
+) -> commands.CommandResult:
+    """`docker build` with BuildKit, the log streamed to `log_file`. Proxies are docker's predefined
+    build args, which stay out of the image's history; the build needs them only for apt."""
+    (context_dir / "Dockerfile").write_text(dockerfile)
+    proxies = [arg for name, value in proxy_env(network).items() for arg in ("--build-arg", f"{name}={value}")]
+    return docker.run(
+        "build", "--progress", "plain", "--platform", "linux/amd64", "--tag", tag,
+        *(arg for name, value in labels.items() for arg in ("--label", f"{name}={value}")),
+        *proxies, context_dir,
+        timeout_s=timeout_s,
+        check=False,
+        stream_to=log_file,
+        on_line=on_line,
+    )  # fmt: skip

@@ -3,6 +3,8 @@ the answers (`answers.py`), the venv's answers among them. `close()` removes wha
 
 from __future__ import annotations
 
+import re
+import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -27,18 +29,34 @@ from validator.expectations.answers import (
     over_answers,
     undeclared_variable,
 )
+from validator.expectations.packages import check_parity
 from validator.expectations.requests import SampleRequest
 from validator.results import Outcome, Stage, Status, failed, passed
 from validator.stages.context import RunContext
-from validator.stages.docker.container import Container, ContainerExited, running_container, wait_until_ready
-from validator.stages.docker.engine import docker_env
-from validator.stages.docker.image import add_build_settings, build_image, generate_context, remove_image
+from validator.stages.docker import LABEL
+from validator.stages.docker.container import Container, NotServing, running_container, wait_until_serving
+from validator.stages.docker.engine import Docker, docker_env, reach_for
+from validator.stages.docker.image import (
+    CACHE_LABEL,
+    SERVING_PORT,
+    ServingDockerfile,
+    build,
+    dependency_tag,
+    fetch_wheels,
+    generate,
+    image_exists,
+    image_id,
+    pip_env,
+)
 from validator.steps import Step, steps_for
+
+BUILD_STEP = re.compile(r"^#\d+ \[\d+/\d+\] ")  # BuildKit's plain progress names each step once
 
 
 @dataclass(frozen=True)
 class DockerPaths:
-    context: Path
+    context: Path  # MLflow's generated context; the model image is built from it
+    dependency_context: Path  # the lock and its wheels
     answers: Path  # in the output directory: kept next to the report
     build_log: Path
 
@@ -53,23 +71,26 @@ class DockerStage:
         self.options = run.options
         self.paths = DockerPaths(
             run.workdir / "docker-context",
+            run.workdir / "docker-dependencies",
             run.output_dir / "answers" / "container",
             run.output_dir / "docker-build.log",
         )
         self.run_id = run.run_id
+        self.labels = {LABEL: run.run_id}
         self.tag = f"mlflow-validator/model:{run.run_id}"
-        self.docker_env = docker_env(run.env)
-        # `docker run -e NAME` takes the value from the CLI's environment, so none is on a command line.
-        self.run_env = {**self.docker_env, **run.options.model_env}
-        self.generator_env = {**self.docker_env, "MLFLOW_TRACKING_URI": str(self.paths.context / "mlruns")}
-        self.cleanup = ExitStack()
+        # `docker run --env NAME` takes the value from the CLI's environment, so none is on a command line.
+        self.docker = Docker(run.options.docker.cli, {**docker_env(run.env), **run.options.model_env})
+        self.dockerfile: ServingDockerfile | None = None
         self.container: Container | None = None
+        self.cleanup = ExitStack()
+        self.cleanup.callback(self.remove_what_this_run_made)
 
     def steps(self) -> list[Step]:
         implementations = {
             "generate-dockerfile": self.generate_dockerfile,
-            "build-image": self.build,
+            "build-image": self.build_image,
             "start-container": self.start_container,
+            "package-parity": self.package_parity,
             "answers": self.answer_requests,
         }
         return steps_for(Stage.DOCKER, implementations | self._checks(), self.options.policy)
@@ -80,53 +101,109 @@ class DockerStage:
     def close(self) -> None:
         self.cleanup.close()
 
-    def generate_dockerfile(self) -> Outcome:
-        dockerfile = generate_context(self.model_dir, self.paths.context, self.generator_env)
-        add_build_settings(dockerfile, self.options.build, self.options.constraints)
-        base = next(line for line in dockerfile.read_text().splitlines() if line.startswith("FROM "))
-        return passed(base, dockerfile.read_text())
+    def remove_what_this_run_made(self) -> None:
+        """Every container and image with this run's label, and nothing else: a neighbour's build, and the
+        shared dependency images, are never touched."""
+        if self.options.keep:
+            return
+        label = f"label={LABEL}={self.run_id}"
+        for listing, removal in ((("ps", "--all"), ("rm", "--force", "--volumes")), (("images",), ("rmi",))):
+            found = self.docker.run(*listing, "--quiet", "--filter", label, timeout_s=60, check=False)
+            if ids := sorted(set(found.output.split())):
+                self.docker.run(*removal, *ids, timeout_s=120, check=False)
 
-    def build(self) -> Outcome:
-        if not self.options.keep:
-            self.cleanup.callback(remove_image, self.tag, self.docker_env)
-        result = build_image(
-            self.paths.context,
-            self.tag,
-            self.run_id,
-            self.options.build,
-            self.docker_env,
-            self.options.timeouts.docker_build,
-        )
+    def generate_dockerfile(self) -> Outcome:
+        generator_env = {**self.docker.env, "MLFLOW_TRACKING_URI": str(self.paths.context / "mlruns")}
+        self.dockerfile = generate(self.model_dir, self.paths.context, generator_env)
+        return passed(f"FROM {self.dockerfile.base_image}", (self.paths.context / "Dockerfile").read_text())
+
+    def build_image(self) -> Outcome:
+        """The dependency image, unless one with the same key exists; then the model image on top of it."""
+        assert self.dockerfile is not None
+        timeout = self.options.timeouts.docker_build
+        lock = self.run.resolver.lock()
+        base_id = image_id(self.docker, self.dockerfile.base_image, timeout)
+        dependencies = dependency_tag(self.dockerfile, base_id, lock)
         self.paths.build_log.parent.mkdir(parents=True, exist_ok=True)
-        self.paths.build_log.write_text(result.output)
-        if not result.ok:
-            return failed(
-                f"docker build failed: {commands.last_line(result.output)}. The full log is in {self.paths.build_log}; "
-                "a requirement that installs locally but not here usually needs a pin or a system package",
-                result.tail(),
+        self.paths.build_log.write_text("")
+        reused = image_exists(self.docker, dependencies)
+        if not reused:
+            python_version = self.run.model.files.python_env.python
+            fetch_wheels(
+                lock,
+                python_version,
+                self.paths.dependency_context / "wheels",
+                pip_env(self.run.env, self.options.build),
+                timeout,
             )
-        return passed(f"{self.tag} built in {result.duration_s:.0f} s")
+            built = self._build(
+                self.paths.dependency_context,
+                self.dockerfile.dependencies(),
+                dependencies,
+                {CACHE_LABEL: "serving-dependencies"},
+            )
+            if not built.ok:
+                return self._build_failed(built)
+        built = self._build(self.paths.context, self.dockerfile.model(dependencies), self.tag, self.labels)
+        if not built.ok:
+            return self._build_failed(built)
+        how = f"reused {dependencies}" if reused else f"built {dependencies} from {lock.described}"
+        return passed(f"{self.tag} built in {built.duration_s:.0f} s; dependencies: {how}")
+
+    def _build(self, context: Path, dockerfile: str, tag: str, labels: dict[str, str]) -> commands.CommandResult:
+        with self.paths.build_log.open("a") as log:
+            log.write(f"### docker build --tag {tag}\n")
+        part = self.paths.build_log.with_suffix(".part")
+        result = build(
+            self.docker, context, dockerfile, tag, labels, self.options.build, part,
+            self.options.timeouts.docker_build, on_line=self._progress,
+        )  # fmt: skip
+        with self.paths.build_log.open("a") as log:
+            log.write(part.read_text())
+        part.unlink()
+        return result
+
+    @staticmethod
+    def _progress(line: str) -> None:
+        if BUILD_STEP.match(line):
+            print(f"        docker build {line.split(' ', 1)[1]}", file=sys.stderr, flush=True)
+
+    def _build_failed(self, result: commands.CommandResult) -> Outcome:
+        return failed(
+            f"docker build failed: {commands.last_line(result.output)}. The full log is in {self.paths.build_log}",
+            result.tail(),
+        )
 
     def start_container(self) -> Outcome:
-        name = f"mlflow-validator-{self.run_id}"
+        reach = reach_for(self.docker, SERVING_PORT)
+        memory_mb = self.options.docker.memory_mb
         self.container = self.cleanup.enter_context(
             running_container(
-                self.tag, name, self.run_id, self.run_env, self.options.keep, list(self.options.model_env)
+                self.docker, self.tag, f"mlflow-validator-{self.run_id}", self.labels, reach, memory_mb,
+                list(self.options.model_env), self.options.keep,
             )
+        )  # fmt: skip
+        budget = self.options.budgets.max_load_seconds
+        limit, limit_name = (
+            (budget, "budgets.max_load_seconds")
+            if budget
+            else (self.options.timeouts.container_start, "timeouts.container_start")
         )
         try:
-            waited = wait_until_ready(self.container, self.options.timeouts.container_start)
-        except ContainerExited:
-            logs = self.container.logs()
-            if variable := undeclared_variable(logs):
-                return failed(declare_hint(variable), commands.tail(logs))
-            return failed(
-                "the container exited before answering /ping: the scoring server could not start", commands.tail(logs)
-            )
-        except TimeoutError as exc:
-            return failed(f"{exc}: the scoring server did not come up", commands.tail(self.container.logs()))
+            waited = wait_until_serving(self.container, limit, limit_name, memory_mb)
+        except NotServing as exc:
+            if variable := undeclared_variable(exc.logs):
+                return failed(declare_hint(variable), commands.tail(exc.logs))
+            return failed(exc.message, commands.tail(exc.logs))
         self.answers.load_seconds = waited
-        return passed(f"{self.container.url}/ping answered after {waited:.1f} s (the server loads the model first)")
+        return passed(f"{self.container.url}/ping answered {waited:.1f} s after the start ({reach.describe()})")
+
+    def package_parity(self) -> Outcome:
+        assert self.container is not None
+        self.answers.installed = self.container.installed()
+        if self.venv_answers is None:
+            return Outcome(Status.SKIPPED, "the venv stage did not run, so there is nothing to compare with")
+        return check_parity(self.venv_answers.installed, self.answers.installed)
 
     def answer_requests(self) -> Outcome:
         """POST every sample request to /invocations, then repeat the first to measure latency."""

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from validator.expectations.answers import StageAnswers
-from validator.isolation import install_tool_env
 from validator.model.mlmodel import ModelFileError
 from validator.results import Outcome, Stage, failed, passed
 from validator.stages.context import RunContext
@@ -20,30 +19,21 @@ from validator.stages.static.pickled import (
     check_pickle_compatibility,
     check_unsafe_pickle,
 )
-from validator.stages.static.resolution import Resolver
+from validator.stages.static.resolution import ResolutionChecks
 from validator.stages.static.secrets import check_secrets
 from validator.stages.static.signature import check_example_matches_signature, check_input_example, check_signature
 from validator.steps import Step, steps_for
-
-LOCK_FILE_NAME = "requirements.lock.txt"
 
 
 class StaticStage:
     def __init__(self, run: RunContext) -> None:
         options = run.options
         files = run.model.files
-        resolver = Resolver(
-            files=files,
-            lock_file=run.output_dir / LOCK_FILE_NAME,
-            constraints=options.constraints,
-            tool_env=install_tool_env(run.env, options.build),
-            timeout_s=options.timeouts.install,
-        )
         self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pickles")
         self.ctx = StaticContext(
             files,
             options.model_uri,
-            resolver,
+            run.resolver,
             read_pickles_in_background(files, self.background),
             declared_env=(*options.env.passed, *options.env.values),
         )
@@ -51,6 +41,7 @@ class StaticStage:
 
     def steps(self) -> list[Step]:
         ctx = self.ctx
+        resolution = ResolutionChecks(ctx.resolver)
 
         def bind(check: Callable[[StaticContext], Outcome]) -> Callable[[], Outcome]:
             return lambda: check(ctx)
@@ -64,10 +55,10 @@ class StaticStage:
                 "unsafe-pickle": bind(check_unsafe_pickle),
                 "environment-files": bind(check_environment_files),
                 "environment-agreement": bind(check_agreement),
-                "resolvable": bind(ctx.resolver.check_resolvable),
-                "runtime-constraints": bind(ctx.resolver.check_runtime_constraints),
+                "resolvable": bind(resolution.check_resolvable),
+                "runtime-constraints": bind(resolution.check_runtime_constraints),
                 "pinned": bind(check_pinned),
-                "uv-lock": bind(ctx.resolver.check_uv_lock),
+                "uv-lock": bind(resolution.check_uv_lock),
                 "code-imports": bind(check_code_imports),
                 "pickle-compatibility": bind(check_pickle_compatibility),
                 "environment-variables": bind(check_environment_variables),

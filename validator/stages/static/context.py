@@ -6,14 +6,11 @@ import concurrent.futures
 from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from validator.errors import InfrastructureError
 from validator.model.files import ModelFiles
+from validator.model.lock import Resolver
 from validator.stages.static.pickles import PickleFindings, analyze_model
-
-if TYPE_CHECKING:
-    from validator.stages.static.resolution import Resolver
 
 PICKLE_READING_TIMEOUT_S = 120  # fickling stops at a million opcodes, which takes about 10 s
 
@@ -29,7 +26,7 @@ class StaticContext:
     @property
     def lock(self) -> dict[str, str]:
         """Canonical name -> version, as resolved (within the runtime's constraints when they resolve)."""
-        return self.resolver.lock
+        return self.resolver.resolved_pins
 
     @property
     def pickles(self) -> list[PickleFindings]:

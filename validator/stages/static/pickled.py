@@ -88,7 +88,7 @@ def check_pickle_compatibility(ctx: StaticContext) -> Outcome:
         problems.append(
             f"MLmodel says the model was pickled with cloudpickle {logged_with}, but the requirements install "
             f"cloudpickle {pinned}: pickles do not load across cloudpickle major versions, so pin "
-            f'cloudpickle=={logged_with} (`mlflow models update-pip-requirements -m {ctx.model_uri} add '
+            f"cloudpickle=={logged_with} (`mlflow models update-pip-requirements -m {ctx.model_uri} add "
             f'"cloudpickle=={logged_with}"`)'
         )
     if problems:

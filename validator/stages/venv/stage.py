@@ -28,17 +28,18 @@ from validator.expectations.answers import (
     undeclared_variable,
 )
 from validator.expectations.baseline import check_changes
+from validator.expectations.packages import canonical
 from validator.expectations.requests import SampleRequest
 from validator.checks import Policy
 from validator.isolation import install_tool_env, model_process_env
-from validator.errors import ValidatorError
+from validator.errors import CommandTimeout, ValidatorError
 from validator.results import Outcome, Stage, Status, failed, passed, skipped
 from validator.stages.context import RunContext
 from validator.stages.venv.cage import ENABLE_HINT as CAGE_HINT
 from validator.stages.venv.cage import Cage, cage_for, cage_problem, caged
 from validator.stages.venv.interpreter import Interpreter, find_interpreter
 from validator.steps import Step, run_steps, steps_for
-from validator.uv import export_command, repair_hint, summarize_failure, uv_binary
+from validator.uv import repair_hint, summarize_failure, uv_binary
 
 PREDICTOR = Path(__file__).with_name("predictor.py")
 
@@ -126,34 +127,11 @@ class VenvStage:
         )
         return passed(str(self.paths.venv))
 
-    def requirements_to_install(self) -> tuple[Path, str]:
-        """requirements.txt, or for a uv project the pins of its uv.lock (`uv sync --frozen` semantics)."""
-        python_env = self.files.python_env
-        if not ((self.model_dir / "uv.lock").is_file() and (self.model_dir / "pyproject.toml").is_file()):
-            return python_env.requirements_file, python_env.requirements_file.name
-        exported = commands.run(
-            export_command(self.uv, self.model_dir), env=self.tool_env, timeout_s=self.options.timeouts.install
-        )
-        locked = self.paths.venv.parent / "uv-lock-requirements.txt"
-        locked.write_text(exported.output)
-        return locked, "uv.lock"
-
     def install_requirements(self) -> Outcome:
-        python_env = self.files.python_env
-        requirements, source = self.requirements_to_install()
-        constraints: list[str | Path] = ["--constraints", self.options.constraints] if self.options.constraints else []
+        """Exactly the run's lock, the one the image installs too: `uv pip sync` adds nothing and resolves nothing."""
+        lock = self.run.resolver.lock()
         result = commands.run(
-            [
-                self.uv,
-                "pip",
-                "install",
-                "--python",
-                self.paths.python,
-                *python_env.build_dependencies,
-                "-r",
-                requirements,
-                *constraints,
-            ],
+            [self.uv, "pip", "sync", "--python", self.paths.python, lock.file],
             env=self.tool_env,
             cwd=self.model_dir,
             timeout_s=self.options.timeouts.install,
@@ -165,8 +143,18 @@ class VenvStage:
                 f"Fix: {repair_hint(self.options.model_uri, result.output)}",
                 result.tail(),
             )
-        within = f" within {self.options.constraints.name}" if self.options.constraints else ""
-        return passed(f"installed from {source}{within}: {commands.last_line(result.output)}", result.tail())
+        self.answers.installed = self._installed()
+        return passed(f"installed {lock.described}: {commands.last_line(result.output)}", result.tail())
+
+    def _installed(self) -> dict[str, str]:
+        """Read by uv from the distributions' metadata: nothing of the venv runs."""
+        listed = commands.run(
+            [self.uv, "pip", "list", "--python", self.paths.python, "--format", "json"],
+            env=self.tool_env,
+            timeout_s=self.options.timeouts.install,
+        )
+        listing = json.loads(listed.output.strip().splitlines()[-1])  # after uv's "Using Python …" line
+        return canonical({entry["name"]: entry["version"] for entry in listing})
 
     def build_cage(self) -> Outcome:
         if problem := cage_problem(self.env):
@@ -193,15 +181,22 @@ class VenvStage:
         command: list[str | Path] = [
             self.paths.python, "-I", PREDICTOR, self.model_dir, self._write_plan(), self.paths.work / "answers.json"
         ]  # fmt: skip
-        result = commands.run(
-            caged(self.cage, command) if self.cage else command,
-            env=model_process_env(
-                self.env, home=self.paths.home, bin_dir=self.paths.python.parent, declared=self.options.model_env
-            ),
-            cwd=self.paths.home,
-            timeout_s=self.options.timeouts.predict,
-            check=False,
-        )
+        try:
+            result = commands.run(
+                caged(self.cage, command) if self.cage else command,
+                env=model_process_env(
+                    self.env, home=self.paths.home, bin_dir=self.paths.python.parent, declared=self.options.model_env
+                ),
+                cwd=self.paths.home,
+                timeout_s=self.options.timeouts.predict,
+                check=False,
+            )
+        except CommandTimeout as exc:
+            return failed(
+                f"the model did not load and answer within {self.options.timeouts.predict:g} s "
+                "(timeouts.predict): loading or answering hangs",
+                exc.output_tail,
+            )
         if not result.ok:
             if name := undeclared_variable(result.output):
                 return failed(declare_hint(name), result.tail())
@@ -237,7 +232,12 @@ class VenvStage:
 
     def _read_answers(self) -> StageAnswers:
         raw = json.loads((self.paths.work / "answers.json").read_text())
-        answers = StageAnswers(self.label, load_seconds=raw["load_seconds"], latency_seconds=raw["latency_seconds"])
+        answers = StageAnswers(
+            self.label,
+            load_seconds=raw["load_seconds"],
+            latency_seconds=raw["latency_seconds"],
+            installed=self.answers.installed,
+        )
         for name, (first, second) in raw["answers"].items():
             answers.answers[name] = Answer(**first)
             answers.repeats[name] = Answer(**second)
@@ -265,7 +265,9 @@ class VenvStage:
             return skipped("no baseline given (--baseline or `baseline:` in the config file)")
         baseline.download_rest()
         options = replace(self.options, model_uri=str(self.options.baseline))
-        stage = VenvStage(replace(self.run, model=baseline, options=options), label="baseline")
+        workdir = self.run.workdir / "baseline-lock"  # the baseline's lock is not the one next to the report
+        resolver = replace(self.run.resolver, files=baseline.files, workdir=workdir, output_dir=workdir, _resolved={})
+        stage = VenvStage(replace(self.run, model=baseline, options=options, resolver=resolver), label="baseline")
         for result in run_steps(Stage.VENV, stage.setup_steps()):
             if result.status is not Status.PASSED:
                 raise BaselineUnavailable(
