@@ -209,7 +209,7 @@ def test_uv_project_installs_from_its_lock(run_cli, registered, register):
     )
     assert result.returncode == 0, result.stdout
     assert read_report(result.scratch.parent / "report.xml")["static"]["uv-lock"] == "passed"
-    assert "installed from uv.lock" in result.stdout
+    assert "of the lock (from uv.lock)" in result.stdout
 
 
 def test_uv_project_whose_requirements_drift_from_the_lock(run_cli, registered, register):

@@ -117,6 +117,7 @@ class Resolver:
         """What is resolved: the model's requirements (or its uv.lock's pins), its build dependencies, and
         what MLflow's serving image installs besides."""
         requirements = self.files.python_env.requirements_file
+        self.workdir.mkdir(parents=True, exist_ok=True)
         if self.is_uv_project:
             exported = self.uv_export()
             if not exported.ok:
@@ -129,6 +130,5 @@ class Resolver:
         mlflow_pin = [] if "mlflow" in named else [f"mlflow=={mlflow.__version__}"]
         lines = [f"-r {requirements}", *self.files.python_env.build_dependencies, *SERVING_PACKAGES, *mlflow_pin]
         serving_input = self.workdir / "serving-requirements.in"
-        self.workdir.mkdir(parents=True, exist_ok=True)
         serving_input.write_text("\n".join(lines) + "\n")
         return serving_input

@@ -1,0 +1,89 @@
+"""The docker stage where CI runs it: a remote engine over TLS, and models that cannot load in the container,
+which must fail the gate fast and say why."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from tests.integration.conftest import MODELS_DIR, pins
+from tests.integration.reports import read_report
+
+DOCKER = os.environ.get("MLFLOW_VALIDATOR_DOCKER_CLI", "docker")
+
+
+@pytest.fixture(scope="module")
+def loading_models(registered) -> str:
+    import mlflow
+    import pandas as pd
+
+    mlflow.set_tracking_uri(registered.tracking_uri)
+    for mode in ("crash", "hang", "memory"):
+        with mlflow.start_run():
+            mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(MODELS_DIR / "loading_model.py"),
+                input_example=pd.DataFrame({"x": [1.0, 2.0]}),
+                pip_requirements=pins("mlflow", "pandas", "numpy"),
+                model_config={"mode": mode},
+                registered_model_name=f"loading-{mode}",
+            )
+    return registered.tracking_uri
+
+
+def docker_stage(run_cli, tracking_uri: str, model: str, *flags: str, env: dict[str, str] | None = None):
+    return run_cli("validate", model, "--tracking-uri", tracking_uri, "--stages", "docker", *flags, env=env)
+
+
+def move_dependency_images(to_engine: dict[str, str]) -> None:
+    """What a long-lived runner's cache holds: the dependency images, copied from the local engine."""
+    local_env = {k: v for k, v in os.environ.items() if k not in to_engine}
+    listed = subprocess.run(
+        [DOCKER, "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "label=org.mlflow-validator.cache"],
+        env=local_env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    images = listed.stdout.split()
+    assert images, "the local validation built no dependency image"
+    save = subprocess.Popen([DOCKER, "save", *images], env=local_env, stdout=subprocess.PIPE)
+    subprocess.run([DOCKER, "load"], env={**os.environ, **to_engine}, stdin=save.stdout, timeout=600, check=True)
+    assert save.wait(timeout=60) == 0
+
+
+@pytest.mark.docker
+def test_a_remote_engine_over_tls_is_reached_on_its_own_address(registered, run_cli, docker_engine, remote_engine):
+    local = docker_stage(run_cli, registered.tracking_uri, "models:/iris-classifier/1")
+    assert local.returncode == 0, local.stdout
+    move_dependency_images(remote_engine)  # the remote engine has no way out to Debian's mirror
+
+    remote = docker_stage(run_cli, registered.tracking_uri, "models:/iris-classifier/1", env=remote_engine)
+    assert remote.returncode == 0, remote.stdout + remote.stderr
+    host = remote_engine["DOCKER_HOST"].split("//")[1].split(":")[0]
+    assert f"http://{host}:" in remote.stdout and f"published on {host} only" in remote.stdout
+    assert "dependencies: reused mlflow-validator/serving-dependencies" in remote.stdout
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(
+    ("model", "flags", "message", "within_s"),
+    [
+        ("loading-crash", (), "FileNotFoundError: weights.bin is missing", 120),
+        ("loading-memory", ("--memory", "512m"), "the model needs more than 512 MiB (docker.memory)", 120),
+        ("loading-hang", ("--config", "budget.yaml"), "the model did not load within 20 s", 120),
+    ],
+)
+def test_a_model_that_cannot_load_in_the_container_fails_fast_and_says_why(
+    loading_models, run_cli, docker_engine, tmp_path, model, flags, message, within_s
+):
+    (tmp_path / "budget.yaml").write_text("budgets:\n  max_load_seconds: 20\n")
+    started = time.monotonic()
+    result = docker_stage(run_cli, loading_models, f"models:/{model}/1", *flags)
+    report = read_report(tmp_path / "mlflow-validator-report" / "junit.xml")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert report["docker"]["start-container"] == "failed"
+    assert message in result.stdout
+    start_line = next(line for line in result.stdout.splitlines() if "start-container" in line)
+    assert float(start_line.split()[3].rstrip("s")) < within_s
+    assert time.monotonic() - started < 600
