@@ -33,6 +33,7 @@ from validator.expectations.requests import SampleRequest
 from validator.checks import Policy
 from validator.isolation import install_tool_env, model_process_env
 from validator.errors import CommandTimeout, ValidatorError
+from validator.model.mlmodel import ModelFileError
 from validator.results import Outcome, Stage, Status, failed, passed, skipped
 from validator.stages.context import RunContext
 from validator.stages.venv.cage import ENABLE_HINT as CAGE_HINT
@@ -129,7 +130,15 @@ class VenvStage:
 
     def install_requirements(self) -> Outcome:
         """Exactly the run's lock, the one the image installs too: `uv pip sync` adds nothing and resolves nothing."""
-        lock = self.run.resolver.lock()
+        try:
+            lock = self.run.resolver.lock()
+        except ModelFileError:
+            unresolved = self.run.resolver.resolve(None).result
+            return failed(
+                f"the model's requirements cannot be resolved, so nothing can be installed: "
+                f"{summarize_failure(unresolved.output)}. Fix: {repair_hint(self.options.model_uri, unresolved.output)}",
+                unresolved.tail(),
+            )
         result = commands.run(
             [self.uv, "pip", "sync", "--python", self.paths.python, lock.file],
             env=self.tool_env,
