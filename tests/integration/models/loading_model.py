@@ -1,6 +1,8 @@
 """A model whose loading goes wrong the way `mode` (model_config) says: "crash" (a file it needs is missing),
-"hang" (loading never ends), "memory" (it needs 2 GiB), or "ok"."""
+"hang" (loading never ends), "memory" (it needs 2 GiB), or "ok". MLflow loads the model while logging it
+(to check the input example): the test that logs it sets LOADING_MODEL_BEING_LOGGED, and loading then succeeds."""
 
+import os
 import time
 
 import mlflow
@@ -10,7 +12,7 @@ from mlflow.pyfunc import PythonModel
 
 class LoadingModel(PythonModel):
     def load_context(self, context):
-        mode = (context.model_config or {}).get("mode", "ok")
+        mode = "ok" if os.environ.get("LOADING_MODEL_BEING_LOGGED") else (context.model_config or {}).get("mode", "ok")
         if mode == "crash":
             raise FileNotFoundError("weights.bin is missing from the model directory")
         if mode == "hang":
