@@ -7,8 +7,10 @@ never the CI's tokens. Install tools (uv, docker build) see only what reaching t
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
+from validator.model.requirements import RequirementLine, index_urls
 from validator.settings import BuildNetwork
 
 MODEL_ENV_ALLOWED = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
@@ -39,6 +41,14 @@ def proxy_env(network: BuildNetwork) -> dict[str, str]:
     return {name: value for name, value in pairs.items() if value}
 
 
+def install_network(network: BuildNetwork, requirements: list[RequirementLine]) -> BuildNetwork:
+    """The settings' indexes plus those the model's requirements name: pip honours those lines in
+    MLflow's build, so both stages honour them too. The settings' index_url wins over the file's."""
+    file_index, file_extras = index_urls(requirements)
+    extras = network.extra_index_urls + tuple(url for url in file_extras if url not in network.extra_index_urls)
+    return replace(network, index_url=network.index_url or file_index, extra_index_urls=extras)
+
+
 def install_tool_env(env: Mapping[str, str], network: BuildNetwork) -> dict[str, str]:
     """Environment for uv: the index, CA bundle and proxies, and no interpreter downloads."""
     tool_env = {**_allowed(env, TOOL_ENV_ALLOWED), **proxy_env(network), "UV_PYTHON_DOWNLOADS": "never"}
@@ -46,4 +56,6 @@ def install_tool_env(env: Mapping[str, str], network: BuildNetwork) -> dict[str,
         tool_env["SSL_CERT_FILE"] = str(network.ca_bundle)
     if network.index_url:
         tool_env["UV_DEFAULT_INDEX"] = network.index_url
+    if network.extra_index_urls:
+        tool_env["UV_INDEX"] = " ".join(network.extra_index_urls)
     return tool_env

@@ -20,13 +20,13 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 from validator.errors import Cancelled, ValidatorError
 from validator.expectations.answers import StageAnswers
 from validator.expectations.requests import SampleRequest, plan_requests
-from validator.isolation import install_tool_env
+from validator.isolation import install_network, install_tool_env
 from validator.model.fetch import FetchedModel, fetch_model
 from validator.model.lock import Resolver
 from validator.model.mlmodel import ModelFileError
 from validator.plan import PlannedStage
 from validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
-from validator.settings import Options
+from validator.settings import BuildNetwork, Options
 from validator.stages import STAGES
 from validator.stages.context import RunContext
 from validator.steps import run_steps
@@ -99,6 +99,7 @@ class Pipeline:
                 for reporter in self.reporters:
                     reporter.model_fetched(model.identity)
                 baseline = self._fetch_baseline(workdir, report)
+                network = self._network(model)
                 run = RunContext(
                     self.options,
                     self.env,
@@ -107,7 +108,8 @@ class Pipeline:
                     workdir,
                     self.run_id,
                     answers={},
-                    resolver=self._resolver(model, workdir),
+                    resolver=self._resolver(model, workdir, network),
+                    network=network,
                     baseline=baseline,
                 )
                 self._run_stages(run, report)
@@ -118,13 +120,20 @@ class Pipeline:
                 remove_work_directory(workdir)
         return report
 
-    def _resolver(self, model: FetchedModel, workdir: Path) -> Resolver:
+    def _network(self, model: FetchedModel) -> BuildNetwork:
+        try:
+            requirements = model.files.requirements
+        except ModelFileError:  # the model's checks say so; installs then reach the settings' indexes only
+            requirements = []
+        return install_network(self.options.build, requirements)
+
+    def _resolver(self, model: FetchedModel, workdir: Path, network: BuildNetwork) -> Resolver:
         return Resolver(
             files=model.files,
             workdir=workdir / "lock",
             output_dir=self.options.output_dir.absolute(),
             constraints=self.options.constraints,
-            tool_env=install_tool_env(self.env, self.options.build),
+            tool_env=install_tool_env(self.env, network),
             timeout_s=self.options.timeouts.install,
         )
 

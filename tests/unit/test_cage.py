@@ -60,7 +60,7 @@ def test_where_the_cage_fails_under_error_the_model_is_not_loaded(tmp_path, monk
     options = resolve_options({"model_uri": "m"}, {"CI": "true"}, tmp_path)
     model = FetchedModel(ModelFiles(tmp_path, {}), ModelIdentity("m", "m"))
     resolver = Resolver(model.files, tmp_path, tmp_path, None, {}, timeout_s=1)  # resolves nothing here
-    stage = venv_stage.VenvStage(RunContext(options, {}, model, [], tmp_path, "run", {}, resolver))
+    stage = venv_stage.VenvStage(RunContext(options, {}, model, [], tmp_path, "run", {}, resolver, options.build))
     monkeypatch.setattr(venv_stage, "cage_problem", lambda env: "bwrap: setting up uid map: Permission denied")
 
     sandbox = stage.build_cage()

@@ -1,4 +1,3 @@
-
 import pytest
 
 from validator.errors import UsageError
@@ -61,9 +60,11 @@ def test_bad_config_files_are_usage_errors(tmp_path, config, message):
         resolve_options({"model_uri": "m", "config": str(path)}, {}, tmp_path)
 
 
-def test_index_url_with_credentials_is_refused(tmp_path):
-    with pytest.raises(UsageError, match="credentials"):
-        resolve_options({"model_uri": "m", "build.index_url": "https://u:secret@index.example/simple"}, {}, tmp_path)
+def test_extra_index_urls_come_space_separated_from_pip_s_variable_or_as_a_list(tmp_path):
+    from_env = resolve_options({"model_uri": "m"}, {"PIP_EXTRA_INDEX_URL": "https://a/simple https://b/"}, tmp_path)
+    assert from_env.build.extra_index_urls == ("https://a/simple", "https://b/")
+    with pytest.raises(UsageError, match="not a URL"):
+        resolve_options({"model_uri": "m", "build.extra_index_urls": ["a/simple"]}, {}, tmp_path)
 
 
 def test_stages_keep_pipeline_order_and_reject_typos():

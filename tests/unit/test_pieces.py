@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 
 from validator.errors import InfrastructureError, UsageError
-from validator.isolation import install_tool_env, model_process_env
+from validator.isolation import install_network, install_tool_env, model_process_env
 from validator.model.fetch import parse_model_uri
 from validator.model.mlmodel import ModelFileError
+from validator.model.requirements import parse_requirements
 from validator.results import Stage, Status, failed, passed
 from validator.settings import BuildNetwork, resolve_options
 from validator.settings.types import MEMORY
@@ -142,4 +143,20 @@ def test_memory_takes_mib_or_dockers_notation(written, mib):
 
 
 def test_pip_on_the_host_reaches_the_index_the_settings_name():
-    assert pip_env({}, BuildNetwork(index_url="https://u:p@idx/simple"))["PIP_INDEX_URL"].startswith("https://u:p")
+    network = BuildNetwork(index_url="https://u:p@idx/simple", extra_index_urls=("https://a/simple", "https://b/"))
+    env = pip_env({}, network)
+    assert env["PIP_INDEX_URL"].startswith("https://u:p")
+    assert env["PIP_EXTRA_INDEX_URL"] == "https://a/simple https://b/"
+
+
+def test_the_models_index_lines_join_the_settings_indexes_and_the_settings_index_url_wins():
+    requirements = parse_requirements(
+        "--index-url https://mirror/simple\n--extra-index-url=https://u:p@private/simple\npandas==2.2.3\n"
+    )
+    from_settings = BuildNetwork(index_url="https://corp/simple", extra_index_urls=("https://other/simple",))
+
+    assert install_network(BuildNetwork(), requirements).index_url == "https://mirror/simple"
+    network = install_network(from_settings, requirements)
+    assert network.index_url == "https://corp/simple"
+    assert network.extra_index_urls == ("https://other/simple", "https://u:p@private/simple")
+    assert install_tool_env({}, network)["UV_INDEX"] == "https://other/simple https://u:p@private/simple"

@@ -65,9 +65,7 @@ def test_without_params_a_data_frame_is_also_sent_as_csv(tmp_path):
 
 def test_tensors_swap_inputs_and_instances(tmp_path):
     signature = {"inputs": json.dumps([{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 2]}}])}
-    requests = by_name(
-        plan_requests(model(tmp_path, {"inputs": [[1, 2], [3, 4]]}, signature), RequestSettings())
-    )
+    requests = by_name(plan_requests(model(tmp_path, {"inputs": [[1, 2], [3, 4]]}, signature), RequestSettings()))
     assert json.loads(requests["derived-instances"].body) == {"instances": [[1, 2], [3, 4]]}
     assert json.loads(requests["derived-contract-wrong-type"].body)["inputs"][0] == ["not a number"] * 2
 

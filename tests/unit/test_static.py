@@ -14,7 +14,7 @@ from validator.model.files import ModelFiles
 from validator.model.lock import Resolver
 from validator.model.requirements import Kind, parse_requirements
 from validator.results import ModelIdentity, Status
-from validator.settings import Options
+from validator.settings import BuildNetwork, Options
 from validator.stages.context import RunContext
 from validator.stages.static import StaticStage
 from validator.stages.static.code_imports import check_code_imports, imports_in
@@ -167,6 +167,7 @@ def test_policies_turn_a_failure_into_a_warning_or_nothing(tmp_path, policy, sta
     ctx = make_model(tmp_path, requirements="mlflow==3.17.2\npandas>=2\n")
     model = FetchedModel(ctx.files, ModelIdentity("m", "m"))
     resolver = Resolver(model.files, tmp_path, tmp_path, None, {}, timeout_s=1)  # resolves nothing here
-    run = RunContext(Options("m", checks={"pinned": policy}), {}, model, [], tmp_path, "run", {}, resolver)
+    options = Options("m", checks={"pinned": policy})
+    run = RunContext(options, {}, model, [], tmp_path, "run", {}, resolver, BuildNetwork())
     pinned = next(step for step in StaticStage(run).steps() if step.name == "pinned")
     assert pinned.run().status is status

@@ -78,6 +78,18 @@ def read_requirements(path: Path) -> list[RequirementLine]:
     return parse_requirements(path.read_text())
 
 
+def index_urls(lines: list[RequirementLine]) -> tuple[str | None, tuple[str, ...]]:
+    """The indexes the file names, as pip reads them: (--index-url, the --extra-index-urls)."""
+    index_url, extra = None, []
+    for line in lines:
+        option, _, value = line.text.replace("=", " ", 1).partition(" ") if line.kind is Kind.INDEX_OPTION else "   "
+        if option in ("--index-url", "-i"):
+            index_url = value.strip()
+        elif option == "--extra-index-url":
+            extra.append(value.strip())
+    return index_url, tuple(extra)
+
+
 def pins(lines: list[RequirementLine]) -> dict[str, str]:
     """Canonical name -> pinned version, for pinned lines only."""
     return {line.name: line.version for line in lines if line.kind is Kind.PINNED}

@@ -78,6 +78,10 @@ def options_table() -> str:
     return "\n".join(rows)
 
 
+def _redact_urls(text: str) -> str:
+    return ",".join(_redact_url(part) for part in text.split(","))
+
+
 def _redact_url(text: str) -> str:
     parts = urlsplit(text)
     if not parts.password:
@@ -92,7 +96,7 @@ def _shown(setting: Setting, value: Any) -> str:
         return json.dumps(dict.fromkeys(value, REDACTED)) if value else "none"
     if isinstance(value, Mapping):
         return json.dumps({k: getattr(v, "value", v) for k, v in value.items()}) if value else "none"
-    return _redact_url(_display(value))
+    return _redact_urls(_display(value))
 
 
 def describe(options: Options) -> str:

@@ -90,6 +90,13 @@ class BuildNetwork:
         env=("MLFLOW_VALIDATOR_INDEX_URL", "PIP_INDEX_URL", "UV_INDEX_URL"),
         default_text="PyPI",
     )
+    extra_index_urls: tuple[str, ...] = setting(
+        (),
+        t.URLS,
+        "more package indexes, searched after index_url (credentials in the URL are kept out of every output)",
+        flag="--extra-index-url",
+        env=("MLFLOW_VALIDATOR_EXTRA_INDEX_URL", "PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL"),
+    )
     http_proxy: str | None = setting(None, t.TEXT, "proxy for http:// URLs", env=("HTTP_PROXY", "http_proxy"))
     https_proxy: str | None = setting(None, t.TEXT, "proxy for https:// URLs", env=("HTTPS_PROXY", "https_proxy"))
     no_proxy: str | None = setting(None, t.TEXT, "hosts reached without the proxy", env=("NO_PROXY", "no_proxy"))

@@ -10,7 +10,6 @@ import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
@@ -95,12 +94,6 @@ def _check_files(options: Options) -> None:
         raise UsageError(
             f"CA bundle {options.build.ca_bundle} does not exist",
             "point --ca-bundle (or PIP_CERT / SSL_CERT_FILE) at a PEM file",
-        )
-    if options.build.index_url and urlsplit(options.build.index_url).password:
-        raise UsageError(
-            "index URLs with embedded credentials are not supported yet: "
-            "docker build would keep them in the image history",
-            "use an index URL without credentials",
         )
     if options.constraints is not None and not options.constraints.is_file():
         raise UsageError(

@@ -101,6 +101,15 @@ def _path(value: Any) -> Path:
     return Path(_text(value)).expanduser()
 
 
+def _urls(value: Any) -> tuple[str, ...]:
+    """Space-separated, as PIP_EXTRA_INDEX_URL has them, or a list."""
+    items = value.split() if isinstance(value, str) else [_text(item) for item in value]
+    for item in items:
+        if "://" not in item:
+            raise ValueError(f"'{item}' is not a URL")
+    return tuple(items)
+
+
 def parse_stages(value: Any) -> tuple[Stage, ...]:
     names = value.split(",") if isinstance(value, str) else list(value)
     known = [stage.value for stage in Stage]
@@ -184,6 +193,11 @@ MEMORY = ValueType(
     _memory_mib,
     {"type": ["integer", "string"], "pattern": "^[0-9]+\\s*[kKmMgG]?[iI]?[bB]?$", "minimum": 6},
     "MiB, or docker's notation (512m, 2g)",
+)
+URLS = ValueType(
+    _urls,
+    {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+    "URLs, space-separated or a list",
 )
 FRACTION = ValueType(_fraction, {"type": "number", "minimum": 0, "maximum": 1}, "a fraction from 0 to 1")
 STAGES = ValueType(

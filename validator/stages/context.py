@@ -13,7 +13,7 @@ from validator.model.fetch import FetchedModel
 from validator.model.lock import Resolver
 from validator.model.mlmodel import ModelFileError
 from validator.results import Stage
-from validator.settings import Options
+from validator.settings import BuildNetwork, Options
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class RunContext:
     run_id: str  # unique per run: names and labels what this run creates
     answers: Mapping[Stage, StageAnswers]  # what the stages that already ran answered
     resolver: Resolver  # the run's one lock, resolved when a stage first needs it
+    network: BuildNetwork  # how installs reach the indexes: the settings and the model's index lines
     baseline: FetchedModel | None = None
 
     def requests(self) -> list[SampleRequest]:

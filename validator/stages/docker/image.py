@@ -112,6 +112,8 @@ def pip_env(env: Mapping[str, str], network: BuildNetwork) -> dict[str, str]:
         pip["PIP_CERT"] = str(network.ca_bundle)
     if network.index_url:
         pip["PIP_INDEX_URL"] = network.index_url
+    if network.extra_index_urls:
+        pip["PIP_EXTRA_INDEX_URL"] = " ".join(network.extra_index_urls)
     return pip
 
 

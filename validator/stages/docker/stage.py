@@ -133,7 +133,7 @@ class DockerStage:
                 lock,
                 python_version,
                 self.paths.dependency_context / "wheels",
-                pip_env(self.run.env, self.options.build),
+                pip_env(self.run.env, self.run.network),
                 timeout,
             )
             built = self._build(
@@ -155,7 +155,7 @@ class DockerStage:
             log.write(f"### docker build --tag {tag}\n")
         part = self.paths.build_log.with_suffix(".part")
         result = build(
-            self.docker, context, dockerfile, tag, labels, self.options.build, part,
+            self.docker, context, dockerfile, tag, labels, self.run.network, part,
             self.options.timeouts.docker_build, on_line=self._progress,
         )  # fmt: skip
         with self.paths.build_log.open("a") as log:

@@ -18,7 +18,7 @@ BUILD_TIME_NEEDS = {
     Kind.VCS: "the VCS tool (git) and network access to that host at build time",
     Kind.URL: "network access to that URL at build time",
     Kind.PATH: "that file inside the model or the build context",
-    Kind.INDEX_OPTION: "that index at build time: pass it with --index-url so the venv and docker builds use it",
+    Kind.INDEX_OPTION: "that index at build time (both stages use it; its credentials, if any, are in the registry)",
     Kind.OTHER_OPTION: "a pip option the serving build may not honour",
     Kind.INVALID: "fixing: it is not a valid requirement",
 }

@@ -81,7 +81,7 @@ class VenvStage:
         self.options = run.options
         self.paths = VenvPaths(run.workdir / f"{label}-stage", run.output_dir / "answers" / label)
         self.env = run.env
-        self.tool_env = install_tool_env(run.env, run.options.build)
+        self.tool_env = install_tool_env(run.env, run.network)
         self.uv = ""
         self.interpreter: Interpreter | None = None
         self.cage: Cage | None = None  # set by the sandbox step when this machine can cage the model
