@@ -28,6 +28,8 @@ class Check:
 STATIC, VENV, DOCKER = Stage.STATIC, Stage.VENV, Stage.DOCKER
 AFTER_VENV_ANSWERS = ("load-model",)
 AFTER_CONTAINER_ANSWERS = ("answers",)
+# Runs when no earlier check of its stage failed (the stage itself runs only when no earlier stage failed).
+GATE_SO_FAR = ("no earlier check failed",)
 
 CHECKS = (
     Check(STATIC, "mlmodel", "MLmodel is missing, not YAML, or has no flavors", requires=()),
@@ -271,6 +273,7 @@ CHECKS = (
         "answers",
         "as in the venv stage, through HTTP; a request that hangs past `timeouts.request` or finds the server dead "
         "fails, with the container's log",
+        requires=("start-container",),
     ),
     Check(
         DOCKER,
@@ -300,6 +303,12 @@ CHECKS = (
         requires=AFTER_CONTAINER_ANSWERS,
     ),
     Check(DOCKER, "timing", "as in the venv stage, for the container's answers", requires=AFTER_CONTAINER_ANSWERS),
+    Check(
+        DOCKER,
+        "keep-image",
+        "(only with `--image-tag`, when nothing failed) (exit 2) the engine refuses the tag, or the registry the push",
+        requires=GATE_SO_FAR,
+    ),
 )
 
 

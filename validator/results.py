@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from validator.errors import EXIT_CANNOT_VALIDATE, EXIT_GATE_FAILED, EXIT_PASSED
@@ -29,6 +30,7 @@ class Outcome:
     status: Status
     message: str = ""
     details: str = ""  # log tail or diff, shown in the report's system-out
+    properties: Mapping[str, str] = field(default_factory=dict)  # facts for the report, e.g. image.digest
 
 
 def passed(message: str = "", details: str = "") -> Outcome:
@@ -51,6 +53,7 @@ class CheckResult:
     duration_s: float
     message: str = ""
     details: str = ""
+    properties: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,14 @@ class ValidationReport:
 
     def in_stage(self, stage: Stage) -> list[CheckResult]:
         return [check for check in self.checks if check.stage is stage]
+
+    @property
+    def properties(self) -> dict[str, str]:
+        """The model's identity and what the checks established (the kept image's ID and digest)."""
+        found = self.identity.as_properties()
+        for check in self.checks:
+            found |= check.properties
+        return found
 
     def stage_failed(self, stage: Stage) -> bool:
         return any(c.status in (Status.FAILED, Status.ERROR) for c in self.in_stage(stage))

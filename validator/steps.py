@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
-from validator.checks import Policy, checks_of
+from validator.checks import GATE_SO_FAR, Policy, checks_of
 from validator.errors import CommandError, ValidatorError
 from validator.model.mlmodel import ModelFileError
 from validator.results import CheckResult, Outcome, Stage, Status
@@ -79,14 +79,21 @@ def _run_one(step: Step) -> tuple[Outcome, bool]:
         return Outcome(Status.ERROR, message, traceback.format_exc()), False
 
 
+def _blocker(step: Step, outcomes: Mapping[str, Status]) -> str:
+    """The earlier step that keeps `step` from running, if any."""
+    if step.requires is GATE_SO_FAR:
+        return next((name for name, status in outcomes.items() if status in (Status.FAILED, Status.ERROR)), "")
+    required = list(outcomes) if step.requires is None else step.requires
+    return next((name for name in required if outcomes.get(name) is not Status.PASSED), "")
+
+
 def run_steps(stage: Stage, steps: Iterable[Step]) -> Iterator[CheckResult]:
     """Yield a result per step as it finishes. Steps whose prerequisites did not pass are skipped;
     an error of the validator's own (no engine, a tool that failed) skips the rest of the stage."""
     outcomes: dict[str, Status] = {}
     stopped = ""
     for step in steps:
-        required = list(outcomes) if step.requires is None else step.requires
-        blocker = stopped or next((name for name in required if outcomes.get(name) is not Status.PASSED), "")
+        blocker = stopped or _blocker(step, outcomes)
         if blocker:
             outcomes[step.name] = Status.SKIPPED
             yield CheckResult(stage, step.name, Status.SKIPPED, 0.0, f"not run: '{blocker}' did not pass")
@@ -96,6 +103,7 @@ def run_steps(stage: Stage, steps: Iterable[Step]) -> Iterator[CheckResult]:
         if stop:
             stopped = step.name
         outcomes[step.name] = outcome.status
+        duration = time.monotonic() - started
         yield CheckResult(
-            stage, step.name, outcome.status, time.monotonic() - started, outcome.message, outcome.details
+            stage, step.name, outcome.status, duration, outcome.message, outcome.details, outcome.properties
         )

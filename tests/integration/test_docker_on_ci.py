@@ -3,14 +3,17 @@ which must fail the gate fast and say why."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import MODELS_DIR, pins
-from tests.integration.reports import read_report
+from tests.integration.reports import docker_leftovers, properties, read_report
+from tests.integration.services import direct_session
 
 DOCKER = os.environ.get("MLFLOW_VALIDATOR_DOCKER_CLI", "docker")
 
@@ -71,7 +74,7 @@ def test_a_remote_engine_over_tls_is_reached_on_its_own_address(registered, run_
 @pytest.mark.parametrize(
     ("model", "flags", "message", "within_s"),
     [
-        ("loading-crash", (), "FileNotFoundError: weights.bin is missing", 120),
+        ("loading-crash", ("--image-tag", "validated/crash:1"), "FileNotFoundError: weights.bin is missing", 120),
         ("loading-memory", ("--memory", "512m"), "the model needs more than 512 MiB (docker.memory)", 120),
         ("loading-hang", ("--config", "budget.yaml"), "the model did not load within 20 s", 120),
     ],
@@ -89,3 +92,34 @@ def test_a_model_that_cannot_load_in_the_container_fails_fast_and_says_why(
     start_line = next(line for line in result.stdout.splitlines() if "start-container" in line)
     assert float(start_line.split()[3].rstrip("s")) < within_s
     assert time.monotonic() - started < 600
+    assert report["docker"]["keep-image"] == "skipped"  # a failed image is never kept, whatever --image-tag says
+    assert not (tmp_path / "mlflow-validator-report" / "image.json").exists()
+
+
+@pytest.mark.docker
+def test_the_validated_image_is_kept_under_its_tag_and_pushed_by_digest(
+    registered, run_cli, docker_engine, image_registry, tmp_path: Path
+):
+    tag = f"{image_registry}/validated/iris:1"
+    result = docker_stage(run_cli, registered.tracking_uri, "models:/iris-classifier/1", "--image-tag", tag, "--push")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    output_dir = tmp_path / "mlflow-validator-report"
+    kept = json.loads((output_dir / "image.json").read_text())
+    assert kept["tag"] == tag and kept["id"].startswith("sha256:")
+    assert kept["digest"].startswith(f"{image_registry}/validated/iris@sha256:")
+    facts = properties(output_dir / "junit.xml")
+    assert (facts["image.tag"], facts["image.id"], facts["image.digest"]) == (kept["tag"], kept["id"], kept["digest"])
+    assert kept["digest"] in result.stdout
+    manifest = direct_session().head(
+        f"http://{image_registry}/v2/validated/iris/manifests/1",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        timeout=30,
+    )
+    assert manifest.headers["Docker-Content-Digest"] == kept["digest"].split("@")[1]
+    tags = subprocess.run(
+        [DOCKER, "image", "inspect", "--format", "{{json .RepoTags}}", tag], capture_output=True, text=True, timeout=60
+    )
+    assert json.loads(tags.stdout) == [tag]  # the run's own tag is gone; the kept one stays
+    subprocess.run([DOCKER, "rmi", tag], capture_output=True, timeout=60, check=True)
+    assert docker_leftovers() == []

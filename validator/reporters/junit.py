@@ -51,7 +51,7 @@ def _suite_element(suite: TestSuite) -> ET.Element:
 
 def render(report: ValidationReport) -> str:
     """The report as JUnit XML that validates against the schema Jenkins, GitLab and GitHub actions read."""
-    properties = report.identity.as_properties()
+    properties = report.properties
     suites = [
         TestSuite(
             name=f"mlflow-validator.{stage.value}",

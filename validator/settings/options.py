@@ -61,6 +61,9 @@ class Timeouts:
     docker_build: float = setting(
         1800, t.SECONDS, "building the serving image", env=("MLFLOW_VALIDATOR_TIMEOUT_DOCKER_BUILD",)
     )
+    docker_push: float = setting(
+        600, t.SECONDS, "pushing the kept image (--push)", env=("MLFLOW_VALIDATOR_TIMEOUT_DOCKER_PUSH",)
+    )
     container_start: float = setting(
         180, t.SECONDS, "the serving container answering /ping", env=("MLFLOW_VALIDATOR_TIMEOUT_CONTAINER_START",)
     )
@@ -213,6 +216,18 @@ class DockerSettings:
         key="memory",
         default_text="no limit",
     )
+    image_tag: str | None = setting(
+        None,
+        t.IMAGE_REFERENCE,
+        "keep the validated image under this NAME:TAG when the gate passes; its ID goes into image.json and the report",
+        flag="--image-tag",
+        env=("MLFLOW_VALIDATOR_IMAGE_TAG",),
+        default_text="the image is removed",
+    )
+    push: bool = setting(
+        False, t.BOOL, "push the kept image to its registry and report the digest", flag="--push",
+        env=("MLFLOW_VALIDATOR_PUSH",),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,9 @@ def _parse(setting: Setting, value: Any, origin: str, cwd: Path) -> Any:
     return parsed
 
 
-def _check_files(options: Options) -> None:
+def _check_values(options: Options) -> None:
+    if options.docker.push and not options.docker.image_tag:
+        raise UsageError("--push needs --image-tag", "name the image to push: --image-tag registry:5000/team/model:1")
     if options.build.ca_bundle is not None and not options.build.ca_bundle.is_file():
         raise UsageError(
             f"CA bundle {options.build.ca_bundle} does not exist",
@@ -150,5 +152,5 @@ def resolve_options(flags: Mapping[str, Any], env: Mapping[str, str], cwd: Path)
     # A laptop without bubblewrap still validates; a CI job does not run a model uncaged unless told to.
     values["checks"] = {"sandbox": Policy.ERROR if env.get("CI") else Policy.WARN, **values.get("checks", {})}
     options = _build(flags["model_uri"], values, {key: origin for key, (_, origin) in raw.items()})
-    _check_files(options)
+    _check_values(options)
     return dataclasses.replace(options, model_env=_model_env(options, env))

@@ -110,6 +110,19 @@ def _urls(value: Any) -> tuple[str, ...]:
     return tuple(items)
 
 
+# docker's reference grammar (distribution/reference): [registry[:port]/]path-components[:tag]
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REFERENCE = re.compile(rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?")
+
+
+def _image_reference(value: Any) -> str:
+    text = _text(value)
+    if not _REFERENCE.fullmatch(text):
+        raise ValueError("not an image reference like registry.example.com:5000/team/model:1.4 (lowercase name)")
+    return text
+
+
 def parse_stages(value: Any) -> tuple[Stage, ...]:
     names = value.split(",") if isinstance(value, str) else list(value)
     known = [stage.value for stage in Stage]
@@ -199,6 +212,7 @@ URLS = ValueType(
     {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
     "URLs, space-separated or a list",
 )
+IMAGE_REFERENCE = ValueType(_image_reference, {"type": "string"}, "NAME:TAG, as `docker tag` takes it")
 FRACTION = ValueType(_fraction, {"type": "number", "minimum": 0, "maximum": 1}, "a fraction from 0 to 1")
 STAGES = ValueType(
     parse_stages,

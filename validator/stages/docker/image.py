@@ -10,9 +10,10 @@ no index URL, credential or CA goes into it, and an unchanged lock reuses the de
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mlflow
@@ -177,3 +178,33 @@ def build(
         stream_to=log_file,
         on_line=on_line,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class KeptImage:
+    """The validated image, under the user's tag; `digest` (repository@sha256:…) once pushed."""
+
+    tag: str
+    id: str
+    digest: str = ""
+
+    def as_properties(self) -> dict[str, str]:
+        return {f"image.{key}": value for key, value in vars(self).items() if value}
+
+
+def keep(docker: Docker, image: str, tag: str, push: bool, push_timeout_s: float) -> KeptImage:
+    """Tag `image` as `tag`, and push it when asked; a refused push is the registry's problem (exit 2)."""
+    docker.run("tag", image, tag, timeout_s=60)
+    kept = KeptImage(tag, docker.run("image", "inspect", "--format", "{{.Id}}", tag, timeout_s=60).output.strip())
+    if not push:
+        return kept
+    pushed = docker.run("push", tag, timeout_s=push_timeout_s, check=False)
+    if not pushed.ok:
+        raise CommandError(
+            f"docker push {tag} failed: {commands.last_line(pushed.output)}",
+            "log in to the registry (`docker login`) with a user that may push to this repository",
+            output_tail=pushed.tail(),
+        )
+    digests = json.loads(docker.run("image", "inspect", "--format", "{{json .RepoDigests}}", tag, timeout_s=60).output)
+    repository = tag.rsplit(":", 1)[0] if ":" in tag.rsplit("/", 1)[-1] else tag
+    return replace(kept, digest=next(d for d in digests if d.split("@")[0] == repository))

@@ -3,6 +3,7 @@ the answers (`answers.py`), the venv's answers among them. `close()` removes wha
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -31,7 +32,7 @@ from validator.expectations.answers import (
 )
 from validator.expectations.packages import check_parity
 from validator.expectations.requests import SampleRequest
-from validator.results import Outcome, Stage, Status, failed, passed
+from validator.results import Outcome, Stage, Status, failed, passed, skipped
 from validator.stages.context import RunContext
 from validator.stages.docker import LABEL
 from validator.stages.docker.container import Container, NotServing, running_container, wait_until_serving
@@ -46,6 +47,7 @@ from validator.stages.docker.image import (
     generate,
     image_exists,
     image_id,
+    keep,
     pip_env,
 )
 from validator.steps import Step, steps_for
@@ -59,6 +61,7 @@ class DockerPaths:
     dependency_context: Path  # the lock and its wheels
     answers: Path  # in the output directory: kept next to the report
     build_log: Path
+    image_record: Path  # image.json: the kept image's tag, ID and digest
 
 
 class DockerStage:
@@ -74,6 +77,7 @@ class DockerStage:
             run.workdir / "docker-dependencies",
             run.output_dir / "answers" / "container",
             run.output_dir / "docker-build.log",
+            run.output_dir / "image.json",
         )
         self.run_id = run.run_id
         self.labels = {LABEL: run.run_id}
@@ -82,6 +86,7 @@ class DockerStage:
         self.docker = Docker(run.options.docker.cli, {**docker_env(run.env), **run.options.model_env})
         self.dockerfile: ServingDockerfile | None = None
         self.container: Container | None = None
+        self.kept_id = ""  # the image --image-tag keeps: the cleanup leaves it alone
         self.cleanup = ExitStack()
         self.cleanup.callback(self.remove_what_this_run_made)
 
@@ -92,6 +97,7 @@ class DockerStage:
             "start-container": self.start_container,
             "package-parity": self.package_parity,
             "answers": self.answer_requests,
+            "keep-image": self.keep_image,
         }
         return steps_for(Stage.DOCKER, implementations | self._checks(), self.options.policy)
 
@@ -102,14 +108,16 @@ class DockerStage:
         self.cleanup.close()
 
     def remove_what_this_run_made(self) -> None:
-        """Every container and image with this run's label, and nothing else: a neighbour's build, and the
-        shared dependency images, are never touched."""
+        """Every container and image with this run's label, and nothing else: a neighbour's build, the
+        shared dependency images and the image --image-tag kept are never touched."""
         if self.options.keep:
             return
+        if self.kept_id:  # the image stays under the user's tag only
+            self.docker.run("rmi", self.tag, timeout_s=60, check=False)
         label = f"label={LABEL}={self.run_id}"
         for listing, removal in ((("ps", "--all"), ("rm", "--force", "--volumes")), (("images",), ("rmi",))):
             found = self.docker.run(*listing, "--quiet", "--filter", label, timeout_s=60, check=False)
-            if ids := sorted(set(found.output.split())):
+            if ids := sorted(set(found.output.split()) - {self.kept_id[len("sha256:") :][:12]}):
                 self.docker.run(*removal, *ids, timeout_s=120, check=False)
 
     def generate_dockerfile(self) -> Outcome:
@@ -239,6 +247,16 @@ class DockerStage:
             problem = f"{type(exc).__name__} within {self.options.timeouts.request:g} s; the container has {state}"
             return Answer(NO_ANSWER, problem, time.perf_counter() - started)
         return Answer(response.status_code, response.text, time.perf_counter() - started)
+
+    def keep_image(self) -> Outcome:
+        tag = self.options.docker.image_tag
+        if not tag:
+            return skipped("no --image-tag: the image is removed with the run")
+        kept = keep(self.docker, self.tag, tag, self.options.docker.push, self.options.timeouts.docker_push)
+        self.kept_id = kept.id
+        self.paths.image_record.write_text(json.dumps(vars(kept), indent=2) + "\n")
+        pushed = f"; pushed as {kept.digest}" if kept.digest else ""
+        return Outcome(Status.PASSED, f"kept as {tag} ({kept.id}){pushed}", properties=kept.as_properties())
 
     def _checks(self) -> dict[str, Callable[[], Outcome]]:
         tolerance = self.options.tolerance
