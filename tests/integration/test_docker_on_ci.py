@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,23 +20,35 @@ from tests.integration.services import direct_session
 DOCKER = os.environ.get("MLFLOW_VALIDATOR_DOCKER_CLI", "docker")
 
 
-@pytest.fixture(scope="module")
-def loading_models(registered) -> str:
+def log_loading_model(name: str, mode: str, extra_requirements: tuple[str, ...] = ()) -> None:
+    """A version of `name` whose loading goes `mode`; extra requirements make its lock (and image) its own."""
     import mlflow
     import pandas as pd
 
+    with mlflow.start_run(), pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LOADING_MODEL_BEING_LOGGED", "1")
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODELS_DIR / "loading_model.py"),
+            input_example=pd.DataFrame({"x": [1.0, 2.0]}),
+            pip_requirements=[*pins("mlflow", "pandas", "numpy"), *extra_requirements],
+            model_config={"mode": mode},
+            registered_model_name=name,
+        )
+
+
+@pytest.fixture(scope="module")
+def loading_models(registered) -> str:
+    import mlflow
+
     mlflow.set_tracking_uri(registered.tracking_uri)
     for mode in ("crash", "hang", "memory"):
-        with mlflow.start_run(), pytest.MonkeyPatch.context() as patch:
-            patch.setenv("LOADING_MODEL_BEING_LOGGED", "1")
-            mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(MODELS_DIR / "loading_model.py"),
-                input_example=pd.DataFrame({"x": [1.0, 2.0]}),
-                pip_requirements=pins("mlflow", "pandas", "numpy"),
-                model_config={"mode": mode},
-                registered_model_name=f"loading-{mode}",
-            )
+        log_loading_model(f"loading-{mode}", mode)
+    # Two versions of one model with a lock of their own, so that runs of them build its dependency image.
+    log_loading_model("two-versions", "ok", pins("pyyaml"))
+    log_loading_model("two-versions", "crash", pins("pyyaml"))
+    log_loading_model("cancelled-build", "ok", pins("packaging"))
+    log_loading_model("cancelled-container", "hang", pins("packaging"))
     return registered.tracking_uri
 
 
@@ -122,4 +136,59 @@ def test_the_validated_image_is_kept_under_its_tag_and_pushed_by_digest(
     )
     assert json.loads(tags.stdout) == [tag]  # the run's own tag is gone; the kept one stays
     subprocess.run([DOCKER, "rmi", tag], capture_output=True, timeout=60, check=True)
+    assert docker_leftovers() == []
+
+
+def start_validation(tracking_uri: str, model: str, cwd: Path, *flags: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "validator", "validate", model, "--tracking-uri", tracking_uri]
+    scratch = cwd / "tmpdir"
+    scratch.mkdir(parents=True)
+    return subprocess.Popen(
+        [*command, "--stages", "docker", "--output-dir", str(cwd / "report"), *flags],
+        cwd=cwd, env={**os.environ, "TMPDIR": str(scratch)}, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(900)
+def test_two_versions_validated_at_once_on_one_engine_each_get_their_verdict(
+    loading_models, docker_engine, tmp_path: Path
+):
+    good = start_validation(loading_models, "models:/two-versions/1", tmp_path / "good")
+    time.sleep(3)
+    broken = start_validation(loading_models, "models:/two-versions/2", tmp_path / "broken")
+    good_output, _ = good.communicate(timeout=800)
+    broken_output, _ = broken.communicate(timeout=800)
+
+    assert good.returncode == 0, good_output
+    assert broken.returncode == 1, broken_output
+    assert "FileNotFoundError: weights.bin is missing" in broken_output
+    assert docker_leftovers() == []
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize(
+    ("model", "phase"),
+    [
+        ("models:/cancelled-build/1", "        docker build [1/"),  # the dependency image is being built
+        ("models:/cancelled-container/1", " PASS  docker build-image"),  # the container is starting
+    ],
+)
+def test_sigterm_in_each_phase_leaves_nothing_labelled(loading_models, docker_engine, tmp_path: Path, model, phase):
+    (tmp_path / "budget.yaml").write_text("budgets:\n  max_load_seconds: 120\n")
+    child = start_validation(loading_models, model, tmp_path, "--config", "budget.yaml")
+    assert child.stdout is not None
+    seen = []
+    for line in child.stdout:
+        seen.append(line)
+        if line.startswith(phase):
+            break
+    time.sleep(2)
+    child.send_signal(signal.SIGTERM)
+    rest, _ = child.communicate(timeout=120)
+
+    assert child.returncode == 2, "".join(seen) + rest
+    assert read_report(tmp_path / "report" / "junit.xml")["docker"]["interrupted"] == "error"
     assert docker_leftovers() == []
