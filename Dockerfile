@@ -1,11 +1,32 @@
-# The validator's own image. The docker stage drives the host's engine: mount its socket
-#   docker run --rm -v /var/run/docker.sock:/var/run/docker.sock -v "$PWD:/work" -w /work \
+# The validator's own image: the CLI with its locked dependencies (uv among them) and a docker CLI that
+# drives the engine whose socket is mounted. It runs as a user of its own; the socket's group lets it in:
+#   docker run --rm -v /var/run/docker.sock:/var/run/docker.sock \
+#     --group-add "$(stat -c %g /var/run/docker.sock)" -v "$PWD:/work" \
 #     mlflow-validator validate models:/iris-classifier/3 --tracking-uri http://mlflow:5000
-FROM python:3.11-slim
+# Build it with BuildKit. Behind a TLS-intercepting proxy, give the build the proxy's CA as a secret
+# (it reaches no layer):  DOCKER_BUILDKIT=1 docker build --secret id=ca,src=/path/to/ca.pem -t mlflow-validator .
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE}
+
+# Debian's docker.io brings the 20.10 client, which builds with BuildKit without the buildx plugin.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends docker.io bubblewrap \
     && rm -rf /var/lib/apt/lists/*
+
+COPY requirements.lock /tmp/requirements.lock
+RUN --mount=type=secret,id=ca \
+    if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && python -m pip install --no-cache-dir --no-deps --require-hashes -r /tmp/requirements.lock \
+    && rm /tmp/requirements.lock
+
 COPY pyproject.toml README.md /src/
 COPY validator /src/validator
-RUN python -m pip install --no-cache-dir /src && rm -rf /src
+RUN --mount=type=secret,id=ca \
+    if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && python -m pip install --no-cache-dir --no-deps /src \
+    && rm -rf /src
+
+RUN useradd --create-home --uid 10001 validator
+USER validator
+WORKDIR /work
 ENTRYPOINT ["mlflow-validator"]

@@ -56,9 +56,15 @@ def engine_problem(env: Mapping[str, str], cli: str = "docker") -> str:
     """Empty when the engine answers and the CLI can build with BuildKit; otherwise why not, in one line."""
     docker = Docker(cli, docker_env(env))
     try:
-        info = docker.run("info", "--format", "{{.ServerVersion}}", timeout_s=PROBE_TIMEOUT_S, check=False)
-        if not (info.ok and info.output.strip()):
-            return commands.last_line(info.output)
+        server = docker.run("version", "--format", "{{.Server.Version}}", timeout_s=PROBE_TIMEOUT_S, check=False)
+        if not (server.ok and server.output.strip()):
+            problem = commands.last_line(server.output)
+            if "permission denied" in problem:
+                problem += (
+                    f" (uid {os.getuid()} is not in the socket's group: in the validator's image, "
+                    "add `--group-add $(stat -c %g /var/run/docker.sock)` to docker run)"
+                )
+            return problem
         return buildkit_problem(docker)
     except CommandError as exc:
         return f"{exc.problem}: install Docker's CLI, or point --docker-cli at it"

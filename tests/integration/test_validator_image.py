@@ -1,0 +1,88 @@
+"""The validator's own image (the project's Dockerfile), built here and run as CI runs it: with the
+host's Docker socket mounted, on the engine's default bridge network. The serving container it starts
+must be reached on that network, with nothing published."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.reports import docker_leftovers, read_report
+
+ROOT = Path(__file__).parents[2]
+DOCKER = os.environ.get("MLFLOW_VALIDATOR_DOCKER_CLI", "docker")
+SOCKET = "/var/run/docker.sock"
+IMAGE = "mlflow-validator:tests"
+CA_BUNDLE = os.environ.get("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
+CA_IN_CONTAINER = "/etc/ssl/certs/proxy-ca.pem"
+
+
+def docker(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [DOCKER, *args], env={**os.environ, "DOCKER_BUILDKIT": "1"}, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def validator_image(docker_engine) -> Iterator[str]:
+    """Built from the project's Dockerfile on this machine's Python, with the proxy's CA as a build secret."""
+    built = docker(
+        "build", "--secret", f"id=ca,src={CA_BUNDLE}",
+        "--build-arg", f"PYTHON_IMAGE=python:{platform.python_version()}-slim", "--tag", IMAGE, str(ROOT),
+        timeout=900,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    yield IMAGE
+    docker("rmi", IMAGE)
+
+
+def run_in_image(image: str, *args: str, group_add: bool = True, mounts: tuple[str, ...] = ()):
+    socket_group = ("--group-add", str(os.stat(SOCKET).st_gid)) if group_add else ()
+    return docker(
+        "run", "--rm", *socket_group, "--volume", f"{SOCKET}:{SOCKET}",
+        # The runner's CA, as a user behind a TLS-intercepting proxy gives it: uv and pip reach PyPI with it.
+        "--volume", f"{CA_BUNDLE}:{CA_IN_CONTAINER}:ro", "--env", f"SSL_CERT_FILE={CA_IN_CONTAINER}",
+        *(arg for mount in mounts for arg in ("--volume", mount)), image, *args,
+        timeout=900,
+    )  # fmt: skip
+
+
+@pytest.mark.docker
+def test_the_image_runs_the_cli_as_its_own_user(validator_image):
+    helped = run_in_image(validator_image, "--help")
+    assert helped.returncode == 0, helped.stderr
+    assert "validate" in helped.stdout
+    user = docker("run", "--rm", "--entrypoint", "id", validator_image, "-u")
+    assert user.stdout.strip() == "10001"
+
+
+@pytest.mark.docker
+def test_with_the_socket_mounted_the_serving_container_is_reached_on_the_validators_network(
+    validator_image, tmp_path: Path
+):
+    output = tmp_path / "out"
+    output.mkdir(mode=0o777)
+    output.chmod(0o777)  # the image's user writes the report into the runner's directory
+    model = ROOT / "examples" / "iris-classifier"
+    validated = run_in_image(
+        validator_image, "validate", "/model", "--stages", "docker", "--output-dir", "/out",
+        mounts=(f"{model}:/model:ro", f"{output}:/out"),
+    )  # fmt: skip
+
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    assert "on the validator's network bridge, nothing published" in validated.stdout
+    assert read_report(output / "junit.xml")["docker"]["answers"] == "passed"
+    assert docker_leftovers() == []
+
+
+@pytest.mark.docker
+def test_without_the_sockets_group_the_image_says_how_to_get_in(validator_image, tmp_path: Path):
+    refused = run_in_image(validator_image, "validate", "/model", "--stages", "docker", group_add=False)
+    assert refused.returncode == 2
+    assert "--group-add $(stat -c %g /var/run/docker.sock)" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
