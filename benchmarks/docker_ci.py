@@ -50,9 +50,7 @@ def empty_cache() -> None:
 
 def validation(model: Path, out: Path) -> tuple[float, ET.Element]:
     started = time.monotonic()
-    subprocess.run(
-        validator_command(model, "--output-dir", str(out)), capture_output=True, timeout=1800, check=False
-    )
+    subprocess.run(validator_command(model, "--output-dir", str(out)), capture_output=True, timeout=1800, check=False)
     return time.monotonic() - started, ET.parse(out / "junit.xml").getroot()
 
 
@@ -127,7 +125,7 @@ def cannot_load_model(directory: Path) -> Path:
 
 def start_container_seconds(model: Path, out: Path) -> float:
     """How long after the container started the validator failed it (the start-container check's time)."""
-    _, report = validation(model, out)
+    _, report = validation(model, out, "--stages", "docker")  # the venv stage would fail it first
     case = report.find("testsuite[@name='mlflow-validator.docker']/testcase[@name='start-container']")
     assert case is not None and case.find("failure") is not None, "the broken model did not fail start-container"
     return float(case.get("time") or 0)

@@ -10,7 +10,9 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -20,6 +22,20 @@ from validator.errors import Cancelled, CommandError, CommandTimeout
 log = logging.getLogger(__name__)
 
 TAIL_LINES = 40
+ABORT_POLL_S = 0.5
+# Set on a worker thread: signals reach only the main thread, so work done on another one is stopped
+# through this event instead (its processes are killed as a cancellation would kill them).
+_ABORT: ContextVar[threading.Event | None] = ContextVar("abort", default=None)
+
+
+@contextmanager
+def abortable(event: threading.Event) -> Iterator[None]:
+    """Within this block (on this thread), setting `event` stops the running command: Cancelled."""
+    token = _ABORT.set(event)
+    try:
+        yield
+    finally:
+        _ABORT.reset(token)
 
 
 @dataclass(frozen=True)
@@ -109,11 +125,14 @@ def run(
             text=True,
             errors="replace",
         )
-    streaming = _Streaming(process, stream_to, on_line) if stream_to or on_line else None
+    abort = _ABORT.get()
+    streaming = (
+        _Streaming(process, stream_to, on_line) if stream_to or on_line or (abort and stdin_text is None) else None
+    )
     try:
         SPAWNING.raise_deferred()
         if streaming:
-            output = streaming.wait(timeout_s)
+            output = streaming.wait(timeout_s, abort)
         else:
             output, _ = process.communicate(stdin_text, timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:
@@ -164,9 +183,20 @@ class _Streaming:
                 if on_line:
                     on_line(line.rstrip("\n"))
 
-    def wait(self, timeout_s: float | None) -> str:
-        """The whole output once the process ended; TimeoutExpired if it runs past `timeout_s`."""
-        self.process.wait(timeout=timeout_s)
+    def wait(self, timeout_s: float | None, abort: threading.Event | None = None) -> str:
+        """The whole output once the process ended; TimeoutExpired if it runs past `timeout_s`,
+        Cancelled as soon as `abort` is set."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                self.process.wait(timeout=remaining if abort is None else min(remaining or ABORT_POLL_S, ABORT_POLL_S))
+                break
+            except subprocess.TimeoutExpired:
+                if abort is not None and abort.is_set():
+                    raise Cancelled() from None
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
         self.reader.join(timeout=10)  # a grandchild holding the pipe open must not hold us
         return "".join(self.lines)
 

@@ -7,6 +7,7 @@ as a result of the stage it stopped, and re-raised for the CLI to turn into an e
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import uuid
@@ -27,8 +28,10 @@ from validator.model.mlmodel import ModelFileError
 from validator.plan import PlannedStage
 from validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
 from validator.settings import BuildNetwork, Options
-from validator.stages import STAGES
+from validator.settings.options import EARLY_BUILD_CORES
+from validator.stages import STAGES, StageRunner
 from validator.stages.context import RunContext
+from validator.stages.docker.stage import DockerStage
 from validator.steps import run_steps
 
 REMOVAL_TIMEOUT_S = 15
@@ -150,28 +153,58 @@ class Pipeline:
 
     def _run_stages(self, run: RunContext, report: ValidationReport) -> None:
         answers: dict[Stage, StageAnswers] = {}
-        for index, planned in enumerate(self.plan):
-            stage = planned.stage
-            reason = planned.skip_reason or self._earlier_failure(report, stage)
-            if reason:
-                self._record(report, CheckResult(stage, stage.value, Status.SKIPPED, 0.0, reason))
-                continue
-            try:
-                self._run_stage(replace(run, answers=dict(answers)), stage, report, answers)
-            except BaseException as exc:
-                message = f"{_stop_reason(exc)} while this stage ran"
-                self._record(report, CheckResult(stage, "interrupted", Status.ERROR, 0.0, message))
-                for later in self.plan[index + 1 :]:
-                    reason = f"not run: the run stopped in the {stage.value} stage"
-                    self._record(report, CheckResult(later.stage, later.stage.value, Status.SKIPPED, 0.0, reason))
-                raise
+        early: DockerStage | None = None
+        try:
+            for index, planned in enumerate(self.plan):
+                stage = planned.stage
+                reason = planned.skip_reason or self._earlier_failure(report, stage)
+                if reason:
+                    self._record(report, CheckResult(stage, stage.value, Status.SKIPPED, 0.0, reason))
+                    continue
+                if stage is Stage.VENV and self._builds_during_venv():
+                    early = self._docker_early(run)
+                started = early.resume(replace(run, answers=dict(answers))) if stage is Stage.DOCKER and early else None
+                try:
+                    self._run_stage(replace(run, answers=dict(answers)), stage, report, answers, started)
+                except BaseException as exc:
+                    message = f"{_stop_reason(exc)} while this stage ran"
+                    self._record(report, CheckResult(stage, "interrupted", Status.ERROR, 0.0, message))
+                    for later in self.plan[index + 1 :]:
+                        reason = f"not run: the run stopped in the {stage.value} stage"
+                        self._record(report, CheckResult(later.stage, later.stage.value, Status.SKIPPED, 0.0, reason))
+                    raise
+        finally:
+            if early is not None:
+                early.close()  # stops its build when the docker stage never ran; a no-op after it did
+
+    def _builds_during_venv(self) -> bool:
+        docker_runs = any(p.stage is Stage.DOCKER and p.run and not p.skip_reason for p in self.plan)
+        wanted = self.options.docker.build_during_venv
+        return docker_runs and (wanted if wanted is not None else (os.cpu_count() or 1) >= EARLY_BUILD_CORES)
+
+    @staticmethod
+    def _docker_early(run: RunContext) -> DockerStage | None:
+        """The docker stage, already building, when the lock exists (else the venv stage fails first)."""
+        try:
+            run.resolver.lock()  # resolved here, on this thread, before two threads ask for it
+        except ModelFileError:
+            return None
+        run.model.download_rest()
+        stage = DockerStage(run)
+        stage.start_early()
+        return stage
 
     def _run_stage(
-        self, run: RunContext, stage: Stage, report: ValidationReport, answers: dict[Stage, StageAnswers]
+        self,
+        run: RunContext,
+        stage: Stage,
+        report: ValidationReport,
+        answers: dict[Stage, StageAnswers],
+        started: StageRunner | None = None,
     ) -> None:
         if stage is not Stage.STATIC:
             run.model.download_rest()
-        runner = STAGES[stage](run)
+        runner = started or STAGES[stage](run)
         try:
             for result in run_steps(stage, runner.steps()):
                 self._record(report, result)

@@ -169,13 +169,14 @@ def run_cli(tmp_path: Path) -> Callable[..., CliResult]:
 
 
 def processes_using(directory: Path) -> list[int]:
-    """PIDs whose environment names `directory` (the validator's children inherit TMPDIR under it)."""
+    """PIDs whose environment or command line names `directory` (the validator's children inherit TMPDIR
+    under it; docker builds are given a context under it)."""
     marker = str(directory).encode()
     found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
+    for process in Path("/proc").glob("[0-9]*"):
         try:
-            if marker in environ.read_bytes():
-                found.append(int(environ.parent.name))
+            if marker in (process / "environ").read_bytes() + (process / "cmdline").read_bytes():
+                found.append(int(process.name))
         except OSError:  # the process ended, or is not ours to read
             continue
     return found

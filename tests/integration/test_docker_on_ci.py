@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import MODELS_DIR, pins
+from tests.integration.conftest import MODELS_DIR, assert_nothing_left, pins
 from tests.integration.reports import docker_leftovers, properties, read_report
 from tests.integration.services import direct_session
 
@@ -47,6 +47,8 @@ def loading_models(registered) -> str:
     # Two versions of one model with a lock of their own, so that runs of them build its dependency image.
     log_loading_model("two-versions", "ok", pins("pyyaml"))
     log_loading_model("two-versions", "crash", pins("pyyaml"))
+    log_loading_model("early-build", "ok", pins("tenacity"))
+    log_loading_model("early-build-crash", "crash", pins("jinja2"))
     log_loading_model("cancelled-build", "ok", pins("packaging"))
     log_loading_model("cancelled-container", "hang", pins("packaging"))
     return registered.tracking_uri
@@ -191,4 +193,29 @@ def test_sigterm_in_each_phase_leaves_nothing_labelled(loading_models, docker_en
 
     assert child.returncode == 2, "".join(seen) + rest
     assert read_report(tmp_path / "report" / "junit.xml")["docker"]["interrupted"] == "error"
+    assert docker_leftovers() == []
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(900)
+def test_with_the_cores_for_it_the_dependency_image_builds_while_the_venv_stage_runs(loading_models, run_cli):
+    result = run_cli("validate", "models:/early-build/1", "--tracking-uri", loading_models, "--build-during-venv")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "during the venv stage" in result.stdout
+    assert docker_leftovers() == []
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(900)
+def test_a_venv_failure_stops_the_build_started_next_to_it(loading_models, run_cli):
+    started = time.monotonic()
+    result = run_cli("validate", "models:/early-build-crash/1", "--tracking-uri", loading_models, "--build-during-venv")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert read_report(Path(result.scratch).parent / "mlflow-validator-report" / "junit.xml")["docker"] == {
+        "docker": "skipped"
+    }
+    assert time.monotonic() - started < 120  # the dependency build alone takes longer: it was stopped
+    assert_nothing_left(result.scratch)
     assert docker_leftovers() == []

@@ -60,6 +60,7 @@ class Resolver:
     timeout_s: float
     _resolved: dict[Path | None, Resolution] = field(default_factory=dict)
     _exported: commands.CommandResult | None = None
+    _lock: Lock | None = None
 
     @property
     def is_uv_project(self) -> bool:
@@ -99,7 +100,9 @@ class Resolver:
         return {}
 
     def lock(self) -> Lock:
-        """The lock, copied next to the report; a model whose requirements do not resolve has none."""
+        """The lock, copied next to the report once; a model whose requirements do not resolve has none."""
+        if self._lock is not None:
+            return self._lock
         for constraints in dict.fromkeys((self.constraints, None)):
             resolution = self.resolve(constraints)
             if resolution.pins:
@@ -107,7 +110,8 @@ class Resolver:
                 published.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(resolution.file, published)
                 source = "uv.lock" if self.is_uv_project else self.files.python_env.requirements_file.name
-                return Lock(published, resolution.pins, source, constraints)
+                self._lock = Lock(published, resolution.pins, source, constraints)
+                return self._lock
         raise ModelFileError(
             "the requirements cannot be resolved for the serving platform: "
             f"{summarize_failure(self.resolve(None).result.output)}"

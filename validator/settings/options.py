@@ -15,6 +15,7 @@ from validator.results import Stage
 from validator.settings import types as t
 
 SETTING = "mlflow-validator.setting"
+EARLY_BUILD_CORES = 4  # below this, an image build next to the venv stage slows both down
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,15 @@ class DockerSettings:
         env=("MLFLOW_VALIDATOR_DOCKER_MEMORY",),
         key="memory",
         default_text="no limit",
+    )
+    # Container CPU quotas do not show in os.cpu_count(): a runner that knows better says so.
+    build_during_venv: bool | None = setting(
+        None,
+        t.BOOL,
+        "build the dependency image while the venv stage runs",
+        flag="--build-during-venv",
+        env=("MLFLOW_VALIDATOR_BUILD_DURING_VENV",),
+        default_text=f"when the machine has {EARLY_BUILD_CORES} cores or more",
     )
     image_tag: str | None = setting(
         None,

@@ -123,13 +123,16 @@ def fetch_wheels(lock: Lock, python_version: str, destination: Path, env: Mappin
     major_minor = "".join(python_version.split(".")[:2])
     destination.mkdir(parents=True, exist_ok=True)
     (destination / "lock.txt").write_text(lock.file.read_text())
+    # pip's own temporary files go with the run's work directory, also when the download is stopped.
+    scratch = destination.parent / "pip-tmp"
+    scratch.mkdir(exist_ok=True)
     result = commands.run(
         [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--quiet",
          *(arg for platform in PLATFORMS for arg in ("--platform", platform)),
          "--python-version", major_minor, "--implementation", "cp",
          "--abi", f"cp{major_minor}", "--abi", "abi3", "--abi", "none",
          "-r", lock.file, "--dest", destination],
-        env=env,
+        env={**env, "TMPDIR": str(scratch)},
         timeout_s=timeout_s,
         check=False,
     )  # fmt: skip

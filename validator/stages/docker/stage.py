@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import requests
 
@@ -52,7 +55,17 @@ from validator.stages.docker.image import (
 )
 from validator.steps import Step, steps_for
 
+T = TypeVar("T")
 BUILD_STEP = re.compile(r"^#\d+ \[\d+/\d+\] ")  # BuildKit's plain progress names each step once
+
+
+@dataclass(frozen=True)
+class DependencyImage:
+    """The serving image's dependency layer: an existing one with the same key, or one built now."""
+
+    tag: str
+    how: str  # "reused …" or "built … from …", for the console
+    failure: Outcome | None = None  # the build failed
 
 
 @dataclass(frozen=True)
@@ -68,7 +81,6 @@ class DockerStage:
     def __init__(self, run: RunContext) -> None:
         self.run = run
         self.model_dir = run.model.directory
-        self.venv_answers = run.answers.get(Stage.VENV)  # None when the venv stage did not run
         self.requests: list[SampleRequest] = []
         self.answers = StageAnswers("container")
         self.options = run.options
@@ -87,8 +99,40 @@ class DockerStage:
         self.dockerfile: ServingDockerfile | None = None
         self.container: Container | None = None
         self.kept_id = ""  # the image --image-tag keeps: the cleanup leaves it alone
+        self.early: tuple[Future[None], Future[DependencyImage]] | None = None
         self.cleanup = ExitStack()
         self.cleanup.callback(self.remove_what_this_run_made)
+
+    @property
+    def venv_answers(self) -> StageAnswers | None:
+        return self.run.answers.get(Stage.VENV)  # None when the venv stage did not run
+
+    def start_early(self) -> None:
+        """Generate the Dockerfile and build the dependency image on a worker thread while the venv stage
+        runs; the stage's own steps then wait for that work. Closing the stage stops it."""
+        abort = threading.Event()
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docker-early")
+
+        def abortable(work: Callable[[], T]) -> Callable[[], T]:
+            def run() -> T:
+                with commands.abortable(abort):
+                    return work()
+
+            return run
+
+        def dependencies_once_generated() -> DependencyImage:
+            generated.result()  # a failed generation fails this too
+            return self._dependency_image()
+
+        generated = worker.submit(abortable(self._generate))
+        self.early = (generated, worker.submit(abortable(dependencies_once_generated)))
+        self.cleanup.callback(worker.shutdown, wait=True, cancel_futures=True)
+        self.cleanup.callback(abort.set)  # callbacks run last in, first out: the abort comes first
+
+    def resume(self, run: RunContext) -> DockerStage:
+        """The stage started early, given what the stages before it answered."""
+        self.run = run
+        return self
 
     def steps(self) -> list[Step]:
         implementations = {
@@ -121,50 +165,63 @@ class DockerStage:
                 self.docker.run(*removal, *ids, timeout_s=120, check=False)
 
     def generate_dockerfile(self) -> Outcome:
-        generator_env = {**self.docker.env, "MLFLOW_TRACKING_URI": str(self.paths.context / "mlruns")}
-        self.dockerfile = generate(self.model_dir, self.paths.context, generator_env)
+        if self.early:
+            self.early[0].result(timeout=self.options.timeouts.docker_build)
+        else:
+            self._generate()
+        assert self.dockerfile is not None
         return passed(f"FROM {self.dockerfile.base_image}", (self.paths.context / "Dockerfile").read_text())
 
+    def _generate(self) -> None:
+        generator_env = {**self.docker.env, "MLFLOW_TRACKING_URI": str(self.paths.context / "mlruns")}
+        self.dockerfile = generate(self.model_dir, self.paths.context, generator_env)
+
     def build_image(self) -> Outcome:
-        """The dependency image, unless one with the same key exists; then the model image on top of it."""
+        """The dependency image (built during the venv stage when it started early); then the model image
+        on top of it."""
+        if self.early:
+            dependencies = self.early[1].result(timeout=self.options.timeouts.docker_build)
+        else:
+            dependencies = self._dependency_image()
+        if dependencies.failure:
+            return dependencies.failure
+        assert self.dockerfile is not None
+        built = self._build(self.paths.context, self.dockerfile.model(dependencies.tag), self.tag, self.labels)
+        if not built.ok:
+            return self._build_failed(built)
+        return passed(f"{self.tag} built in {built.duration_s:.0f} s; dependencies: {dependencies.how}")
+
+    def _dependency_image(self) -> DependencyImage:
+        """Reused when one with the same key exists; else the lock's wheels are fetched and it is built."""
         assert self.dockerfile is not None
         timeout = self.options.timeouts.docker_build
         lock = self.run.resolver.lock()
         base_id = image_id(self.docker, self.dockerfile.base_image, timeout)
-        dependencies = dependency_tag(self.dockerfile, base_id, lock)
+        tag = dependency_tag(self.dockerfile, base_id, lock)
         self.paths.build_log.parent.mkdir(parents=True, exist_ok=True)
         self.paths.build_log.write_text("")
-        reused = image_exists(self.docker, dependencies)
-        if not reused:
-            python_version = self.run.model.files.python_env.python
-            fetch_wheels(
-                lock,
-                python_version,
-                self.paths.dependency_context / "wheels",
-                pip_env(self.run.env, self.run.network),
-                timeout,
-            )
-            built = self._build(
-                self.paths.dependency_context,
-                self.dockerfile.dependencies(),
-                dependencies,
-                {CACHE_LABEL: "serving-dependencies"},
-            )
-            if not built.ok:
-                return self._build_failed(built)
-        built = self._build(self.paths.context, self.dockerfile.model(dependencies), self.tag, self.labels)
+        if image_exists(self.docker, tag):
+            return DependencyImage(tag, f"reused {tag}")
+        python_version = self.run.model.files.python_env.python
+        wheels = self.paths.dependency_context / "wheels"
+        fetch_wheels(lock, python_version, wheels, pip_env(self.run.env, self.run.network), timeout)
+        labels = {CACHE_LABEL: "serving-dependencies"}
+        built = self._build(self.paths.dependency_context, self.dockerfile.dependencies(), tag, labels)
         if not built.ok:
-            return self._build_failed(built)
-        how = f"reused {dependencies}" if reused else f"built {dependencies} from {lock.described}"
-        return passed(f"{self.tag} built in {built.duration_s:.0f} s; dependencies: {how}")
+            return DependencyImage(tag, "", self._build_failed(built))
+        during = " during the venv stage" if self.early else ""
+        return DependencyImage(tag, f"built {tag} from {lock.described}{during}")
 
     def _build(self, context: Path, dockerfile: str, tag: str, labels: dict[str, str]) -> commands.CommandResult:
         with self.paths.build_log.open("a") as log:
             log.write(f"### docker build --tag {tag}\n")
         part = self.paths.build_log.with_suffix(".part")
+        # The console's progress lines come from the main thread only: an early build must not interleave
+        # them with the venv stage's results.
+        progress = self._progress if threading.current_thread() is threading.main_thread() else None
         result = build(
             self.docker, context, dockerfile, tag, labels, self.run.network, part,
-            self.options.timeouts.docker_build, on_line=self._progress,
+            self.options.timeouts.docker_build, on_line=progress,
         )  # fmt: skip
         with self.paths.build_log.open("a") as log:
             log.write(part.read_text())
