@@ -48,9 +48,10 @@ def empty_cache() -> None:
     docker("builder", "prune", "--all", "--force")
 
 
-def validation(model: Path, out: Path) -> tuple[float, ET.Element]:
+def validation(model: Path, out: Path, *flags: str) -> tuple[float, ET.Element]:
     started = time.monotonic()
-    subprocess.run(validator_command(model, "--output-dir", str(out)), capture_output=True, timeout=1800, check=False)
+    command = validator_command(model, "--output-dir", str(out), *flags)
+    subprocess.run(command, capture_output=True, timeout=1800, check=False)
     return time.monotonic() - started, ET.parse(out / "junit.xml").getroot()
 
 

@@ -33,8 +33,8 @@ class Outcome:
     properties: Mapping[str, str] = field(default_factory=dict)  # facts for the report, e.g. image.digest
 
 
-def passed(message: str = "", details: str = "") -> Outcome:
-    return Outcome(Status.PASSED, message, details)
+def passed(message: str = "", details: str = "", properties: Mapping[str, str] | None = None) -> Outcome:
+    return Outcome(Status.PASSED, message, details, properties or {})
 
 
 def failed(message: str, details: str = "") -> Outcome:

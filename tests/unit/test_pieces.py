@@ -4,14 +4,15 @@ from pathlib import Path
 
 import pytest
 
+from validator.checks import GATE_SO_FAR
 from validator.errors import InfrastructureError, UsageError
 from validator.isolation import install_network, install_tool_env, model_process_env
 from validator.model.fetch import parse_model_uri
 from validator.model.mlmodel import ModelFileError
 from validator.model.requirements import parse_requirements
-from validator.results import Stage, Status, failed, passed
+from validator.results import Outcome, Stage, Status, failed, passed
 from validator.settings import BuildNetwork, resolve_options
-from validator.settings.types import MEMORY
+from validator.settings.types import IMAGE_REFERENCE, MEMORY
 from validator.stages.docker.image import ServingDockerfile, UnexpectedDockerfile, pip_env
 from validator.steps import Step, run_steps
 from validator.uv import repair_hint, summarize_failure
@@ -48,6 +49,26 @@ def test_steps_after_a_failure_are_skipped_with_the_blocker_named():
     results = list(run_steps(Stage.VENV, steps))
     assert [r.status for r in results] == [Status.FAILED, Status.SKIPPED, Status.PASSED]
     assert "'a' did not pass" in results[1].message
+
+
+@pytest.mark.parametrize(("earlier", "kept"), [(Status.SKIPPED, True), (Status.WARNED, True), (Status.FAILED, False)])
+def test_the_image_is_kept_only_when_no_earlier_check_failed(earlier, kept):
+    keep = Step("keep-image", lambda: passed("kept", properties={"image.id": "sha256:1"}), requires=GATE_SO_FAR)
+    steps = [Step("answers", lambda: passed()), Step("timing", lambda: Outcome(earlier), requires=()), keep]
+    result = list(run_steps(Stage.DOCKER, steps))[-1]
+    assert (result.status is Status.PASSED) is kept
+    assert result.properties == ({"image.id": "sha256:1"} if kept else {})
+
+
+@pytest.mark.parametrize("reference", ["mlflow-validator/model:1", "127.0.0.1:5000/validated/iris:1", "ghcr.io/a/b"])
+def test_image_tags_follow_dockers_reference_grammar(reference):
+    assert IMAGE_REFERENCE.parse(reference) == reference
+
+
+@pytest.mark.parametrize("reference", ["Team/Model:1", "model:", "a b:1", "model:-tag"])
+def test_an_image_tag_docker_would_refuse_is_refused_before_any_work(reference):
+    with pytest.raises(ValueError, match="not an image reference"):
+        IMAGE_REFERENCE.parse(reference)
 
 
 def test_a_broken_model_file_fails_the_step_whatever_the_stage():

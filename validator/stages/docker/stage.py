@@ -313,7 +313,7 @@ class DockerStage:
         self.kept_id = kept.id
         self.paths.image_record.write_text(json.dumps(vars(kept), indent=2) + "\n")
         pushed = f"; pushed as {kept.digest}" if kept.digest else ""
-        return Outcome(Status.PASSED, f"kept as {tag} ({kept.id}){pushed}", properties=kept.as_properties())
+        return passed(f"kept as {tag} ({kept.id}){pushed}", properties=kept.as_properties())
 
     def _checks(self) -> dict[str, Callable[[], Outcome]]:
         tolerance = self.options.tolerance
