@@ -22,7 +22,7 @@ VENV_CHECKS = [
     "changed-vs-baseline",
 ]
 DOCKER_SETUP = ["generate-dockerfile", "build-image", "start-container", "package-parity", "answers"]
-DOCKER_CHECKS = ["rejects-invalid-input", "output-contract", "matches-venv", "expected-responses", "timing"]
+DOCKER_CHECKS = ["rejects-invalid-input", "output-contract", "matches-venv", "expected-responses", "timing", "keep-image"]
 
 STATIC_CHECKS = [check.name for check in checks_of(Stage.STATIC)]
 NOT_APPLICABLE_TO_IRIS = {"runtime-constraints", "uv-lock", "code-imports"}  # no constraints, no uv, no code
@@ -51,6 +51,7 @@ def test_good_model_passes_every_stage(registered, run_cli, docker_engine, tmp_p
     expected["static"].update(dict.fromkeys(NOT_APPLICABLE_TO_IRIS, "skipped"))
     expected["venv"]["expected-responses"] = expected["docker"]["expected-responses"] = "skipped"  # no --requests
     expected["venv"]["changed-vs-baseline"] = "skipped"  # no --baseline
+    expected["docker"]["keep-image"] = "skipped"  # no --image-tag
     assert read_report(report) == expected
     assert properties(report)["model.name"] == "iris-classifier"
     assert properties(report)["model.version"] == "1"
