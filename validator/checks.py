@@ -258,7 +258,7 @@ CHECKS = (
         DOCKER,
         "start-container",
         "the container exits (an undeclared variable is named), is killed for memory (`docker.memory`), its scoring "
-        "workers keep dying for 30 s while nginx answers 502, or `/ping` does not answer 200 within "
+        "workers keep dying for 20 s while nginx answers 502, or `/ping` does not answer 200 within "
         "`budgets.max_load_seconds` (else `timeouts.container_start`)",
     ),
     Check(

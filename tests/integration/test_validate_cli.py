@@ -22,7 +22,14 @@ VENV_CHECKS = [
     "changed-vs-baseline",
 ]
 DOCKER_SETUP = ["generate-dockerfile", "build-image", "start-container", "package-parity", "answers"]
-DOCKER_CHECKS = ["rejects-invalid-input", "output-contract", "matches-venv", "expected-responses", "timing", "keep-image"]
+DOCKER_CHECKS = [
+    "rejects-invalid-input",
+    "output-contract",
+    "matches-venv",
+    "expected-responses",
+    "timing",
+    "keep-image",
+]
 
 STATIC_CHECKS = [check.name for check in checks_of(Stage.STATIC)]
 NOT_APPLICABLE_TO_IRIS = {"runtime-constraints", "uv-lock", "code-imports"}  # no constraints, no uv, no code

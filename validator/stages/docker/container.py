@@ -29,7 +29,9 @@ HARDENING = (
 WORKER_DEATH = re.compile(
     r"Child process \[\d+\] died|Traceback \(most recent call last\)|Error loading ASGI app|Killed"
 )
-GRACE_AFTER_DEATH_S = 30  # a worker may die once and come back; dying for this long is a model that cannot load
+# A worker may die once and come back (gunicorn restarts it within a second); dying for this long is a model
+# that cannot load. 20 s: the failure lands within 30 s of the container start (gunicorn boots in about 5 s).
+GRACE_AFTER_DEATH_S = 20
 POLL_S = 1.0
 LIST_DISTRIBUTIONS = """
 import importlib.metadata, json
