@@ -27,6 +27,7 @@ from validator.settings.declared import SETTINGS
 from validator.settings.docs import default_text, describe
 from validator.settings.types import BOOL
 from validator.stages.docker.engine import engine_problem
+from validator.writeback import planned_write, write
 
 PROG = "mlflow-validator"
 
@@ -116,6 +117,12 @@ def validate(options: Options, env: Mapping[str, str], run_log: RunLog) -> int:
     print(f"JUnit report: {options.junit_path}")
     if verdict := _verdict_line(report):
         print(f"{PROG}: {verdict}", file=sys.stderr)
+    if planned := planned_write(report, options, env):
+        if options.write_back.dry_run:
+            print(f"Registry (dry run, nothing written): {planned.describe()}")
+        else:
+            write(planned, options)  # a refusal is exit 2; the report already holds the verdict
+            print(f"Registry: {planned.describe()}")
     return report.exit_code
 
 

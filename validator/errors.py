@@ -38,6 +38,10 @@ class RegistryUnreachableError(ValidatorError):
     """The tracking server or registry did not answer (after bounded retries)."""
 
 
+class RegistryRefusedError(ValidatorError):
+    """The registry answered, but refused to take the verdict (a read-only token, a 403)."""
+
+
 class DockerUnavailableError(ValidatorError):
     """The docker stage was asked for but no engine answers."""
 

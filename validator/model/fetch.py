@@ -81,7 +81,7 @@ def needed_by_static_checks(path: str, size: int | None) -> bool:
 
 
 @contextmanager
-def _mlflow_client_settings(tracking_uri: str, registry_uri: str, timeout_s: float) -> Iterator[None]:
+def mlflow_client_settings(tracking_uri: str, registry_uri: str, timeout_s: float) -> Iterator[None]:
     """MLflow's artifact repositories read the global URIs, and its client retries for minutes
     by default; we set both for the duration of the fetch and retry with a bound of our own."""
     import mlflow
@@ -122,7 +122,7 @@ def _classify(exc: Exception, ref: ModelReference, tracking_uri: str) -> Excepti
     return exc
 
 
-def _bounded(call: Callable[[], T], ref: ModelReference, tracking_uri: str, timeout_s: float) -> T:
+def bounded_registry_call(call: Callable[[], T], ref: ModelReference, tracking_uri: str, timeout_s: float) -> T:
     @retry(
         retry=retry_if_exception_type(RegistryUnreachableError),
         stop=stop_after_attempt(4) | stop_after_delay(timeout_s),
@@ -208,8 +208,8 @@ def fetch_model(options: Options, dest: Path, *, static_files_only: bool) -> Fet
     timeout = options.timeouts.registry
 
     def bounded(call: Callable[[], T]) -> T:
-        with _mlflow_client_settings(tracking_uri, registry_uri, timeout):
-            return _bounded(call, ref, tracking_uri, timeout)
+        with mlflow_client_settings(tracking_uri, registry_uri, timeout):
+            return bounded_registry_call(call, ref, tracking_uri, timeout)
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
     identity = bounded(lambda: _identity(client, ref))

@@ -241,6 +241,31 @@ class DockerSettings:
 
 
 @dataclass(frozen=True)
+class WriteBack:
+    """What goes back to the registry: version tags on every run of a registered version, an alias on a pass."""
+
+    on_pass_set_alias: str | None = setting(
+        None,
+        t.TEXT,
+        "set this alias on the validated version when it passes",
+        flag="--on-pass-set-alias",
+        env=("MLFLOW_VALIDATOR_ON_PASS_SET_ALIAS",),
+    )
+    dry_run: bool = setting(
+        False, t.BOOL, "say what would be written to the registry, write nothing", flag="--dry-run",
+        env=("MLFLOW_VALIDATOR_DRY_RUN",),
+    )  # fmt: skip
+    report_url: str | None = setting(
+        None,
+        t.TEXT,
+        "the link the mlflow_validator.report tag holds",
+        flag="--report-url",
+        env=("MLFLOW_VALIDATOR_REPORT_URL",),
+        default_text="the CI job's URL (GitHub Actions, GitLab CI), else none",
+    )
+
+
+@dataclass(frozen=True)
 class Options:
     model_uri: str
     config: Path | None = setting(
@@ -333,6 +358,7 @@ class Options:
     env: ModelEnvironment = ModelEnvironment()
     sandbox: SandboxSettings = SandboxSettings()
     docker: DockerSettings = DockerSettings()
+    write_back: WriteBack = WriteBack()
     # Not settings: worked out by the resolver from the settings above.
     model_env: Mapping[str, str] = field(default_factory=dict)  # env.pass resolved to the job's values, plus env.set
     sources: Mapping[str, str] = field(default_factory=dict)  # setting key -> where its value came from
