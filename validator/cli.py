@@ -19,6 +19,7 @@ from validator.model.fetch import parse_model_uri
 from validator.pipeline import Pipeline, Reporter
 from validator.plan import plan_stages
 from validator.reporters.console import ConsoleReporter
+from validator.reporters.github import GitHubReporter
 from validator.reporters.junit import JUnitReporter
 from validator.results import Stage, Status, ValidationReport
 from validator.runlog import RunLog
@@ -112,6 +113,9 @@ def validate(options: Options, env: Mapping[str, str], run_log: RunLog) -> int:
     if docker_problem and not options.given("stages"):
         print(f"warning: skipping the docker stage: no Docker engine reachable ({docker_problem})", file=sys.stderr)
     reporters: list[Reporter] = [ConsoleReporter(), JUnitReporter(options.junit_path)]
+    if env.get("GITHUB_ACTIONS") == "true":
+        tracking_uri = options.tracking_uri or env.get("MLFLOW_TRACKING_URI", "")
+        reporters.append(GitHubReporter(env, tracking_uri))
     pipeline = Pipeline(options, plan, env, reporters, on_report=lambda: run_log.write(options.output_dir))
     report = pipeline.run()
     print(f"JUnit report: {options.junit_path}")

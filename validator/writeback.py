@@ -71,14 +71,22 @@ def write(planned: RegistryWrite, options: Options) -> None:
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
     timeout = options.timeouts.registry
     reference = parse_model_uri(options.model_uri)
-    calls: list[Callable[[], object]] = [
-        partial(client.set_model_version_tag, planned.name, planned.version, key, value)
-        for key, value in planned.tags.items()
-    ]
-    if planned.alias:
-        calls.append(partial(client.set_registered_model_alias, planned.name, planned.alias, planned.version))
     try:
         with mlflow_client_settings(tracking_uri, registry_uri, timeout):
+            existing = bounded_registry_call(
+                partial(client.get_model_version, planned.name, planned.version), reference, tracking_uri, timeout
+            ).tags
+            # A tag an earlier run set and this one does not (checks_failed after a pass) would tell a stale story.
+            stale = [key for key in existing if key.startswith(TAG_PREFIX) and key not in planned.tags]
+            calls: list[Callable[[], object]] = [
+                *(partial(client.delete_model_version_tag, planned.name, planned.version, key) for key in stale),
+                *(
+                    partial(client.set_model_version_tag, planned.name, planned.version, key, value)
+                    for key, value in planned.tags.items()
+                ),
+            ]
+            if planned.alias:
+                calls.append(partial(client.set_registered_model_alias, planned.name, planned.alias, planned.version))
             for call in calls:
                 bounded_registry_call(call, reference, tracking_uri, timeout)
     except MlflowException as exc:

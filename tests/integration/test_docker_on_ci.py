@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -58,16 +59,12 @@ def docker_stage(run_cli, tracking_uri: str, model: str, *flags: str, env: dict[
     return run_cli("validate", model, "--tracking-uri", tracking_uri, "--stages", "docker", *flags, env=env)
 
 
-def move_dependency_images(to_engine: dict[str, str]) -> None:
-    """What a long-lived runner's cache holds: the dependency images, copied from the local engine."""
+def move_dependency_image(console: str, to_engine: dict[str, str]) -> None:
+    """What a long-lived runner's cache holds: the dependency image the local validation used, copied over."""
     local_env = {k: v for k, v in os.environ.items() if k not in to_engine}
-    listed = subprocess.run(
-        [DOCKER, "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "label=org.mlflow-validator.cache"],
-        env=local_env, capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
-    images = listed.stdout.split()
-    assert images, "the local validation built no dependency image"
-    save = subprocess.Popen([DOCKER, "save", *images], env=local_env, stdout=subprocess.PIPE)
+    image = re.search(r"mlflow-validator/serving-dependencies:[0-9a-f]{16}", console)
+    assert image, "the local validation named no dependency image"
+    save = subprocess.Popen([DOCKER, "save", image.group(0)], env=local_env, stdout=subprocess.PIPE)
     subprocess.run([DOCKER, "load"], env={**os.environ, **to_engine}, stdin=save.stdout, timeout=600, check=True)
     assert save.wait(timeout=60) == 0
 
@@ -76,7 +73,7 @@ def move_dependency_images(to_engine: dict[str, str]) -> None:
 def test_a_remote_engine_over_tls_is_reached_on_its_own_address(registered, run_cli, docker_engine, remote_engine):
     local = docker_stage(run_cli, registered.tracking_uri, "models:/iris-classifier/1")
     assert local.returncode == 0, local.stdout
-    move_dependency_images(remote_engine)  # the remote engine has no way out to Debian's mirror
+    move_dependency_image(local.stdout, remote_engine)  # the remote engine has no way out to Debian's mirror
 
     remote = docker_stage(run_cli, registered.tracking_uri, "models:/iris-classifier/1", env=remote_engine)
     assert remote.returncode == 0, remote.stdout + remote.stderr
@@ -199,6 +196,12 @@ def test_sigterm_in_each_phase_leaves_nothing_labelled(loading_models, docker_en
 @pytest.mark.docker
 @pytest.mark.timeout(900)
 def test_with_the_cores_for_it_the_dependency_image_builds_while_the_venv_stage_runs(loading_models, run_cli):
+    cached = subprocess.run(
+        [DOCKER, "images", "--quiet", "--filter", "label=org.mlflow-validator.cache"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    if images := cached.stdout.split():  # an earlier session on this engine may have built it: build it anew
+        subprocess.run([DOCKER, "rmi", "--force", *images], capture_output=True, timeout=300, check=False)
     result = run_cli("validate", "models:/early-build/1", "--tracking-uri", loading_models, "--build-during-venv")
 
     assert result.returncode == 0, result.stdout + result.stderr
