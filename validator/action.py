@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from validator import commands
+from validator.results import verdict_word
 
 MODEL_TIMEOUT_S = 3 * 3600  # every stage is bounded by its own timeouts; this bounds the sum
-VERDICTS = {0: "passed", 1: "failed"}  # anything else: "error"
 VALUED_INPUTS = {
     "tracking-uri": "--tracking-uri",
     "stages": "--stages",
@@ -68,7 +68,7 @@ def result_record(validation: Validation, exit_code: int) -> dict[str, str | int
     digest = json.loads(image.read_text()).get("digest", "") if image.is_file() else ""
     return {
         "model-uri": validation.model_uri,
-        "verdict": VERDICTS.get(exit_code, "error"),
+        "verdict": verdict_word(exit_code),
         "exit-code": exit_code,
         "junit-xml": str(validation.junit_xml),
         "report-dir": str(validation.output_dir),
@@ -81,7 +81,7 @@ def step_outputs(results: list[dict[str, str | int]], report_dir: str) -> str:
     exit_code = max((int(r["exit-code"]) for r in results), default=2)
     single = results[0] if len(results) == 1 else {}
     values = {
-        "verdict": VERDICTS.get(exit_code, "error"),
+        "verdict": verdict_word(exit_code),
         "exit-code": str(exit_code),
         "junit-xml": str(single.get("junit-xml", "")),
         "report-dir": str(single.get("report-dir", report_dir)),

@@ -188,9 +188,11 @@ class _Streaming:
         Cancelled as soon as `abort` is set."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            # With an abort to watch, wake up every ABORT_POLL_S to look at it; else wait out the deadline.
+            waits = [deadline - time.monotonic()] if deadline is not None else []
+            waits += [ABORT_POLL_S] if abort is not None else []
             try:
-                self.process.wait(timeout=remaining if abort is None else min(remaining or ABORT_POLL_S, ABORT_POLL_S))
+                self.process.wait(timeout=max(0.0, min(waits)) if waits else None)
                 break
             except subprocess.TimeoutExpired:
                 if abort is not None and abort.is_set():

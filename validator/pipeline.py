@@ -163,19 +163,25 @@ class Pipeline:
                     continue
                 if stage is Stage.VENV and self._builds_during_venv():
                     early = self._docker_early(run)
-                started = early.resume(replace(run, answers=dict(answers))) if stage is Stage.DOCKER and early else None
+                stage_run = replace(run, answers=dict(answers))
+                started = early.resume(stage_run) if stage is Stage.DOCKER and early else None
                 try:
-                    self._run_stage(replace(run, answers=dict(answers)), stage, report, answers, started)
+                    self._run_stage(stage_run, stage, report, answers, started)
                 except BaseException as exc:
-                    message = f"{_stop_reason(exc)} while this stage ran"
-                    self._record(report, CheckResult(stage, "interrupted", Status.ERROR, 0.0, message))
-                    for later in self.plan[index + 1 :]:
-                        reason = f"not run: the run stopped in the {stage.value} stage"
-                        self._record(report, CheckResult(later.stage, later.stage.value, Status.SKIPPED, 0.0, reason))
+                    self._record_interruption(report, index, exc)
                     raise
         finally:
             if early is not None:
                 early.close()  # stops its build when the docker stage never ran; a no-op after it did
+
+    def _record_interruption(self, report: ValidationReport, index: int, exc: BaseException) -> None:
+        """The stage at `index` stopped: an error for it, and the later stages skipped."""
+        stage = self.plan[index].stage
+        message = f"{_stop_reason(exc)} while this stage ran"
+        self._record(report, CheckResult(stage, "interrupted", Status.ERROR, 0.0, message))
+        for later in self.plan[index + 1 :]:
+            reason = f"not run: the run stopped in the {stage.value} stage"
+            self._record(report, CheckResult(later.stage, later.stage.value, Status.SKIPPED, 0.0, reason))
 
     def _builds_during_venv(self) -> bool:
         docker_runs = any(p.stage is Stage.DOCKER and p.run and not p.skip_reason for p in self.plan)

@@ -69,6 +69,14 @@ class ModelIdentity:
         return {f"model.{key}": value for key, value in vars(self).items() if value}
 
 
+VERDICT_WORDS = {EXIT_PASSED: "passed", EXIT_GATE_FAILED: "failed"}
+
+
+def verdict_word(exit_code: int) -> str:
+    """passed, failed, or error: how tags and CI outputs name an exit code."""
+    return VERDICT_WORDS.get(exit_code, "error")
+
+
 @dataclass
 class ValidationReport:
     identity: ModelIdentity

@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import version
 
-from validator.errors import EXIT_GATE_FAILED, EXIT_PASSED, RegistryRefusedError
+from validator.errors import EXIT_PASSED, RegistryRefusedError
 from validator.model.fetch import bounded_registry_call, mlflow_client_settings, parse_model_uri
-from validator.results import Status, ValidationReport
+from validator.results import Status, ValidationReport, verdict_word
 from validator.settings import Options
 
 TAG_PREFIX = "mlflow_validator."
-STATUS_BY_EXIT = {EXIT_PASSED: "passed", EXIT_GATE_FAILED: "failed"}  # anything else: "error"
 MAX_TAG_VALUE = 500  # the failed checks' names, cut here: the report has the rest
 
 
@@ -45,7 +44,7 @@ def planned_write(report: ValidationReport, options: Options, env: Mapping[str, 
         return None
     broken = [f"{c.stage.value}/{c.name}" for c in report.checks if c.status in (Status.FAILED, Status.ERROR)]
     tags = {
-        "status": STATUS_BY_EXIT.get(report.exit_code, "error"),
+        "status": verdict_word(report.exit_code),
         "validator_version": version("mlflow-validator"),
         "report": options.write_back.report_url or ci_job_url(env),
         "checks_failed": ",".join(broken)[:MAX_TAG_VALUE],

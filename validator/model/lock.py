@@ -62,6 +62,10 @@ class Resolver:
     _exported: commands.CommandResult | None = None
     _lock: Lock | None = None
 
+    def for_model(self, files: ModelFiles, workdir: Path) -> Resolver:
+        """A resolver of its own, with nothing resolved yet, for another model (the baseline), in `workdir`."""
+        return Resolver(files, workdir, workdir, self.constraints, self.tool_env, self.timeout_s)
+
     @property
     def is_uv_project(self) -> bool:
         return (self.files.directory / "uv.lock").is_file() and (self.files.directory / "pyproject.toml").is_file()

@@ -136,11 +136,17 @@ def wait_until_serving(container: Container, limit_s: float, limit_name: str, me
             return waited
         state = container.state()
         if not state.get("Running"):
-            raise _stopped(container, state, memory_mb)
+            exited = f"the container exited with code {state.get('ExitCode')} before answering /ping"
+            raise _not_serving(container, memory_mb, f"{exited}: the scoring server could not start")
         if first_death is None and WORKER_DEATH.search(container.logs()):
             first_death = time.monotonic()
         if first_death is not None and time.monotonic() - first_death >= GRACE_AFTER_DEATH_S:
-            raise _workers_keep_dying(container, memory_mb)
+            raise _not_serving(
+                container,
+                memory_mb,
+                f"the model cannot load in the container: its scoring workers kept dying for {GRACE_AFTER_DEATH_S} s "
+                "while nginx answered 502",
+            )
         if waited >= limit_s:
             raise NotServing(
                 f"the model did not load within {limit_s:.0f} s ({limit_name}): /ping never answered 200 and no "
@@ -157,26 +163,12 @@ def _pings(container: Container) -> bool:
         return False
 
 
-def _stopped(container: Container, state: Mapping[str, object], memory_mb: int | None) -> NotServing:
+def _not_serving(container: Container, memory_mb: int | None, problem: str) -> NotServing:
+    """`problem`, with the log lines that say why; an OOM kill is named as such, whatever it looked like."""
     logs = container.logs()
     if container.oom_killed():
         return NotServing(_needs_more_memory(memory_mb), logs)
-    return NotServing(
-        f"the container exited with code {state.get('ExitCode')} before answering /ping: the scoring server could "
-        f"not start: {_why(logs)}",
-        logs,
-    )
-
-
-def _workers_keep_dying(container: Container, memory_mb: int | None) -> NotServing:
-    logs = container.logs()
-    if container.oom_killed():
-        return NotServing(_needs_more_memory(memory_mb), logs)
-    return NotServing(
-        f"the model cannot load in the container: its scoring workers kept dying for {GRACE_AFTER_DEATH_S} s "
-        f"while nginx answered 502: {_why(logs)}",
-        logs,
-    )
+    return NotServing(f"{problem}: {_why(logs)}", logs)
 
 
 def _needs_more_memory(memory_mb: int | None) -> str:

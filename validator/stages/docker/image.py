@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
@@ -234,16 +234,17 @@ class KeptImage:
 def keep(docker: Docker, image: str, tag: str, push: bool, push_timeout_s: float) -> KeptImage:
     """Tag `image` as `tag`, and push it when asked; a refused push is the registry's problem (exit 2)."""
     docker.run("tag", image, tag, timeout_s=60)
-    kept = KeptImage(tag, docker.run("image", "inspect", "--format", "{{.Id}}", tag, timeout_s=60).output.strip())
-    if not push:
-        return kept
-    pushed = docker.run("push", tag, timeout_s=push_timeout_s, check=False)
-    if not pushed.ok:
-        raise CommandError(
-            f"docker push {tag} failed: {commands.last_line(pushed.output)}",
-            "log in to the registry (`docker login`) with a user that may push to this repository",
-            output_tail=pushed.tail(),
-        )
-    digests = json.loads(docker.run("image", "inspect", "--format", "{{json .RepoDigests}}", tag, timeout_s=60).output)
+    if push:
+        pushed = docker.run("push", tag, timeout_s=push_timeout_s, check=False)
+        if not pushed.ok:
+            raise CommandError(
+                f"docker push {tag} failed: {commands.last_line(pushed.output)}",
+                "log in to the registry (`docker login`) with a user that may push to this repository",
+                output_tail=pushed.tail(),
+            )
+    fields = '{"id": {{json .Id}}, "digests": {{json .RepoDigests}}}'
+    inspected = json.loads(docker.run("image", "inspect", "--format", fields, tag, timeout_s=60).output)
     repository = tag.rsplit(":", 1)[0] if ":" in tag.rsplit("/", 1)[-1] else tag
-    return replace(kept, digest=next(d for d in digests if d.split("@")[0] == repository))
+    # Only a push gives the tag's repository a digest; another repository's (a pull's) is not this one.
+    digest = next((d for d in inspected["digests"] or [] if push and d.split("@")[0] == repository), "")
+    return KeptImage(tag, inspected["id"], digest)

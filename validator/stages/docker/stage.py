@@ -160,8 +160,8 @@ class DockerStage:
             self.docker.run("rmi", self.tag, timeout_s=60, check=False)
         label = f"label={LABEL}={self.run_id}"
         for listing, removal in ((("ps", "--all"), ("rm", "--force", "--volumes")), (("images",), ("rmi",))):
-            found = self.docker.run(*listing, "--quiet", "--filter", label, timeout_s=60, check=False)
-            if ids := sorted(set(found.output.split()) - {self.kept_id[len("sha256:") :][:12]}):
+            found = self.docker.run(*listing, "--quiet", "--no-trunc", "--filter", label, timeout_s=60, check=False)
+            if ids := sorted(set(found.output.split()) - {self.kept_id}):
                 self.docker.run(*removal, *ids, timeout_s=120, check=False)
 
     def generate_dockerfile(self) -> Outcome:

@@ -275,7 +275,7 @@ class VenvStage:
         baseline.download_rest()
         options = replace(self.options, model_uri=str(self.options.baseline))
         workdir = self.run.workdir / "baseline-lock"  # the baseline's lock is not the one next to the report
-        resolver = replace(self.run.resolver, files=baseline.files, workdir=workdir, output_dir=workdir, _resolved={}, _exported=None, _lock=None)
+        resolver = self.run.resolver.for_model(baseline.files, workdir)
         stage = VenvStage(replace(self.run, model=baseline, options=options, resolver=resolver), label="baseline")
         for result in run_steps(Stage.VENV, stage.setup_steps()):
             if result.status is not Status.PASSED:
