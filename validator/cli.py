@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -13,18 +14,33 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any, NoReturn
 
+import yaml
+
 from validator import __version__, commands
+from validator.batch import Batch, Target, manifest_target
 from validator.errors import EXIT_CANNOT_VALIDATE, EXIT_INTERNAL_ERROR, Cancelled, UsageError, ValidatorError
+from validator.manifest import (
+    DEFAULT_MANIFEST,
+    Manifest,
+    Registry,
+    ResolvedChange,
+    gitlab_child_pipeline,
+    load_manifest,
+    plan_record,
+    select,
+)
 from validator.model.fetch import parse_model_uri
-from validator.pipeline import Pipeline, Reporter
+from validator.pipeline import Pipeline
 from validator.plan import plan_stages
+from validator.reporters import Reporter
 from validator.reporters.console import ConsoleReporter
-from validator.reporters.github import GitHubReporter
+from validator.reporters.github import GitHubReporter, error_on_file
 from validator.reporters.junit import JUnitReporter
+from validator.reporters.record import RecordReporter
 from validator.results import Stage, Status, ValidationReport
 from validator.runlog import RunLog
 from validator.settings import Options, resolve_options
-from validator.settings.declared import SETTINGS
+from validator.settings.declared import BY_KEY, SETTINGS
 from validator.settings.docs import default_text, describe
 from validator.settings.types import BOOL
 from validator.stages.docker.engine import engine_problem
@@ -55,17 +71,56 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(declaration.flag, dest=setting.key, default=argparse.SUPPRESS, help=help_text, **kind)
 
 
+# What to validate, rather than how: these are not settings (no config key, no environment variable).
+SELECTION = ("manifest", "base", "entry", "jobs", "format", "component")
+COMPONENT = f"$CI_SERVER_FQDN/mlflow-validator/mlflow-validator/validate@{__version__}"
+
+
+def _add_manifest_flags(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        required=required,
+        default=None,
+        help=f"the deployment manifest ({DEFAULT_MANIFEST}): environments mapping model names to versions",
+    )
+    parser.add_argument("--base", metavar="REF", help="only the manifest entries changed since this git ref")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog=PROG, description="Gate the promotion of an MLflow model.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    validate = commands.add_parser("validate", help="validate one model and write a JUnit report")
+    validate = commands.add_parser("validate", help="validate models and write a JUnit report")
     validate.add_argument(
         "model_uri",
         metavar="MODEL_URI",
-        help="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or a directory",
+        nargs="*",
+        help="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or a directory; several, or --manifest",
+    )
+    _add_manifest_flags(validate, required=False)
+    validate.add_argument("--entry", metavar="ENV/MODEL", help="only this manifest entry (as `plan` names it)")
+    validate.add_argument(
+        "--jobs",
+        type=int,
+        default=max(1, (os.cpu_count() or 1) // 2),
+        help="models validated at once when there are several (default: half the cores)",
     )
     _add_setting_flags(validate)
+    plan = commands.add_parser("plan", help="print, as JSON for a CI matrix, the manifest entries to validate")
+    _add_manifest_flags(plan, required=True)
+    plan.add_argument(
+        "--format",
+        choices=["json", "gitlab"],
+        default="json",
+        help="json: {include: [...]} for GitHub's strategy.matrix; gitlab: a child pipeline (YAML) for a trigger job",
+    )
+    plan.add_argument(
+        "--component",
+        default=COMPONENT,
+        help=f"with --format gitlab, the component the child pipeline includes (default: {COMPONENT})",
+    )
+    _add_setting_flags(plan)
     config = commands.add_parser("config", help="print every setting as resolved here, and where it came from")
     _add_setting_flags(config)
     return parser
@@ -112,7 +167,11 @@ def validate(options: Options, env: Mapping[str, str], run_log: RunLog) -> int:
     plan = plan_stages(options, docker_problem)
     if docker_problem and not options.given("stages"):
         print(f"warning: skipping the docker stage: no Docker engine reachable ({docker_problem})", file=sys.stderr)
-    reporters: list[Reporter] = [ConsoleReporter(), JUnitReporter(options.junit_path)]
+    reporters: list[Reporter] = [
+        ConsoleReporter(sections=env.get("GITLAB_CI") == "true"),
+        JUnitReporter(options.junit_path),
+        RecordReporter(options.output_dir),
+    ]
     if env.get("GITHUB_ACTIONS") == "true":
         tracking_uri = options.tracking_uri or env.get("MLFLOW_TRACKING_URI", "")
         reporters.append(GitHubReporter(env, tracking_uri))
@@ -128,6 +187,61 @@ def validate(options: Options, env: Mapping[str, str], run_log: RunLog) -> int:
             write(planned, options)  # a refusal is exit 2; the report already holds the verdict
             print(f"Registry: {planned.describe()}")
     return report.exit_code
+
+
+def _manifest_changes(selection: Mapping[str, Any], options: Options) -> tuple[Manifest, list[ResolvedChange]]:
+    manifest = load_manifest(selection["manifest"])
+    changes = select(manifest, selection["entry"], selection["base"])
+    registry = Registry.for_options(options)
+    return manifest, [ResolvedChange(registry.resolve(c.entry, manifest.path), c.reasons) for c in changes]
+
+
+def plan(options: Options, selection: Mapping[str, Any]) -> int:
+    manifest, changes = _manifest_changes(selection, options)
+    records = [plan_record(change, manifest) for change in changes]
+    if selection["format"] == "gitlab":
+        print(yaml.safe_dump(gitlab_child_pipeline(records, manifest, selection["component"]), sort_keys=False))
+    else:
+        print(json.dumps({"include": records}))
+    return 0
+
+
+def _child_flags(given: Mapping[str, Any]) -> list[str]:
+    """The setting flags given on this command line, for each model's own validation."""
+    flags: list[str] = []
+    for key, value in given.items():
+        if key in ("output_dir", "junit_xml"):
+            continue  # each model gets a directory of its own; the merged report is this run's
+        flag = BY_KEY[key].declaration.flag
+        flags += [flag] if BY_KEY[key].declaration.type is BOOL else [flag, str(value)]
+    return flags
+
+
+def validate_several(
+    options: Options, uris: list[str], selection: Mapping[str, Any], given: Mapping[str, Any], env: Mapping[str, str]
+) -> int:
+    _check_writable(options.output_dir, "output directory")
+    _check_writable(options.junit_path, "report")
+    if selection["manifest"]:
+        manifest, changes = _manifest_changes(selection, options)
+        targets = [manifest_target(manifest, change) for change in changes]
+        if not targets:
+            print(f"Nothing to validate: no entry of {manifest.path} changed since {selection['base']}")
+    else:
+        for uri in uris:
+            parse_model_uri(uri)
+        targets = [Target(uri, uri) for uri in uris]
+    tracking_uri = options.tracking_uri or env.get("MLFLOW_TRACKING_URI", "")
+    batch = Batch(
+        targets, _child_flags(given), options.output_dir, options.junit_path, env, selection["jobs"], tracking_uri
+    )
+    return batch.run()
+
+
+def _annotate(exc: ValidatorError, env: Mapping[str, str]) -> None:
+    """On GitHub, an error about a file of the repository is also an annotation on that file."""
+    if env.get("GITHUB_ACTIONS") == "true" and exc.file is not None:
+        print(error_on_file(str(exc), exc.file, exc.line, Path(env.get("GITHUB_WORKSPACE", "."))))
 
 
 def _cancelled_message(options: Options | None) -> str:
@@ -159,17 +273,32 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         args: dict[str, Any] = vars(build_parser().parse_args(argv))
         command = args.pop("command")
-        options = resolve_options({"model_uri": "", **args}, env, cwd or Path.cwd())
+        selection = {key: args.pop(key, None) for key in SELECTION}
+        uris = args.pop("model_uri", [])
+        options = resolve_options({"model_uri": uris[0] if len(uris) == 1 else "", **args}, env, cwd or Path.cwd())
         if options.debug:
             console.setLevel(logging.DEBUG)
         run_log.settings = describe(options)
         if command == "config":
             print(run_log.settings)
             return 0
+        if command == "plan":
+            return plan(options, selection)
+        if (selection["base"] or selection["entry"]) and not selection["manifest"]:
+            raise UsageError("--base and --entry select manifest entries", "add --manifest mlflow-models.yaml")
+        if selection["manifest"] or len(uris) > 1:
+            if selection["manifest"] and uris:
+                raise UsageError(
+                    "give model URIs or --manifest, not both", "validate the manifest's models with --manifest"
+                )
+            return validate_several(options, uris, selection, args, env)
+        if not uris:
+            raise UsageError("no model to validate", "give a MODEL_URI, several, or --manifest mlflow-models.yaml")
         return validate(options, env, run_log)
     except ValidatorError as exc:
         logging.getLogger("validator").debug("stopped", exc_info=True)
         print(f"{PROG}: error: {exc}", file=sys.stderr)
+        _annotate(exc, env)
         return exc.exit_code
     except (Cancelled, KeyboardInterrupt):
         print(_cancelled_message(options), file=sys.stderr)

@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +99,7 @@ def run(
     check: bool = True,
     stream_to: Path | None = None,
     on_line: Callable[[str], None] | None = None,
+    grace_s: float = 0,
 ) -> CommandResult:
     """Run a command to completion and capture its output.
 
@@ -106,7 +107,8 @@ def run(
     With check=True a non-zero exit raises CommandError carrying the output's tail;
     with check=False the caller inspects the result (a failed install is a finding, not a crash).
     `stream_to` gets each line as it comes (a long build's log is readable while it runs, and after a
-    timeout), and so does `on_line`.
+    timeout), and so does `on_line`. On a cancellation the process is killed, or with `grace_s` sent
+    SIGTERM and given that long to clean up after itself (a validation removing its containers).
     """
     argv = tuple(str(arg) for arg in args)
     executable = shutil.which(argv[0], path=env.get("PATH") if env is not None else None)
@@ -148,8 +150,7 @@ def run(
             output_tail=tail(output),
         ) from None
     except BaseException:  # a cancellation: the process must not outlive the run
-        process.kill()
-        process.wait()
+        _stop(process, grace_s)
         if streaming:
             streaming.wait(None)
         raise
@@ -160,6 +161,15 @@ def run(
             output_tail=result.tail(),
         )
     return result
+
+
+def _stop(process: subprocess.Popen[str], grace_s: float) -> None:
+    if grace_s:
+        process.terminate()
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace_s)
+    process.kill()
+    process.wait()
 
 
 class _Streaming:

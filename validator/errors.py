@@ -6,6 +6,8 @@ These errors mean the validator could not validate at all: exit code 2.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 EXIT_PASSED = 0
 EXIT_GATE_FAILED = 1
 EXIT_CANNOT_VALIDATE = 2
@@ -17,10 +19,12 @@ class ValidatorError(Exception):
 
     exit_code = EXIT_CANNOT_VALIDATE
 
-    def __init__(self, problem: str, fix: str = "") -> None:
+    def __init__(self, problem: str, fix: str = "", *, file: Path | None = None, line: int = 0) -> None:
         super().__init__(problem)
         self.problem = problem
         self.fix = fix
+        self.file = file  # the user's file at fault (config file, manifest), for annotations on it
+        self.line = line
 
     def __str__(self) -> str:
         return f"{self.problem}: {self.fix}" if self.fix else self.problem

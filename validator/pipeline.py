@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
@@ -26,7 +25,8 @@ from validator.model.fetch import FetchedModel, fetch_model
 from validator.model.lock import Resolver
 from validator.model.mlmodel import ModelFileError
 from validator.plan import PlannedStage
-from validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
+from validator.reporters import Reporter
+from validator.results import CheckResult, Stage, Status, ValidationReport
 from validator.settings import BuildNetwork, Options
 from validator.settings.options import EARLY_BUILD_CORES
 from validator.stages import STAGES, StageRunner
@@ -51,12 +51,6 @@ def remove_work_directory(workdir: Path) -> None:
         wait=wait_fixed(0.2),
         retry_error_callback=lambda state: None,  # past the bound, give up quietly: the verdict stands
     )(remove)
-
-
-class Reporter(Protocol):
-    def model_fetched(self, identity: ModelIdentity) -> None: ...
-    def check_finished(self, result: CheckResult) -> None: ...
-    def report_finished(self, report: ValidationReport) -> None: ...
 
 
 def _planned_requests(model: FetchedModel, options: Options) -> list[SampleRequest] | ModelFileError:
@@ -208,6 +202,8 @@ class Pipeline:
         answers: dict[Stage, StageAnswers],
         started: StageRunner | None = None,
     ) -> None:
+        for reporter in self.reporters:
+            reporter.stage_started(stage)
         if stage is not Stage.STATIC:
             run.model.download_rest()
         runner = started or STAGES[stage](run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from validator.errors import EXIT_CANNOT_VALIDATE, EXIT_GATE_FAILED, EXIT_PASSED
 
@@ -31,14 +32,15 @@ class Outcome:
     message: str = ""
     details: str = ""  # log tail or diff, shown in the report's system-out
     properties: Mapping[str, str] = field(default_factory=dict)  # facts for the report, e.g. image.digest
+    source: str = ""  # the user's file to blame (a request file), for annotations on that file
 
 
 def passed(message: str = "", details: str = "", properties: Mapping[str, str] | None = None) -> Outcome:
     return Outcome(Status.PASSED, message, details, properties or {})
 
 
-def failed(message: str, details: str = "") -> Outcome:
-    return Outcome(Status.FAILED, message, details)
+def failed(message: str, details: str = "", source: Path | None = None) -> Outcome:
+    return Outcome(Status.FAILED, message, details, source=str(source) if source else "")
 
 
 def skipped(reason: str) -> Outcome:
@@ -54,6 +56,7 @@ class CheckResult:
     message: str = ""
     details: str = ""
     properties: Mapping[str, str] = field(default_factory=dict)
+    source: str = ""
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,4 @@ def run_steps(stage: Stage, steps: Iterable[Step]) -> Iterator[CheckResult]:
             stopped = step.name
         outcomes[step.name] = outcome.status
         duration = time.monotonic() - started
-        yield CheckResult(
-            stage, step.name, outcome.status, duration, outcome.message, outcome.details, outcome.properties
-        )
+        yield CheckResult(stage=stage, name=step.name, duration_s=duration, **vars(outcome))

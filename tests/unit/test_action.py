@@ -10,13 +10,13 @@ import pytest
 import yaml
 from ruamel.yaml import YAML
 
-from validator.action import Validation, planned_validations, read_inputs, result_record, step_outputs
+from validator.action import command_line, read_inputs, result_records, step_outputs
 
 ROOT = Path(__file__).parents[2]
 SCHEMAS = files("check_jsonschema") / "builtin_schemas" / "vendor"
 
 
-def test_inputs_become_one_command_line_per_model_with_empty_inputs_left_out():
+def test_inputs_become_one_command_line_with_empty_inputs_left_out():
     env = {
         "INPUT_MODEL_URI": "models:/churn/3\nmodels:/fraud@candidate",
         "INPUT_STAGES": "static,venv",
@@ -25,31 +25,43 @@ def test_inputs_become_one_command_line_per_model_with_empty_inputs_left_out():
         "INPUT_DRY_RUN": "true",
         "GITHUB_TOKEN": "not an input",
     }
-    churn, fraud = planned_validations(read_inputs(env))
-    assert churn.argv == [
-        "validate", "models:/churn/3", "--output-dir", "mlflow-validator-report/models-churn-3",
+    assert command_line(read_inputs(env)) == [
+        "validate", "models:/churn/3", "models:/fraud@candidate", "--output-dir", "mlflow-validator-report",
         "--stages", "static,venv", "--dry-run",
     ]  # fmt: skip
-    assert fraud.output_dir == Path("mlflow-validator-report/models-fraud-candidate")
 
 
-def test_one_model_reports_into_the_report_dir_itself():
-    (only,) = planned_validations({"model-uri": "models:/churn/3", "report-dir": "out"})
-    assert only.output_dir == Path("out")
+def test_a_manifest_input_validates_its_changed_entries():
+    inputs = {"manifest": "mlflow-models.yaml", "base": "origin/main", "jobs": "2", "report-dir": "out"}
+    assert command_line(inputs) == [
+        "validate", "--output-dir", "out", "--manifest", "mlflow-models.yaml", "--base", "origin/main", "--jobs", "2",
+    ]  # fmt: skip
 
 
-def test_the_outputs_carry_the_worst_verdict_and_each_models_record(tmp_path):
-    passed = Validation("models:/a/1", tmp_path / "a", [])
-    failed = Validation("models:/b/1", tmp_path / "b", [])
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "image.json").write_text(json.dumps({"digest": "reg/a@sha256:1"}))
-    lines = step_outputs([result_record(passed, 0), result_record(failed, 1)], "out").splitlines()
-    assert lines[:2] == ["verdict=failed", "exit-code=1"]
-    results = json.loads(next(line for line in lines if line.startswith("results=")).removeprefix("results="))
-    assert [(r["model-uri"], r["verdict"], r["image-digest"]) for r in results] == [
-        ("models:/a/1", "passed", "reg/a@sha256:1"),
-        ("models:/b/1", "failed", ""),
+def test_one_models_outputs_come_from_its_report(tmp_path):
+    (tmp_path / "image.json").write_text(json.dumps({"digest": "reg/a@sha256:1"}))
+    inputs = {"model-uri": "models:/a/1", "report-dir": str(tmp_path)}
+    lines = step_outputs(result_records(inputs, 0), 0, str(tmp_path)).splitlines()
+    assert lines[:5] == [
+        "verdict=passed",
+        "exit-code=0",
+        f"junit-xml={tmp_path / 'junit.xml'}",
+        f"report-dir={tmp_path}",
+        "image-digest=reg/a@sha256:1",
     ]
+
+
+def test_several_models_outputs_carry_the_worst_verdict_and_each_models_record(tmp_path):
+    records = [
+        {"id": "prod/a", "model-uri": "models:/a/1", "verdict": "passed", "exit-code": 0},
+        {"id": "prod/b", "model-uri": "models:/b/1", "verdict": "failed", "exit-code": 1},
+    ]
+    (tmp_path / "results.json").write_text(json.dumps(records))
+    inputs = {"manifest": "mlflow-models.yaml", "report-dir": str(tmp_path)}
+    lines = step_outputs(result_records(inputs, 1), 1, str(tmp_path)).splitlines()
+    assert lines[:3] == ["verdict=failed", "exit-code=1", f"junit-xml={tmp_path / 'junit.xml'}"]
+    results = json.loads(next(line for line in lines if line.startswith("results=")).removeprefix("results="))
+    assert results == records
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,15 @@ from pathlib import Path
 from validator.reporters.github import (
     ANNOTATIONS_PER_KIND,
     SUMMARY_LIMIT_BYTES,
+    Blame,
     GitHubReporter,
     bounded_summary,
+    check_annotations,
+    error_on_file,
     escape_data,
     escape_property,
+    models_summary,
+    within_budget,
 )
 from validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
 
@@ -60,3 +65,44 @@ def test_the_summary_keeps_within_githubs_limit():
     text = bounded_summary(ValidationReport(IDENTITY, huge), "")
     assert len(text.encode()) <= SUMMARY_LIMIT_BYTES
     assert text.startswith("## ❌ `models:/churn/3`")
+
+
+def test_a_failure_a_request_file_caused_is_annotated_on_that_file(tmp_path):
+    request = tmp_path / "requests" / "big-batch.json"
+    check = CheckResult(Stage.DOCKER, "answers", Status.FAILED, 0.1, "1 of 3 request(s) failed", source=str(request))
+    (command,) = check_annotations(ValidationReport(IDENTITY, [check]), workspace=tmp_path)
+    assert (
+        command
+        == "::error file=requests/big-batch.json,title=mlflow-validator docker answers::1 of 3 request(s) failed"
+    )
+
+
+def test_several_models_share_one_budget_and_point_at_their_manifest_line(tmp_path):
+    manifest = tmp_path / "mlflow-models.yaml"
+    failures = [CheckResult(Stage.VENV, f"check-{i}", Status.FAILED, 0.0, "no") for i in range(6)]
+    found = [
+        command
+        for line, label in ((4, "prod/churn"), (7, "staging/churn"))
+        for command in check_annotations(ValidationReport(IDENTITY, failures), tmp_path, label, Blame(manifest, line))
+    ]
+    shown = within_budget(found)
+    assert shown[0] == "::error file=mlflow-models.yaml,line=4,title=mlflow-validator prod/churn venv check-0::no"
+    assert shown[6].startswith("::error file=mlflow-models.yaml,line=7,title=mlflow-validator staging/churn")
+    assert shown[-1].startswith("::notice::2 more")
+
+
+def test_a_file_outside_the_workspace_is_not_named(tmp_path):
+    assert (
+        error_on_file("bad", Path("/etc/mlflow-validator.yaml"), 3, tmp_path) == "::error title=mlflow-validator::bad"
+    )
+    inside = error_on_file("bad: x", tmp_path / "mlflow-validator.yaml", 3, tmp_path)
+    assert inside == "::error file=mlflow-validator.yaml,line=3,title=mlflow-validator::bad: x"
+
+
+def test_several_models_summary_opens_with_a_verdict_per_model():
+    reports = {
+        "prod/churn": ValidationReport(IDENTITY, [CheckResult(Stage.STATIC, "pinned", Status.PASSED, 0.0)]),
+        "staging/churn": ValidationReport(IDENTITY, [CheckResult(Stage.STATIC, "pinned", Status.FAILED, 0.0, "x")]),
+    }
+    text = models_summary(reports, "")
+    assert "| prod/churn | ✅ PASSED" in text and "| staging/churn | ❌ FAILED" in text

@@ -17,13 +17,14 @@ from validator.model.fetch import FetchedModel
 from validator.model.files import ModelFiles
 from validator.pipeline import Pipeline
 from validator.plan import plan_stages
+from validator.reporters import Reporter
 from validator.results import CheckResult, ModelIdentity, Outcome, Stage, Status, ValidationReport, failed, passed
 from validator.settings import Options
 from validator.stages.context import RunContext
 from validator.steps import Step
 
 
-class RecordingReporter:
+class RecordingReporter(Reporter):
     def __init__(self) -> None:
         self.fetched: list[ModelIdentity] = []
         self.results: list[CheckResult] = []

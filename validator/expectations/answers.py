@@ -155,7 +155,7 @@ def answer_problem(request: SampleRequest, answer: Answer) -> str:
 
 def check_answers(requests: list[SampleRequest], answers: StageAnswers) -> Outcome:
     """Every request that calls for an answer got a 200. MLflow refusing another payload format is a warning."""
-    problems, refused = [], []
+    problems, refused, blamed = [], [], []
     expecting = [r for r in requests if r.expect is not Expect.REJECTION]
     for request in expecting:
         answer = answers.answers[request.name]
@@ -163,8 +163,10 @@ def check_answers(requests: list[SampleRequest], answers: StageAnswers) -> Outco
             refused.append(f"{request.origin}: {_error_text(answer)}")
         elif problem := answer_problem(request, answer):
             problems.append(problem)
+            blamed.append(request.path)
     if problems:
-        return failed(f"{len(problems)} of {len(expecting)} request(s) failed; {problems[0]}", "\n".join(problems))
+        message = f"{len(problems)} of {len(expecting)} request(s) failed; {problems[0]}"
+        return failed(message, "\n".join(problems), source=blamed[0])
     if refused:
         return Outcome(
             Status.WARNED,
@@ -247,7 +249,7 @@ def check_expected_responses(requests: list[SampleRequest], answers: StageAnswer
         try:
             expected = _expected_body(request.expected_response)
         except ValueError as exc:
-            return failed(f"{exc}: fix the expected response")
+            return failed(f"{exc}: fix the expected response", source=request.expected_response)
         actual = answers.answers[request.name].json()
         if not (isinstance(expected, dict) and "predictions" in expected) and isinstance(actual, dict):
             actual = actual.get("predictions")
@@ -257,6 +259,7 @@ def check_expected_responses(requests: list[SampleRequest], answers: StageAnswer
                 f"the {answers.stage}'s answer to {request.origin} is not the expected response "
                 f"{request.expected_response.name}: {summary}",
                 listing,
+                source=request.path,
             )
     return passed(f"{len(with_expected)} answer(s) match their expected responses")
 

@@ -37,6 +37,7 @@ class SampleRequest:
     origin: str  # where the request came from, said in failure messages
     expect: Expect = Expect.ANSWER
     expected_response: Path | None = None
+    path: Path | None = None  # the user's request file, when it came from one
 
 
 def user_requests(directory: Path) -> list[SampleRequest]:
@@ -53,6 +54,7 @@ def user_requests(directory: Path) -> list[SampleRequest]:
                 content_type=CSV if path.suffix == ".csv" else JSON,
                 origin=f"request file {path.name}",
                 expected_response=expected if expected.is_file() else None,
+                path=path,
             )
         )
     return found

@@ -8,12 +8,16 @@ are the Action's (`validator/action.py`), which may run several models.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
+from validator.reporters import Reporter
 from validator.reporters.console import VERDICTS
-from validator.results import CheckResult, ModelIdentity, Status, ValidationReport
+from validator.results import ModelIdentity, Status, ValidationReport
 
 SUMMARY_LIMIT_BYTES = 1024 * 1024
 ANNOTATIONS_PER_KIND = 10
@@ -68,19 +72,56 @@ def summary(report: ValidationReport, tracking_uri: str, details_limit: int = DE
     return "\n".join(lines) + "\n"
 
 
-def bounded_summary(report: ValidationReport, tracking_uri: str) -> str:
-    """The summary within GitHub's limit: the details shrink first, then the table goes."""
+def bounded_summary(report: ValidationReport, tracking_uri: str, limit: int = SUMMARY_LIMIT_BYTES) -> str:
+    """The summary within `limit` bytes (GitHub's): the details shrink first, then the table goes."""
     for details_limit in (DETAILS_LIMIT_CHARS, 500, 0):
         text = summary(report, tracking_uri, details_limit)
-        if len(text.encode()) <= SUMMARY_LIMIT_BYTES:
+        if len(text.encode()) <= limit:
             return text
     return f"## {VERDICT_ICONS[report.exit_code]} {report.identity.uri}: {VERDICTS[report.exit_code]}\n"
 
 
-def workflow_commands(report: ValidationReport) -> list[str]:
-    commands = []
+@dataclass(frozen=True)
+class Blame:
+    """Where in the repository a model's annotations point when a check names no file: its manifest line."""
+
+    path: Path
+    line: int
+
+
+def _file_property(path: Path, workspace: Path, line: int = 0) -> str:
+    """`file=` (and `line=`) for a file of the repository; nothing for a file outside it."""
+    try:
+        relative = path.absolute().relative_to(workspace.absolute())
+    except ValueError:
+        return ""
+    return f"file={escape_property(relative.as_posix())}" + (f",line={line}" if line else "")
+
+
+def check_annotations(
+    report: ValidationReport, workspace: Path, label: str = "", blame: Blame | None = None
+) -> list[str]:
+    """A workflow command per failed, errored or warned check, on the file to blame when there is one."""
+    found = []
     for status, kind in ((Status.FAILED, "error"), (Status.ERROR, "error"), (Status.WARNED, "warning")):
-        commands += [_annotation(kind, check) for check in report.checks if check.status is status]
+        for check in (c for c in report.checks if c.status is status):
+            if check.source:
+                where = _file_property(Path(check.source), workspace)
+            else:
+                where = _file_property(blame.path, workspace, blame.line) if blame else ""
+            title = escape_property(" ".join(filter(None, ("mlflow-validator", label, check.stage.value, check.name))))
+            found.append(f"::{kind} {where + ',' if where else ''}title={title}::{escape_data(check.message)}")
+    return found
+
+
+def error_on_file(message: str, path: Path, line: int, workspace: Path) -> str:
+    """An error annotation on a file of the repository (the config file, the manifest)."""
+    where = _file_property(path, workspace, line)
+    return f"::error {where + ',' if where else ''}title=mlflow-validator::{escape_data(message)}"
+
+
+def within_budget(commands: list[str]) -> list[str]:
+    """GitHub shows ANNOTATIONS_PER_KIND of each kind per step: those, and one notice counting the rest."""
     errors = [c for c in commands if c.startswith("::error")]
     warnings = [c for c in commands if c.startswith("::warning")]
     shown = errors[:ANNOTATIONS_PER_KIND] + warnings[:ANNOTATIONS_PER_KIND]
@@ -90,26 +131,33 @@ def workflow_commands(report: ValidationReport) -> list[str]:
     return shown
 
 
-def _annotation(kind: str, check: CheckResult) -> str:
-    title = escape_property(f"mlflow-validator {check.stage.value} {check.name}")
-    return f"::{kind} title={title}::{escape_data(check.message)}"
+def append_summary(env: Mapping[str, str], text: str) -> None:
+    """One write on an append-only descriptor, so summaries from parallel processes do not interleave."""
+    if path := env.get("GITHUB_STEP_SUMMARY"):
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(descriptor, text.encode())
+        finally:
+            os.close(descriptor)
 
 
-class GitHubReporter:
+def models_summary(reports: dict[str, ValidationReport], tracking_uri: str) -> str:
+    """Several models: a verdict table, then each model's own summary, within GitHub's limit."""
+    lines = ["# mlflow-validator", "", "| model | result |", "| --- | --- |"]
+    lines += [f"| {label} | {VERDICT_ICONS[r.exit_code]} {VERDICTS[r.exit_code]} |" for label, r in reports.items()]
+    head = "\n".join(lines) + "\n\n"
+    room = SUMMARY_LIMIT_BYTES - len(head.encode())
+    parts = [bounded_summary(report, tracking_uri, room // max(1, len(reports))) for report in reports.values()]
+    return head + "\n".join(parts)
+
+
+class GitHubReporter(Reporter):
     def __init__(self, env: Mapping[str, str], tracking_uri: str, stream: TextIO | None = None) -> None:
         self.env = env
         self.tracking_uri = tracking_uri
         self.stream = stream or sys.stdout
 
-    def model_fetched(self, identity: ModelIdentity) -> None:
-        pass
-
-    def check_finished(self, result: CheckResult) -> None:
-        pass
-
     def report_finished(self, report: ValidationReport) -> None:
-        for command in workflow_commands(report):
+        for command in within_budget(check_annotations(report, Path(self.env.get("GITHUB_WORKSPACE", ".")))):
             print(command, file=self.stream, flush=True)
-        if path := self.env.get("GITHUB_STEP_SUMMARY"):
-            with open(path, "a", encoding="utf-8") as summary_file:
-                summary_file.write(bounded_summary(report, self.tracking_uri))
+        append_summary(self.env, bounded_summary(report, self.tracking_uri))

@@ -51,9 +51,17 @@ def load_config_file(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise UsageError(f"cannot read config file {path} ({exc.strerror})", "check the --config path") from None
     except yaml.YAMLError as exc:
-        raise UsageError(f"config file {path} is not valid YAML ({_one_line(exc)})", "fix its syntax") from None
+        mark = getattr(exc, "problem_mark", None)
+        raise UsageError(
+            f"config file {path} is not valid YAML ({_one_line(exc)})",
+            "fix its syntax",
+            file=path,
+            line=mark.line + 1 if mark is not None else 0,
+        ) from None
     if not isinstance(tree, Mapping):
-        raise UsageError(f"config file {path} must be a mapping of settings", "see the README's options table")
+        raise UsageError(
+            f"config file {path} must be a mapping of settings", "see the README's options table", file=path
+        )
     flat = _flatten(tree)
     inner = [
         f"{key}.{name}"
@@ -66,6 +74,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
             raise UsageError(
                 f"unknown setting '{key}' in {path}{did_you_mean(key, CONFIG_KEYS + FIXED_KEYS)}",
                 "see the README's options table for the known settings",
+                file=path,
             )
     return flat
 
