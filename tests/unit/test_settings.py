@@ -27,8 +27,10 @@ def test_the_shipped_json_schema_is_generated_from_the_declarations():
 
 
 def is_ci_file(config: dict) -> bool:
-    """A GitHub workflow (`jobs:`) or a GitLab CI file (a job is a mapping with a `script`)."""
-    return "jobs" in config or any(isinstance(value, dict) and "script" in value for value in config.values())
+    """A GitHub workflow (`jobs:`), a GitLab CI file (a job is a mapping with a `script`), or a deployment
+    manifest (`environments:`): YAML the README shows that is not the validator's config."""
+    jobs = any(isinstance(value, dict) and "script" in value for value in config.values())
+    return "jobs" in config or "environments" in config or jobs
 
 
 def test_every_yaml_example_in_the_readme_that_configures_the_validator_fits_the_schema():
