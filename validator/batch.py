@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from validator import commands
+from validator.errors import EXIT_CANNOT_VALIDATE, Cancelled
 from validator.manifest import Manifest, ResolvedChange
 from validator.reporters.console import VERDICTS
 from validator.reporters.github import Blame, append_summary, check_annotations, models_summary, within_budget
 from validator.reporters.junit import render_models
 from validator.reporters.record import REPORT_FILE, from_json
 from validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport, verdict_word
+from validator.stages.docker.stage import IMAGE_RECORD
 
 RESULTS_FILE = "results.json"
 MODEL_TIMEOUT_S = 3 * 3600  # every stage is bounded by its own timeouts; this bounds their sum
@@ -53,7 +55,7 @@ class TargetResult:
     output_dir: Path
 
     def record(self) -> dict[str, str | int]:
-        image = self.output_dir / "image.json"
+        image = self.output_dir / IMAGE_RECORD
         return {
             "id": self.target.label,
             "model-uri": self.target.model_uri,
@@ -100,6 +102,8 @@ class Batch:
             except BaseException:  # SIGTERM or Ctrl-C on this thread: the children get SIGTERM and clean up
                 self.abort.set()
                 pool.shutdown(wait=True, cancel_futures=True)
+                # The models that were reached are in the report, the cancelled ones with their interruption.
+                self._report([f.result() for f in futures if f.done() and not f.cancelled() and not f.exception()])
                 raise
         self._report(results)
         return max((result.exit_code for result in results), default=0)
@@ -115,26 +119,32 @@ class Batch:
         argv = [sys.executable, "-m", "validator", "validate", target.model_uri, "--output-dir", str(output_dir)]
         argv += ["--junit-xml", str(output_dir / "junit.xml"), *self.common_flags, *target.flags]
         self._print(f"[{target.label}] validating {target.model_uri}")
-        with commands.abortable(self.abort):
-            done = commands.run(
-                argv,
-                env=self._child_env(),
-                timeout_s=MODEL_TIMEOUT_S,
-                check=False,
-                on_line=lambda line: self._print(line if self.jobs == 1 else f"[{target.label}] {line}"),
-                grace_s=CLEANUP_GRACE_S,
-            )
+        for stale in (REPORT_FILE, IMAGE_RECORD):  # an earlier run's, in a reused output directory
+            (output_dir / stale).unlink(missing_ok=True)
+        try:
+            with commands.abortable(self.abort):
+                done = commands.run(
+                    argv,
+                    env=self._child_env(),
+                    timeout_s=MODEL_TIMEOUT_S,
+                    check=False,
+                    on_line=lambda line: self._print(line if self.jobs == 1 else f"[{target.label}] {line}"),
+                    grace_s=CLEANUP_GRACE_S,
+                )
+            exit_code, last_line = done.returncode, commands.last_line(done.output)
+        except Cancelled:  # the child got SIGTERM and had its grace to clean up and write its report
+            exit_code, last_line = EXIT_CANNOT_VALIDATE, "cancelled before the model was reached"
         report_file = output_dir / REPORT_FILE
         if report_file.is_file():
             report = from_json(report_file.read_text())
         else:  # stopped before reaching the model (not found, a bad setting): its error is the whole report
-            problem = commands.last_line(done.output).removeprefix("mlflow-validator: error: ")
+            problem = last_line.removeprefix("mlflow-validator: error: ")
             report = ValidationReport(
                 ModelIdentity(target.model_uri, target.label),
-                [CheckResult(Stage.STATIC, "model", Status.ERROR, done.duration_s, problem)],
+                [CheckResult(Stage.STATIC, "model", Status.ERROR, 0.0, problem)],
             )
-        self._print(f"[{target.label}] {VERDICTS.get(done.returncode, 'COULD NOT VALIDATE')}")
-        return TargetResult(target, done.returncode, report, output_dir)
+        self._print(f"[{target.label}] {VERDICTS.get(exit_code, 'COULD NOT VALIDATE')}")
+        return TargetResult(target, exit_code, report, output_dir)
 
     def _print(self, line: str) -> None:
         with self.print_lock:

@@ -230,6 +230,8 @@ def validate_several(
     else:
         for uri in uris:
             parse_model_uri(uri)
+        if len(set(uris)) < len(uris):
+            raise UsageError("a model URI is given twice", "name each model once")
         targets = [Target(uri, uri) for uri in uris]
     tracking_uri = options.tracking_uri or env.get("MLFLOW_TRACKING_URI", "")
     batch = Batch(

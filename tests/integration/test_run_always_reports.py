@@ -141,3 +141,34 @@ def test_sigterm_while_a_stage_runs_still_writes_the_report(registered, tmp_path
     assert read_report(out / "junit.xml")["docker"] == {"docker": "skipped"}
     assert (out / "mlflow-validator.log").is_file()
     assert_nothing_left(scratch)
+
+
+def test_sigterm_while_several_models_run_stops_each_and_reports_them_all(tmp_path):
+    """A cancelled CI job validating two models at once: each child gets SIGTERM and cleans up after
+    itself, the merged report names both interruptions, exit 2, nothing left behind."""
+    out, scratch = tmp_path / "out", tmp_path / "scratch"
+    scratch.mkdir()
+    for name in ("model-a", "model-b"):
+        shutil.copytree(EXAMPLE, tmp_path / name)
+    command = [sys.executable, "-m", "validator", "validate", "model-a", "model-b", "--jobs", "2"]
+    command += ["--stages", "static,venv", "--output-dir", str(out)]
+    child = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )  # fmt: skip
+    assert child.stdout is not None
+    seen: list[str] = []
+    for line in child.stdout:
+        seen.append(line)
+        if sum(" venv " in earlier for earlier in seen) >= 2:  # both models are in the venv stage
+            break
+    child.send_signal(signal.SIGTERM)
+    stdout, stderr = child.communicate(timeout=180)
+    assert child.returncode == 2, "".join(seen) + stdout + stderr
+    assert_one_line(stderr, "cancelled", "removed")
+    models = {suite.get("name"): suite for suite in ET.parse(out / "junit.xml").getroot()}
+    assert set(models) == {"model-a", "model-b"}
+    for suite in models.values():
+        messages = [error.get("message", "") for error in suite.iter("error")]
+        assert any("cancelled by SIGTERM" in message for message in messages)
+    assert_nothing_left(scratch)

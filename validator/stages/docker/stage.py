@@ -56,6 +56,7 @@ from validator.stages.docker.image import (
 from validator.steps import Step, steps_for
 
 T = TypeVar("T")
+IMAGE_RECORD = "image.json"  # the kept image's tag, ID and digest, in the output directory
 BUILD_STEP = re.compile(r"^#\d+ \[\d+/\d+\] ")  # BuildKit's plain progress names each step once
 
 
@@ -89,7 +90,7 @@ class DockerStage:
             run.workdir / "docker-dependencies",
             run.output_dir / "answers" / "container",
             run.output_dir / "docker-build.log",
-            run.output_dir / "image.json",
+            run.output_dir / IMAGE_RECORD,
         )
         self.run_id = run.run_id
         self.labels = {LABEL: run.run_id}
