@@ -243,9 +243,27 @@ CHECKS = (
     ),
     Check(
         VENV,
+        "generated-inputs",
+        "an input built from the input signature (Hypothesis: `generated.examples` of them with `generated.seed`, "
+        "and each type's extremes) makes the model raise, answer 5xx, hang or die, or answer something the output "
+        "signature forbids; a 4xx from MLflow's schema enforcement or a deliberate MlflowException is a legitimate "
+        "refusal. The smallest failing input is saved as a request file. Policy `warn` unless set; the inputs "
+        "answered 200 are asked again in the docker stage and compared (matches-venv)",
+        requires=AFTER_VENV_ANSWERS,
+        has_policy=True,
+    ),
+    Check(
+        VENV,
         "changed-vs-baseline",
         "(only with `--baseline`) more than `max_changed_fraction` of the values changed; (exit 2) the baseline "
         "itself cannot answer",
+        requires=AFTER_VENV_ANSWERS,
+    ),
+    Check(
+        VENV,
+        "team-checks",
+        "(only with `--checks DIR`) a test of the team's fails (pytest's assertion message), or cannot run (a "
+        "syntax error: exit 2): each test is a result of its own, named by its node id",
         requires=AFTER_VENV_ANSWERS,
     ),
     Check(DOCKER, "generate-dockerfile", "(exit 2) MLflow's generator fails"),
@@ -303,6 +321,7 @@ CHECKS = (
         requires=AFTER_CONTAINER_ANSWERS,
     ),
     Check(DOCKER, "timing", "as in the venv stage, for the container's answers", requires=AFTER_CONTAINER_ANSWERS),
+    Check(DOCKER, "team-checks", "as in the venv stage, against the container", requires=("start-container",)),
     Check(
         DOCKER,
         "keep-image",

@@ -19,6 +19,7 @@ import yaml
 from validator import __version__, commands
 from validator.batch import Batch, Target, manifest_target
 from validator.errors import EXIT_CANNOT_VALIDATE, EXIT_INTERNAL_ERROR, Cancelled, UsageError, ValidatorError
+from validator.expectations.team import EXAMPLE_FILE, example_checks
 from validator.manifest import (
     DEFAULT_MANIFEST,
     Manifest,
@@ -29,7 +30,8 @@ from validator.manifest import (
     plan_record,
     select,
 )
-from validator.model.fetch import parse_model_uri
+from validator.model.fetch import fetch_model, parse_model_uri
+from validator.model.mlmodel import ModelFileError
 from validator.pipeline import Pipeline
 from validator.plan import plan_stages
 from validator.reporters import Reporter
@@ -121,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"with --format gitlab, the component the child pipeline includes (default: {COMPONENT})",
     )
     _add_setting_flags(plan)
+    init = commands.add_parser("init-checks", help="write an example of the team's own checks for a model")
+    init.add_argument("checks_directory", metavar="DIR", type=Path, help="where to write test_model.py")
+    init.add_argument("model_uri", metavar="MODEL_URI", nargs="*", help="the model the example is written for")
+    _add_setting_flags(init)
     config = commands.add_parser("config", help="print every setting as resolved here, and where it came from")
     _add_setting_flags(config)
     return parser
@@ -240,6 +246,25 @@ def validate_several(
     return batch.run()
 
 
+def init_checks(options: Options, directory: Path) -> int:
+    """test_model.py in `directory`, written for the model's signature (fetched, small files only)."""
+    if not options.model_uri:
+        raise UsageError("init-checks writes its example for one model", f"run `{PROG} init-checks DIR MODEL_URI`")
+    target = directory / EXAMPLE_FILE
+    if target.exists():
+        raise UsageError(f"{target} exists", "choose another directory, or remove the file")
+    with tempfile.TemporaryDirectory(prefix="mlflow-validator-") as scratch:
+        model = fetch_model(options, Path(scratch) / "model", static_files_only=True)
+        try:
+            inputs = model.files.mlmodel.signature.inputs
+        except ModelFileError as exc:
+            raise UsageError(f"cannot read {options.model_uri}: {exc}", "validate the model to see why") from None
+    directory.mkdir(parents=True, exist_ok=True)
+    target.write_text(example_checks(options.model_uri, directory, inputs))
+    print(f"wrote {target}: run it with `{PROG} validate {options.model_uri} --checks {directory}`")
+    return 0
+
+
 def _annotate(exc: ValidatorError, env: Mapping[str, str]) -> None:
     """On GitHub, an error about a file of the repository is also an annotation on that file."""
     if env.get("GITHUB_ACTIONS") == "true" and exc.file is not None:
@@ -276,6 +301,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         args: dict[str, Any] = vars(build_parser().parse_args(argv))
         command = args.pop("command")
         selection = {key: args.pop(key, None) for key in SELECTION}
+        checks_directory = args.pop("checks_directory", None)
         uris = args.pop("model_uri", [])
         options = resolve_options({"model_uri": uris[0] if len(uris) == 1 else "", **args}, env, cwd or Path.cwd())
         if options.debug:
@@ -286,6 +312,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             return 0
         if command == "plan":
             return plan(options, selection)
+        if command == "init-checks":
+            return init_checks(options, checks_directory)
         if (selection["base"] or selection["entry"]) and not selection["manifest"]:
             raise UsageError("--base and --entry select manifest entries", "add --manifest mlflow-models.yaml")
         if selection["manifest"] or len(uris) > 1:

@@ -89,6 +89,15 @@ def cancel(signum: int, frame: FrameType | None) -> None:
     raise raised
 
 
+def _located(args: Sequence[str | Path], env: Mapping[str, str] | None) -> tuple[tuple[str, ...], str]:
+    """The command's arguments as strings, and its executable found on `env`'s PATH (else ours)."""
+    argv = tuple(str(arg) for arg in args)
+    executable = shutil.which(argv[0], path=env.get("PATH") if env is not None else None)
+    if executable is None:
+        raise CommandError(f"`{argv[0]}` is not installed or not on PATH", "install it and retry")
+    return argv, executable
+
+
 def run(
     args: Sequence[str | Path],
     *,
@@ -110,10 +119,7 @@ def run(
     timeout), and so does `on_line`. On a cancellation the process is killed, or with `grace_s` sent
     SIGTERM and given that long to clean up after itself (a validation removing its containers).
     """
-    argv = tuple(str(arg) for arg in args)
-    executable = shutil.which(argv[0], path=env.get("PATH") if env is not None else None)
-    if executable is None:
-        raise CommandError(f"`{argv[0]}` is not installed or not on PATH", "install it and retry")
+    argv, executable = _located(args, env)
     log.debug("$ %s", shlex.join(argv))
     started = time.monotonic()
     with SPAWNING:
@@ -163,7 +169,31 @@ def run(
     return result
 
 
-def _stop(process: subprocess.Popen[str], grace_s: float) -> None:
+@contextmanager
+def background(
+    args: Sequence[str | Path], *, env: Mapping[str, str], cwd: Path, output_file: Path, grace_s: float
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A process that runs while the block does (a model process serving questions), its output in
+    `output_file`. Leaving the block stops it: SIGTERM, then SIGKILL after `grace_s`."""
+    argv, executable = _located(args, env)
+    log.debug("$ %s &", shlex.join(argv))
+    with open(output_file, "wb") as output, SPAWNING:
+        process = subprocess.Popen(
+            [executable, *argv[1:]],
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        SPAWNING.raise_deferred()
+        yield process
+    finally:
+        _stop(process, grace_s)
+
+
+def _stop(process: subprocess.Popen[str] | subprocess.Popen[bytes], grace_s: float) -> None:
     if grace_s:
         process.terminate()
         with suppress(subprocess.TimeoutExpired):

@@ -36,6 +36,22 @@ def model_process_env(
     }
 
 
+CHECKS_ENV_ALLOWED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH")
+CONTEXT_VARIABLE = "MLFLOW_VALIDATOR_CHECKS_CONTEXT"  # names the file telling the checks' plugin where the model is
+
+
+def checks_process_env(env: Mapping[str, str], *, home: Path, context: Path) -> dict[str, str]:
+    """The team's checks see where to find the model (`context`) and nothing of the CI's secrets or of
+    what the model is given: the model's secrets stay the model's."""
+    return {
+        **_allowed(env, CHECKS_ENV_ALLOWED),
+        "HOME": str(home),
+        "TMPDIR": str(home),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        CONTEXT_VARIABLE: str(context),
+    }
+
+
 def proxy_env(network: BuildNetwork) -> dict[str, str]:
     pairs = {"HTTP_PROXY": network.http_proxy, "HTTPS_PROXY": network.https_proxy, "NO_PROXY": network.no_proxy}
     return {name: value for name, value in pairs.items() if value}

@@ -33,6 +33,7 @@ class Outcome:
     details: str = ""  # log tail or diff, shown in the report's system-out
     properties: Mapping[str, str] = field(default_factory=dict)  # facts for the report, e.g. image.digest
     source: str = ""  # the user's file to blame (a request file), for annotations on that file
+    cases: tuple[CheckResult, ...] = ()  # a step that ran many tests reports each (status: the worst of them)
 
 
 def passed(message: str = "", details: str = "", properties: Mapping[str, str] | None = None) -> Outcome:

@@ -76,7 +76,7 @@ def test_data_frame_model_answers_every_payload_format_and_rejects_invalid_input
     result = validate(run_cli, tracking_uri, "models:/frame-model/1")
     assert result.returncode == 0, result.stdout + result.stderr
     venv = report_of(tmp_path)["venv"]
-    for check in ("answers", "rejects-invalid-input", "deterministic", "output-contract", "timing"):
+    for check in ("answers", "rejects-invalid-input", "deterministic", "output-contract", "timing", "generated-inputs"):
         assert venv[check] == "passed", check
     out = answers_dir(tmp_path)
     assert saved_answer(out, "venv", "derived-csv") == saved_answer(out, "venv", "input-example")
@@ -94,6 +94,7 @@ def test_data_frame_model_answers_every_payload_format_and_rejects_invalid_input
 def test_tensor_and_dict_inputs_are_answered_in_their_formats(run_cli, tracking_uri, tmp_path, model, derived):
     result = validate(run_cli, tracking_uri, f"models:/{model}/1")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert report_of(tmp_path)["venv"]["generated-inputs"] == "passed", "no false alarm from generated inputs"
     for name in ("input-example", "derived-single-row", "derived-batch", *derived):
         assert (answers_dir(tmp_path) / "answers" / "venv" / f"{name}.json").is_file(), name
 
@@ -101,6 +102,7 @@ def test_tensor_and_dict_inputs_are_answered_in_their_formats(run_cli, tracking_
 def test_params_are_sent_with_the_example_values_and_with_their_defaults(run_cli, tracking_uri, tmp_path):
     result = validate(run_cli, tracking_uri, "models:/params-model/1")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert report_of(tmp_path)["venv"]["generated-inputs"] == "passed", "params within their types are answered"
     out = answers_dir(tmp_path)
     assert saved_answer(out, "venv", "input-example") == {"predictions": [1.0, 3.0, 5.0]}  # scale 2.0
     assert saved_answer(out, "venv", "derived-params-defaults") == {"predictions": [0.5, 1.5, 2.5]}  # scale 1.0

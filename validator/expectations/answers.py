@@ -61,6 +61,7 @@ class StageAnswers:
     load_seconds: float = 0.0
     latency_seconds: list[float] = field(default_factory=list)
     installed: dict[str, str] = field(default_factory=dict)  # canonical distribution name -> version
+    generated: list[SampleRequest] = field(default_factory=list)  # generated inputs answered 200: asked again later
 
     def save(self, directory: Path) -> None:
         """Each answer's body as <name>.json, and index.json with statuses and timings, next to the report."""

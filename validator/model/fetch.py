@@ -51,6 +51,7 @@ class FetchedModel:
     files: ModelFiles  # the directory, the store's listing, and the files' typed views
     identity: ModelIdentity
     pending: list[str] = field(default_factory=list)  # listed, not downloaded yet
+    tags: dict[str, str] = field(default_factory=dict)  # the registered version's (or the run's) tags
     download: Callable[[str], None] | None = None
 
     @property
@@ -167,17 +168,20 @@ def _model_root(dest: Path) -> Path:
     return roots[0]
 
 
-def _identity(client: Any, ref: ModelReference) -> ModelIdentity:
+def _identity(client: Any, ref: ModelReference) -> tuple[ModelIdentity, dict[str, str]]:
+    """Who the model is, and its tags: the version's for a registered model, the run's for runs:/."""
     if ref.run_id:
         run = client.get_run(ref.run_id)
-        return ModelIdentity(uri=ref.uri, name=run.info.run_name or ref.run_id, run_id=ref.run_id, source=ref.uri)
+        identity = ModelIdentity(uri=ref.uri, name=run.info.run_name or ref.run_id, run_id=ref.run_id, source=ref.uri)
+        return identity, dict(run.data.tags)
     if ref.alias:
         version = client.get_model_version_by_alias(ref.name, ref.alias)
     else:
         version = client.get_model_version(ref.name, ref.version)
-    return ModelIdentity(
+    identity = ModelIdentity(
         uri=ref.uri, name=version.name, version=str(version.version), run_id=version.run_id or "", source=version.source
     )
+    return identity, dict(version.tags or {})
 
 
 def _list_recursively(repo: Any, path: str = "") -> dict[str, int | None]:
@@ -212,7 +216,7 @@ def fetch_model(options: Options, dest: Path, *, static_files_only: bool) -> Fet
             return bounded_registry_call(call, ref, tracking_uri, timeout)
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
-    identity = bounded(lambda: _identity(client, ref))
+    identity, tags = bounded(lambda: _identity(client, ref))
     if ref.run_id:
         # MLflow 3 serves runs:/ through a logged-model indirection that lists paths it cannot
         # download one by one; fetch the whole model instead.
@@ -221,7 +225,7 @@ def fetch_model(options: Options, dest: Path, *, static_files_only: bool) -> Fet
         dest.mkdir(parents=True)
         bounded(lambda: mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(dest)))
         root = _model_root(dest)
-        return _with_mlflow_version(ModelFiles(root, _local_listing(root)), identity)
+        return replace(_with_mlflow_version(ModelFiles(root, _local_listing(root)), identity), tags=tags)
     repo = bounded(lambda: get_artifact_repository(ref.uri, tracking_uri=tracking_uri, registry_uri=registry_uri))
     listing = bounded(lambda: _list_recursively(repo))
     if "MLmodel" not in listing:
@@ -236,6 +240,7 @@ def fetch_model(options: Options, dest: Path, *, static_files_only: bool) -> Fet
     for path in now:
         download(path)
     fetched = _with_mlflow_version(ModelFiles(dest, listing), identity)
+    fetched.tags = tags
     fetched.pending = [path for path in listing if path not in now]
     fetched.download = download
     return fetched

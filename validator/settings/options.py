@@ -69,7 +69,13 @@ class Timeouts:
         180, t.SECONDS, "the serving container answering /ping", env=("MLFLOW_VALIDATOR_TIMEOUT_CONTAINER_START",)
     )
     request: float = setting(
-        60, t.SECONDS, "each request to the serving container", env=("MLFLOW_VALIDATOR_TIMEOUT_REQUEST",)
+        60,
+        t.SECONDS,
+        "each request to the serving container or the venv's model process",
+        env=("MLFLOW_VALIDATOR_TIMEOUT_REQUEST",),
+    )
+    checks: float = setting(
+        600, t.SECONDS, "the team's checks (--checks), per stage", env=("MLFLOW_VALIDATOR_TIMEOUT_CHECKS",)
     )
 
 
@@ -143,6 +149,19 @@ class RequestSettings:
     )
     batch_size: int = setting(16, t.WHOLE, "rows in the derived batch request")
     latency_samples: int = setting(20, t.WHOLE, "repeats of the input example for the latency percentiles")
+
+
+@dataclass(frozen=True)
+class GeneratedInputs:
+    """What the generated-inputs check asks the model, built from its input signature by Hypothesis."""
+
+    examples: int = setting(
+        50,
+        t.WHOLE,
+        "generated inputs asked of the model, beyond the extremes of each type",
+        env=("MLFLOW_VALIDATOR_GENERATED_EXAMPLES",),
+    )
+    seed: int = setting(1, t.WHOLE, "Hypothesis' random seed, printed in the report: a seed asks the same inputs")
 
 
 @dataclass(frozen=True)
@@ -332,8 +351,16 @@ class Options:
     checks: Mapping[str, Policy] = setting(
         {},
         t.policies_type(list(POLICY_CHECKS)),
-        "`error`, `warn` or `off` per check (see the check table)",
-        default_text="`error` for every check but `sandbox`, which is `warn` unless `CI` is set",
+        "`error`, `warn` or `off` per check (see the check table), and per team test file or node id "
+        "(`test_rules.py`, `test_rules.py::test_sum`)",
+        default_text="`error` but for `generated-inputs` (`warn`) and `sandbox` (`warn` unless `CI` is set)",
+    )
+    checks_dir: Path | None = setting(
+        None,
+        t.PATH,
+        "a directory of pytest files: the team's own checks, run against the model in each stage",
+        flag="--checks",
+        env=("MLFLOW_VALIDATOR_CHECKS_DIR",),
     )
     keep: bool = setting(
         False,
@@ -354,6 +381,7 @@ class Options:
     timeouts: Timeouts = Timeouts()
     build: BuildNetwork = BuildNetwork()
     requests: RequestSettings = RequestSettings()
+    generated: GeneratedInputs = GeneratedInputs()
     budgets: Budgets = Budgets()
     env: ModelEnvironment = ModelEnvironment()
     sandbox: SandboxSettings = SandboxSettings()
@@ -369,6 +397,10 @@ class Options:
 
     def policy(self, check: str) -> Policy:
         return self.checks.get(check, Policy.ERROR)
+
+    def team_policy(self, node_id: str) -> Policy:
+        """A team test's policy: its node id's, else its file's, else error."""
+        return self.checks.get(node_id, self.checks.get(node_id.split("::")[0], Policy.ERROR))
 
     def given(self, key: str) -> bool:
         """Whether the user set `key` (flag, environment or config file) rather than leaving the default."""

@@ -17,7 +17,7 @@ from validator.checks import Policy
 from validator.errors import UsageError
 from validator.settings.declared import BY_KEY, SECTIONS, SETTINGS, Setting
 from validator.settings.options import Options
-from validator.settings.types import did_you_mean
+from validator.settings.types import TEAM_CHECK_KEY, did_you_mean
 
 DEFAULT_CONFIG_FILE = "mlflow-validator.yaml"
 CONFIG_KEYS = [setting.key for setting in SETTINGS if setting.declaration.in_config_file]
@@ -68,6 +68,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
         for key, value in flat.items()
         if key in CONFIG_KEYS and BY_KEY[key].declaration.type.keys and isinstance(value, Mapping)
         for name in value
+        if not TEAM_CHECK_KEY.search(str(name))
     ]
     for key in [*flat, *inner]:
         if key not in CONFIG_KEYS + FIXED_KEYS:
@@ -159,7 +160,8 @@ def resolve_options(flags: Mapping[str, Any], env: Mapping[str, str], cwd: Path)
         if setting.key not in values and isinstance(setting.default, Path):
             values[setting.key] = cwd / setting.default
     # A laptop without bubblewrap still validates; a CI job does not run a model uncaged unless told to.
-    values["checks"] = {"sandbox": Policy.ERROR if env.get("CI") else Policy.WARN, **values.get("checks", {})}
+    defaults = {"sandbox": Policy.ERROR if env.get("CI") else Policy.WARN, "generated-inputs": Policy.WARN}
+    values["checks"] = {**defaults, **values.get("checks", {})}
     options = _build(flags["model_uri"], values, {key: origin for key, (_, origin) in raw.items()})
     _check_values(options)
     return dataclasses.replace(options, model_env=_model_env(options, env))

@@ -177,8 +177,12 @@ def _column_tolerances(value: Any) -> dict[str, dict[str, float]]:
     return columns
 
 
+# The team's own checks take a policy by test file or node id: `test_rules.py` or `test_rules.py::test_sum`.
+TEAM_CHECK_KEY = re.compile(r"\.py(::.+)?$")
+
+
 def policies_type(checks: list[str]) -> ValueType:
-    """`checks: {name: error|warn|off}` for the checks a policy applies to."""
+    """`checks: {name: error|warn|off}` for the checks a policy applies to, and the team's tests."""
 
     def parse(value: Any) -> dict[str, Policy]:
         if not isinstance(value, Mapping):
@@ -188,7 +192,12 @@ def policies_type(checks: list[str]) -> ValueType:
     policy_schema = {"enum": [*(policy.value for policy in Policy), True, False]}
     return ValueType(
         parse,
-        {"type": "object", "properties": dict.fromkeys(checks, policy_schema), "additionalProperties": False},
+        {
+            "type": "object",
+            "properties": dict.fromkeys(checks, policy_schema),
+            "patternProperties": {TEAM_CHECK_KEY.pattern: policy_schema},
+            "additionalProperties": False,
+        },
         "a mapping of check names to `error`, `warn` or `off`",
         is_mapping=True,
         keys=tuple(checks),

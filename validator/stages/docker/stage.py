@@ -35,6 +35,7 @@ from validator.expectations.answers import (
 )
 from validator.expectations.packages import check_parity
 from validator.expectations.requests import SampleRequest
+from validator.expectations.team import ChecksContext, run_team_checks
 from validator.results import Outcome, Stage, Status, failed, passed, skipped
 from validator.stages.context import RunContext
 from validator.stages.docker import LABEL
@@ -274,7 +275,7 @@ class DockerStage:
     def answer_requests(self) -> Outcome:
         """POST every sample request to /invocations, then repeat the first to measure latency."""
         assert self.container is not None
-        self.requests = self.run.requests()
+        self.requests = self.run.requests() + (self.venv_answers.generated if self.venv_answers else [])
         for request in self.requests:
             self.answers.answers[request.name] = self._post(request)
         if self.container.running():
@@ -327,7 +328,23 @@ class DockerStage:
             "expected-responses": lambda requests, answers: check_expected_responses(requests, answers, tolerance),
             "timing": lambda requests, answers: check_timing(requests, answers, self.options.budgets),
         }
-        return over_answers(self, checks)
+        return over_answers(self, checks) | {"team-checks": self.team_checks}
+
+    def team_checks(self) -> Outcome:
+        if self.options.checks_dir is None:
+            return skipped("no team checks (--checks DIR or `checks_dir:` in the config file)")
+        assert self.container is not None
+        model = self.run.model
+        context = ChecksContext(
+            Stage.DOCKER,
+            self.container.url,
+            None,
+            model.directory,
+            model.identity,
+            model.tags,
+            self.options.timeouts.request,
+        )
+        return run_team_checks(context, self.options, self.run.env, self.run.workdir / "docker-team-checks")
 
     def matches_venv(self, requests: list[SampleRequest], answers: StageAnswers) -> Outcome:
         if self.venv_answers is None:

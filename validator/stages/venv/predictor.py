@@ -3,9 +3,11 @@
 It answers each request with `invocations`, the function behind the scoring server's /invocations,
 and turns exceptions into statuses the way the server does, so this stage and the container answer
 the same question. Each request is answered twice, to catch non-determinism; then the first request
-is repeated to measure latency.
+is repeated to measure latency. Then, when a socket name is given, it goes on answering: one JSON line
+per connection to that Unix socket ({"body", "content_type"} in, {"status", "body", "seconds"} out),
+for the generated inputs and the team's checks, until it is stopped.
 
-Usage: python -I predictor.py MODEL_DIR PLAN_JSON ANSWERS_JSON
+Usage: python -I predictor.py MODEL_DIR PLAN_JSON ANSWERS_JSON [SOCKET_NAME]
 PLAN_JSON: {"requests": [{"name", "body_file", "content_type"}, ...], "latency_samples": n}
 ANSWERS_JSON: {"load_seconds": s, "answers": {name: [{"status", "body", "seconds"} x 2]}, "latency_seconds": [...]}
 """
@@ -13,6 +15,8 @@ ANSWERS_JSON: {"load_seconds": s, "answers": {name: [{"status", "body", "seconds
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
 import time
 from typing import Any
@@ -35,7 +39,19 @@ def answer(model: Any, schema: Any, body: str, content_type: str) -> dict[str, A
     return {"status": status, "body": text, "seconds": time.perf_counter() - started}
 
 
-def main(model_dir: str, plan_path: str, answers_path: str) -> None:
+def serve(model: Any, schema: Any, socket_name: str) -> None:
+    """Relative to the working directory: a socket's path is limited to 107 bytes, work directories are not."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(socket_name)
+    server.listen()
+    while True:
+        connection, _ = server.accept()
+        with connection, connection.makefile("rwb") as stream:
+            request = json.loads(stream.readline())
+            stream.write(json.dumps(answer(model, schema, request["body"], request["content_type"])).encode() + b"\n")
+
+
+def main(model_dir: str, plan_path: str, answers_path: str, socket_name: str = "") -> None:
     with open(plan_path) as plan_file:
         plan = json.load(plan_file)
     started = time.perf_counter()
@@ -55,8 +71,11 @@ def main(model_dir: str, plan_path: str, answers_path: str) -> None:
         answer(model, schema, bodies[first["name"]], first["content_type"])["seconds"]
         for _ in range(plan["latency_samples"])
     ]
-    with open(answers_path, "w") as out:
+    with open(answers_path + ".partial", "w") as out:  # renamed once complete: its existence says "answered"
         json.dump({"load_seconds": load_seconds, "answers": answers, "latency_seconds": latency}, out)
+    os.replace(answers_path + ".partial", answers_path)
+    if socket_name:
+        serve(model, schema, socket_name)
 
 
-main(*sys.argv[1:4])
+main(*sys.argv[1:5])

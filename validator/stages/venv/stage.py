@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
 import sys
+import time
+from textwrap import shorten
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,14 +32,17 @@ from validator.expectations.answers import (
     undeclared_variable,
 )
 from validator.expectations.baseline import check_changes
+from validator.expectations.generated import JSON, CannotGenerate, explore
+from validator.expectations.team import ChecksContext, run_team_checks
 from validator.expectations.packages import canonical
 from validator.expectations.requests import SampleRequest
 from validator.checks import Policy
 from validator.isolation import install_tool_env, model_process_env
-from validator.errors import CommandTimeout, ValidatorError
+from validator.errors import ValidatorError
 from validator.model.mlmodel import ModelFileError
 from validator.results import Outcome, Stage, Status, failed, passed, skipped
 from validator.stages.context import RunContext
+from validator.stages.endpoint import SOCKET_SCHEME, Endpoint
 from validator.stages.venv.cage import ENABLE_HINT as CAGE_HINT
 from validator.stages.venv.cage import Cage, cage_for, cage_problem, caged
 from validator.stages.venv.interpreter import Interpreter, find_interpreter
@@ -43,6 +50,9 @@ from validator.steps import Step, run_steps, steps_for
 from validator.uv import repair_hint, summarize_failure, uv_binary
 
 PREDICTOR = Path(__file__).with_name("predictor.py")
+SOCKET_NAME = "model.sock"  # in the model process's HOME, where it is allowed to write
+STOP_GRACE_S = 5
+ANSWERS_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,11 @@ class VenvPaths:
     @property
     def python(self) -> Path:
         return self.venv / "bin" / "python"
+
+    @property
+    def model_log(self) -> Path:
+        """What the model process printed."""
+        return self.work / "model.log"
 
 
 class BaselineUnavailable(ValidatorError):
@@ -85,6 +100,9 @@ class VenvStage:
         self.uv = ""
         self.interpreter: Interpreter | None = None
         self.cage: Cage | None = None  # set by the sandbox step when this machine can cage the model
+        self.endpoint: Endpoint | None = None  # the model process, serving, once it has answered the plan
+        self.baseline_endpoint: Endpoint | None = None  # the baseline's, once changed-vs-baseline ran
+        self.exit_stack = ExitStack()  # what close() stops: the model process
 
     def _setup(self) -> dict[str, Callable[[], Outcome]]:
         """Up to answers in hand: what the baseline model goes through too."""
@@ -106,7 +124,8 @@ class VenvStage:
         return self.answers if self.answers.answers else None
 
     def close(self) -> None:
-        pass  # the virtualenv is in the run's work directory, removed with it
+        """Stops the model process; the virtualenv is in the run's work directory, removed with it."""
+        self.exit_stack.close()
 
     def find_interpreter(self) -> Outcome:
         self.uv = uv_binary()
@@ -183,47 +202,66 @@ class VenvStage:
         )
 
     def load_model(self) -> Outcome:
-        """Load the model once in the fresh virtualenv, caged, and answer every sample request twice."""
+        """Load the model once in the fresh virtualenv, caged, and answer every sample request twice. The
+        process then stays, serving on a socket, until the stage closes (generated inputs, team checks)."""
         if self.cage is None and self.options.policy("sandbox") is Policy.ERROR:
             return skipped("not run: the model would run uncaged (see sandbox; `checks: {sandbox: warn}` allows it)")
         self.requests = self.run.requests()
+        answers_file = self.paths.work / "answers.json"
         command: list[str | Path] = [
-            self.paths.python, "-I", PREDICTOR, self.model_dir, self._write_plan(), self.paths.work / "answers.json"
+            self.paths.python, "-I", PREDICTOR, self.model_dir, self._write_plan(), answers_file, SOCKET_NAME
         ]  # fmt: skip
-        try:
-            result = commands.run(
+        process = self.exit_stack.enter_context(
+            commands.background(
                 caged(self.cage, command) if self.cage else command,
                 env=model_process_env(
                     self.env, home=self.paths.home, bin_dir=self.paths.python.parent, declared=self.options.model_env
                 ),
                 cwd=self.paths.home,
-                timeout_s=self.options.timeouts.predict,
-                check=False,
+                output_file=self.paths.model_log,
+                grace_s=STOP_GRACE_S,
             )
-        except CommandTimeout as exc:
-            return failed(
-                f"the model did not load and answer within {self.options.timeouts.predict:g} s "
-                "(timeouts.predict): loading or answering hangs",
-                exc.output_tail,
-            )
-        if not result.ok:
-            if name := undeclared_variable(result.output):
-                return failed(declare_hint(name), result.tail())
-            if reach := reach_hint(result.output):
-                return failed(reach, result.tail())
-            return failed(
-                f"the model failed to load or to answer in a fresh virtualenv: {commands.last_line(result.output)}. "
-                f"Reproduce with `mlflow models predict -m {shlex.quote(self.options.model_uri)} "
-                "-i <request.json> --env-manager uv`",
-                result.tail(),
-            )
+        )
+        if problem := self._await(process, answers_file):
+            return problem
         self.answers = self._read_answers()
         self.answers.save(self.paths.answers)
+        self.endpoint = Endpoint(f"{SOCKET_SCHEME}{self.paths.home / SOCKET_NAME}", self.options.timeouts.request)
         first = self.answers.answers[self.requests[0].name].seconds * 1000
         return passed(
             f"loaded in {self.answers.load_seconds:.1f} s; {len(self.requests)} request(s) answered twice, "
             f"the first in {first:.0f} ms; answers saved to {self.paths.answers}",
-            result.tail(),
+            self._model_output(),
+        )
+
+    def _model_output(self) -> str:
+        return commands.tail(self.paths.model_log.read_text(errors="replace"))
+
+    def _await(self, process: subprocess.Popen[bytes], answers_file: Path) -> Outcome | None:
+        """None once the answers are written; the failure when the process ends or runs out of time first."""
+        deadline = time.monotonic() + self.options.timeouts.predict
+        while not answers_file.exists():
+            if process.poll() is not None:
+                return self._load_failure(self.paths.model_log.read_text(errors="replace"))
+            if time.monotonic() > deadline:
+                return failed(
+                    f"the model did not load and answer within {self.options.timeouts.predict:g} s "
+                    "(timeouts.predict): loading or answering hangs",
+                    self._model_output(),
+                )
+            time.sleep(ANSWERS_POLL_S)
+        return None
+
+    def _load_failure(self, output: str) -> Outcome:
+        if name := undeclared_variable(output):
+            return failed(declare_hint(name), commands.tail(output))
+        if reach := reach_hint(output):
+            return failed(reach, commands.tail(output))
+        return failed(
+            f"the model failed to load or to answer in a fresh virtualenv: {commands.last_line(output)}. "
+            f"Reproduce with `mlflow models predict -m {shlex.quote(self.options.model_uri)} "
+            "-i <request.json> --env-manager uv`",
+            commands.tail(output),
         )
 
     def _write_plan(self) -> Path:
@@ -265,7 +303,42 @@ class VenvStage:
             "timing": lambda requests, answers: check_timing(requests, answers, self.options.budgets),
             "changed-vs-baseline": self.compare_with_baseline,
         }
-        return over_answers(self, checks)
+        return over_answers(self, checks) | {"generated-inputs": self.generated_inputs, "team-checks": self.team_checks}
+
+    def team_checks(self) -> Outcome:
+        if self.options.checks_dir is None:
+            return skipped("no team checks (--checks DIR or `checks_dir:` in the config file)")
+        assert self.endpoint is not None
+        baseline = self.baseline_endpoint.address if self.baseline_endpoint else None
+        context = ChecksContext.of(self.run, Stage.VENV, self.endpoint.address, baseline)
+        return run_team_checks(context, self.options, self.env, self.paths.work / "team-checks")
+
+    def generated_inputs(self) -> Outcome:
+        assert self.endpoint is not None
+        endpoint, wanted = self.endpoint, self.options.generated
+        try:
+            found = explore(lambda body: endpoint.invoke(body, JSON), self.files.mlmodel.signature, wanted.examples, wanted.seed)
+        except CannotGenerate as exc:
+            return skipped(f"no input can be generated for this signature: {exc}")
+        for index, (body, answer) in enumerate(found.passed):
+            request = SampleRequest(f"generated-{index}", body, JSON, f"generated input {index} (seed {found.seed})")
+            self.answers.generated.append(request)
+            self.answers.answers[request.name] = answer
+        if found.failing:
+            saved = self.run.output_dir / "generated-inputs" / "smallest-failing.json"
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            saved.write_text(found.failing + "\n")
+            return failed(
+                f"a valid input breaks the model: {found.why}. The smallest failing input found (seed "
+                f"{found.seed}, after {found.tried} asked), {shorten(found.failing, 200, placeholder=' …')}, is "
+                f"saved as {saved}: add it to your requests directory",
+                found.failing,
+                source=saved,
+            )
+        return passed(
+            f"{found.tried} inputs (seed {found.seed}, the extremes of each type included) answered 200 within the "
+            f"output signature or refused by MLflow; {len(found.passed)} will be asked again in the docker stage"
+        )
 
     def compare_with_baseline(self, requests: list[SampleRequest], answers: StageAnswers) -> Outcome:
         """The same requests through the baseline model, rebuilt in its own virtualenv."""
@@ -277,10 +350,12 @@ class VenvStage:
         workdir = self.run.workdir / "baseline-lock"  # the baseline's lock is not the one next to the report
         resolver = self.run.resolver.for_model(baseline.files, workdir)
         stage = VenvStage(replace(self.run, model=baseline, options=options, resolver=resolver), label="baseline")
+        self.exit_stack.callback(stage.close)  # it serves the team checks' `baseline` until this stage closes
         for result in run_steps(Stage.VENV, stage.setup_steps()):
             if result.status is not Status.PASSED:
                 raise BaselineUnavailable(
                     f"the baseline {options.model_uri} could not answer the requests ({result.name}: {result.message})",
                     "point --baseline at a model that validates, or drop it",
                 )
+        self.baseline_endpoint = stage.endpoint
         return check_changes(requests, answers, stage.answers, self.options)
