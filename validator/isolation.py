@@ -48,6 +48,7 @@ def checks_process_env(env: Mapping[str, str], *, home: Path, context: Path) -> 
         "HOME": str(home),
         "TMPDIR": str(home),
         "PYTHONDONTWRITEBYTECODE": "1",
+        "HYPOTHESIS_STORAGE_DIRECTORY": str(home / "hypothesis"),  # not the team's directory
         CONTEXT_VARIABLE: str(context),
     }
 

@@ -56,34 +56,35 @@ def test_extremes_give_nan_and_null_only_to_columns_that_may_miss_values():
     assert all(color is not None for color, _ in rows)
 
 
-def test_a_model_that_raises_on_some_valid_input_is_caught_with_the_smallest_such_input():
+def test_a_model_that_raises_on_some_valid_input_is_caught_with_the_smallest_such_input(tmp_path):
     def ask(body: str) -> Answer:
         rows = json.loads(body)["dataframe_split"]["data"]
         if any(size is not None and size > 100 for _, size in rows):
             return raised("Traceback ...\nValueError: size out of range")
         return ok(body)
 
-    found = explore(ask, COLUMNS, examples=200, seed=3)
+    found = explore(ask, COLUMNS, examples=200, seed=3, storage=tmp_path)
     assert "the model raised ValueError: size out of range" in found.why
     (row,) = json.loads(found.failing)["dataframe_split"]["data"]
     assert row[1] > 100
     assert found.passed, "the inputs answered 200 are kept for the docker stage"
 
 
-def test_a_model_that_answers_everything_passes_and_the_same_seed_asks_the_same_inputs():
-    first, second = explore(ok, COLUMNS, examples=20, seed=7), explore(ok, COLUMNS, examples=20, seed=7)
+def test_a_model_that_answers_everything_passes_and_the_same_seed_asks_the_same_inputs(tmp_path):
+    first = explore(ok, COLUMNS, examples=20, seed=7, storage=tmp_path)
+    second = explore(ok, COLUMNS, examples=20, seed=7, storage=tmp_path)
     assert not first.failing
     assert [body for body, _ in first.passed] == [body for body, _ in second.passed]
 
 
-def test_no_answer_stops_the_search_at_once():
+def test_no_answer_stops_the_search_at_once(tmp_path):
     asked = []
 
     def ask(body: str) -> Answer:
         asked.append(body)
         return Answer(NO_ANSWER, "ReadTimeout within 60 s", 60.0)
 
-    found = explore(ask, COLUMNS, examples=50, seed=1)
+    found = explore(ask, COLUMNS, examples=50, seed=1, storage=tmp_path)
     assert len(asked) == 1
     assert found.why == "no answer: ReadTimeout within 60 s"
 

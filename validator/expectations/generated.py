@@ -18,6 +18,7 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from validator.expectations.answers import NO_ANSWER, Answer
@@ -198,11 +199,14 @@ class _Unanswered(Exception):
         self.why = why
 
 
-def explore(ask: Callable[[str], Answer], signature: Signature, examples: int, seed: int) -> Exploration:
-    """The extremes, then `examples` generated inputs; on a failure, Hypothesis' smallest failing input."""
+def explore(ask: Callable[[str], Answer], signature: Signature, examples: int, seed: int, storage: Path) -> Exploration:
+    """The extremes, then `examples` generated inputs; on a failure, Hypothesis' smallest failing input.
+    Hypothesis keeps caches (its Unicode tables) in `storage`, not in the working directory."""
     from hypothesis import HealthCheck, Phase, find, settings
+    from hypothesis.configuration import set_hypothesis_home_dir
     from hypothesis.errors import NoSuchExample
 
+    set_hypothesis_home_dir(storage)
     found = Exploration(seed)
 
     def fails(payload: dict[str, Any]) -> bool:

@@ -317,7 +317,13 @@ class VenvStage:
         assert self.endpoint is not None
         endpoint, wanted = self.endpoint, self.options.generated
         try:
-            found = explore(lambda body: endpoint.invoke(body, JSON), self.files.mlmodel.signature, wanted.examples, wanted.seed)
+            found = explore(
+                lambda body: endpoint.invoke(body, JSON),
+                self.files.mlmodel.signature,
+                wanted.examples,
+                wanted.seed,
+                storage=self.paths.work / "hypothesis",
+            )
         except CannotGenerate as exc:
             return skipped(f"no input can be generated for this signature: {exc}")
         for index, (body, answer) in enumerate(found.passed):
