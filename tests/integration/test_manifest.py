@@ -5,12 +5,17 @@ against the real registry; an entry naming an unknown model or version stops at 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
+from importlib.resources import files
 from pathlib import Path
 
+import jsonschema
 import pytest
 import xmlschema
+import yaml
 
 from tests.paths import JUNIT_SCHEMA
 
@@ -53,9 +58,6 @@ def registry_repo(tmp_path: Path) -> Path:
 
 
 def run(repo: Path, tracking_uri: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    import os
-    import sys
-
     done = subprocess.run(
         [sys.executable, "-m", "validator", *args, "--tracking-uri", tracking_uri],
         cwd=repo,
@@ -131,31 +133,32 @@ def test_an_entry_the_registry_does_not_know_stops_at_its_line(registered, tmp_p
     assert not (tmp_path / "mlflow-validator-report" / "results.json").exists(), "nothing validated"
 
 
-def test_the_action_validates_a_pull_requests_changes_and_sets_its_outputs(registered, registry_repo):
-    import os
-    import sys
-
-    outputs = registry_repo.parent / "github-output"
-    env = {
-        **os.environ,
-        "TMPDIR": str(registry_repo.parent),
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_OUTPUT": str(outputs),
-        "GITHUB_WORKSPACE": str(registry_repo),
-        "INPUT_MANIFEST": "mlflow-models.yaml",
-        "INPUT_BASE": "main",
-        "INPUT_STAGES": "static",
-        "INPUT_TRACKING_URI": registered.tracking_uri,
-    }
+def run_action(repo: Path, outputs: Path, inputs: dict[str, str], env: dict[str, str] | None = None):
+    """The Action's entry point as action.yml runs it: its inputs as INPUT_ variables."""
+    variables = {f"INPUT_{name.upper().replace('-', '_')}": value for name, value in inputs.items()}
     done = subprocess.run(
         [sys.executable, "-m", "validator.action"],
-        cwd=registry_repo,
-        env=env,
+        cwd=repo,
+        env={**os.environ, "TMPDIR": str(repo.parent), "GITHUB_OUTPUT": str(outputs), **variables, **(env or {})},
         capture_output=True,
         text=True,
         timeout=900,
     )
     print(done.stdout, done.stderr)
+    return done
+
+
+def test_the_action_validates_a_pull_requests_changes_and_sets_its_outputs(registered, registry_repo):
+    outputs = registry_repo.parent / "github-output"
+    inputs = {
+        "manifest": "mlflow-models.yaml",
+        "base": "main",
+        "stages": "static",
+        "tracking-uri": registered.tracking_uri,
+    }
+    done = run_action(
+        registry_repo, outputs, inputs, env={"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(registry_repo)}
+    )
 
     assert done.returncode == 1
     lines = outputs.read_text().splitlines()
@@ -168,13 +171,6 @@ def test_the_action_validates_a_pull_requests_changes_and_sets_its_outputs(regis
 
 
 def test_plan_feeds_a_gitlab_child_pipeline_and_the_actions_matrix_output(registered, registry_repo):
-    import os
-    import sys
-    from importlib.resources import files
-
-    import jsonschema
-    import yaml
-
     base = ("--manifest", "mlflow-models.yaml", "--base", "main")
     done = run(registry_repo, registered.tracking_uri, "plan", *base, "--format", "gitlab")
     assert done.returncode == 0, done.stderr
@@ -186,22 +182,8 @@ def test_plan_feeds_a_gitlab_child_pipeline_and_the_actions_matrix_output(regist
     ]
 
     outputs = registry_repo.parent / "plan-output"
-    env = {
-        **os.environ,
-        "GITHUB_OUTPUT": str(outputs),
-        "INPUT_PLAN": "true",
-        "INPUT_MANIFEST": "mlflow-models.yaml",
-        "INPUT_BASE": "main",
-        "INPUT_TRACKING_URI": registered.tracking_uri,
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "validator.action"],
-        cwd=registry_repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    inputs = {"plan": "true", "manifest": "mlflow-models.yaml", "base": "main", "tracking-uri": registered.tracking_uri}
+    done = run_action(registry_repo, outputs, inputs)
     assert done.returncode == 0, done.stderr
     matrix_line, count_line = outputs.read_text().splitlines()
     assert count_line == "count=2"
