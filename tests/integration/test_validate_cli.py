@@ -19,7 +19,9 @@ VENV_CHECKS = [
     "output-contract",
     "expected-responses",
     "timing",
+    "generated-inputs",
     "changed-vs-baseline",
+    "team-checks",
 ]
 DOCKER_SETUP = ["generate-dockerfile", "build-image", "start-container", "package-parity", "answers"]
 DOCKER_CHECKS = [
@@ -28,6 +30,7 @@ DOCKER_CHECKS = [
     "matches-venv",
     "expected-responses",
     "timing",
+    "team-checks",
     "keep-image",
 ]
 
@@ -58,6 +61,7 @@ def test_good_model_passes_every_stage(registered, run_cli, docker_engine, tmp_p
     expected["static"].update(dict.fromkeys(NOT_APPLICABLE_TO_IRIS, "skipped"))
     expected["venv"]["expected-responses"] = expected["docker"]["expected-responses"] = "skipped"  # no --requests
     expected["venv"]["changed-vs-baseline"] = "skipped"  # no --baseline
+    expected["venv"]["team-checks"] = expected["docker"]["team-checks"] = "skipped"  # no --checks
     expected["docker"]["keep-image"] = "skipped"  # no --image-tag
     assert read_report(report) == expected
     assert properties(report)["model.name"] == "iris-classifier"
