@@ -9,6 +9,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,7 @@ class ModelInfo:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
+@cache  # read once per pytest process: every test and fixture asks for it
 def _context() -> dict[str, Any]:
     context: dict[str, Any] = json.loads(Path(os.environ[CONTEXT_VARIABLE]).read_text())
     return context

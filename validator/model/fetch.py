@@ -225,7 +225,9 @@ def fetch_model(options: Options, dest: Path, *, static_files_only: bool) -> Fet
         dest.mkdir(parents=True)
         bounded(lambda: mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(dest)))
         root = _model_root(dest)
-        return replace(_with_mlflow_version(ModelFiles(root, _local_listing(root)), identity), tags=tags)
+        fetched = _with_mlflow_version(ModelFiles(root, _local_listing(root)), identity)
+        fetched.tags = tags
+        return fetched
     repo = bounded(lambda: get_artifact_repository(ref.uri, tracking_uri=tracking_uri, registry_uri=registry_uri))
     listing = bounded(lambda: _list_recursively(repo))
     if "MLmodel" not in listing:
