@@ -20,7 +20,7 @@ RUN --mount=type=secret,id=ca \
     && rm /tmp/requirements.lock
 
 COPY pyproject.toml README.md /src/
-COPY validator /src/validator
+COPY mlflow_validator /src/mlflow_validator
 RUN --mount=type=secret,id=ca \
     if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && python -m pip install --no-cache-dir --no-deps /src \

@@ -73,7 +73,7 @@ def one_mlflow_predict(model: Path) -> float:
 
 
 def columns(model: Path) -> list[str]:
-    from validator.model.mlmodel import parse_mlmodel
+    from mlflow_validator.model.mlmodel import parse_mlmodel
 
     return [str(spec["name"]) for spec in parse_mlmodel(model / "MLmodel").signature.inputs]
 

@@ -29,7 +29,7 @@ def base_image_for(model: Path) -> str:
 
 def validator_command(model: Path, *args: str) -> list[str]:
     """mlflow-validator from this checkout, as the README runs it."""
-    return [sys.executable, "-m", "validator", "validate", str(model), *args]
+    return [sys.executable, "-m", "mlflow_validator", "validate", str(model), *args]
 
 
 def build_docker_command(model: Path, tag: str) -> list[str]:

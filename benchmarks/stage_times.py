@@ -55,9 +55,9 @@ def predict_command(model: Path, request: Path, content_type: str, output: Path)
 def mlflow_run(model: Path, docker: bool) -> dict[str, float]:
     from harness import build_docker_command
 
-    from validator.expectations.requests import CSV, Expect, plan_requests
-    from validator.model.files import ModelFiles
-    from validator.settings import RequestSettings
+    from mlflow_validator.expectations.requests import CSV, Expect, plan_requests
+    from mlflow_validator.model.files import ModelFiles
+    from mlflow_validator.settings import RequestSettings
 
     requests = [
         r

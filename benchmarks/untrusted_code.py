@@ -56,10 +56,10 @@ def prepared_venv(model: Path, work: Path) -> Path:
 
 
 def predictor_command(model: Path, python: Path, work: Path) -> list[str | Path]:
-    from validator.expectations.requests import plan_requests
-    from validator.model.files import ModelFiles
-    from validator.settings import RequestSettings
-    from validator.stages.venv.stage import PREDICTOR
+    from mlflow_validator.expectations.requests import plan_requests
+    from mlflow_validator.model.files import ModelFiles
+    from mlflow_validator.settings import RequestSettings
+    from mlflow_validator.stages.venv.stage import PREDICTOR
 
     entries = []
     for request in plan_requests(ModelFiles(model, {}), RequestSettings()):
@@ -78,8 +78,8 @@ def main() -> None:
     args = parser.parse_args()
     model = args.model.resolve()
 
-    from validator.stages.venv.cage import cage_for, caged
-    from validator.stages.venv.stage import PREDICTOR
+    from mlflow_validator.stages.venv.cage import cage_for, caged
+    from mlflow_validator.stages.venv.stage import PREDICTOR
 
     static = [static_stage(model) for _ in range(args.repeat)]
     with tempfile.TemporaryDirectory() as scratch:

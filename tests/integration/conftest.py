@@ -15,7 +15,7 @@ import pytest
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from validator.stages.docker.engine import engine_problem
+from mlflow_validator.stages.docker.engine import engine_problem
 
 MODELS_DIR = Path(__file__).parent / "models"
 
@@ -155,7 +155,7 @@ def run_cli(tmp_path: Path) -> Callable[..., CliResult]:
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 1500) -> CliResult:
         child_env = {**os.environ, "TMPDIR": str(scratch), **(env or {})}
         done = subprocess.run(
-            [sys.executable, "-m", "validator", *args],
+            [sys.executable, "-m", "mlflow_validator", *args],
             env=child_env,
             cwd=tmp_path,
             capture_output=True,

@@ -139,7 +139,7 @@ def test_the_validated_image_is_kept_under_its_tag_and_pushed_by_digest(
 
 
 def start_validation(tracking_uri: str, model: str, cwd: Path, *flags: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "validator", "validate", model, "--tracking-uri", tracking_uri]
+    command = [sys.executable, "-m", "mlflow_validator", "validate", model, "--tracking-uri", tracking_uri]
     scratch = cwd / "tmpdir"
     scratch.mkdir(parents=True)
     return subprocess.Popen(

@@ -59,7 +59,7 @@ def registry_repo(tmp_path: Path) -> Path:
 
 def run(repo: Path, tracking_uri: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     done = subprocess.run(
-        [sys.executable, "-m", "validator", *args, "--tracking-uri", tracking_uri],
+        [sys.executable, "-m", "mlflow_validator", *args, "--tracking-uri", tracking_uri],
         cwd=repo,
         env={**os.environ, "TMPDIR": str(repo.parent), **(env or {})},
         capture_output=True,
@@ -137,7 +137,7 @@ def run_action(repo: Path, outputs: Path, inputs: dict[str, str], env: dict[str,
     """The Action's entry point as action.yml runs it: its inputs as INPUT_ variables."""
     variables = {f"INPUT_{name.upper().replace('-', '_')}": value for name, value in inputs.items()}
     done = subprocess.run(
-        [sys.executable, "-m", "validator.action"],
+        [sys.executable, "-m", "mlflow_validator.action"],
         cwd=repo,
         env={**os.environ, "TMPDIR": str(repo.parent), "GITHUB_OUTPUT": str(outputs), **variables, **(env or {})},
         capture_output=True,

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from mlflow_validator import cli
 from tests.integration.conftest import assert_nothing_left
 from tests.integration.reports import read_report
-from validator import cli
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "iris-classifier"
 
@@ -64,7 +64,7 @@ def test_a_check_that_crashes_is_an_error_for_that_check_and_the_others_still_ru
     def crashes(ctx: object) -> None:
         raise RuntimeError("a bug in a check")
 
-    monkeypatch.setattr("validator.stages.static.check_secrets", crashes)
+    monkeypatch.setattr("mlflow_validator.stages.static.check_secrets", crashes)
     out = tmp_path / "out"
     code = cli.main(["validate", str(EXAMPLE), "--stages", "static", "--output-dir", str(out)], cwd=tmp_path)
     stderr = capsys.readouterr().err
@@ -116,7 +116,8 @@ def test_sigterm_while_a_stage_runs_still_writes_the_report(registered, tmp_path
     """A cancelled CI job: the interrupted stage is marked, the report is written, exit 2."""
     out, scratch = tmp_path / "out", tmp_path / "scratch"
     scratch.mkdir()
-    command = [sys.executable, "-m", "validator", "validate", "models:/iris-classifier/1", "--stages", "static,venv"]
+    command = [sys.executable, "-m", "mlflow_validator", "validate", "models:/iris-classifier/1"]
+    command += ["--stages", "static,venv"]
     command += ["--tracking-uri", registered.tracking_uri, "--output-dir", str(out)]
     child = subprocess.Popen(
         command,
@@ -150,7 +151,7 @@ def test_sigterm_while_several_models_run_stops_each_and_reports_them_all(tmp_pa
     scratch.mkdir()
     for name in ("model-a", "model-b"):
         shutil.copytree(EXAMPLE, tmp_path / name)
-    command = [sys.executable, "-m", "validator", "validate", "model-a", "model-b", "--jobs", "2"]
+    command = [sys.executable, "-m", "mlflow_validator", "validate", "model-a", "model-b", "--jobs", "2"]
     command += ["--stages", "static,venv", "--output-dir", str(out)]
     child = subprocess.Popen(
         command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

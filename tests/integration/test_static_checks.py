@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mlflow_validator.uv import export_command, uv_binary
 from tests.integration.conftest import MODELS_DIR, CliResult
 from tests.integration.test_validate_cli import read_report
-from validator.uv import export_command, uv_binary
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "iris-classifier"
 

@@ -6,10 +6,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from mlflow_validator.checks import checks_of
+from mlflow_validator.results import Stage
 from tests.integration.conftest import assert_nothing_left
 from tests.integration.reports import docker_leftovers, properties, read_report
-from validator.checks import checks_of
-from validator.results import Stage
 
 VENV_SETUP = ["interpreter", "create-virtualenv", "install-requirements", "sandbox", "load-model"]
 VENV_CHECKS = [

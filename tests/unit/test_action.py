@@ -10,7 +10,7 @@ import pytest
 import yaml
 from ruamel.yaml import YAML
 
-from validator.action import command_line, read_inputs, result_records, step_outputs
+from mlflow_validator.action import command_line, read_inputs, result_records, step_outputs
 
 ROOT = Path(__file__).parents[2]
 SCHEMAS = files("check_jsonschema") / "builtin_schemas" / "vendor"

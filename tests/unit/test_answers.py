@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from validator.expectations.answers import (
+from mlflow_validator.expectations.answers import (
     NO_ANSWER,
     Answer,
     StageAnswers,
@@ -17,10 +17,10 @@ from validator.expectations.answers import (
     check_timing,
     undeclared_variable,
 )
-from validator.expectations.contract import output_problems
-from validator.expectations.requests import Expect, SampleRequest
-from validator.results import Status
-from validator.settings import Budgets, Tolerance
+from mlflow_validator.expectations.contract import output_problems
+from mlflow_validator.expectations.requests import Expect, SampleRequest
+from mlflow_validator.results import Status
+from mlflow_validator.settings import Budgets, Tolerance
 
 EXAMPLE = SampleRequest("input-example", "{}", "application/json", "the logged input example")
 RECORDS = SampleRequest("derived-records", "{}", "application/json", "the example as records", Expect.FORMAT)

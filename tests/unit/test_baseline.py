@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from validator.expectations.answers import Answer, StageAnswers
-from validator.expectations.baseline import check_changes, count_changes
-from validator.expectations.requests import Expect, SampleRequest
-from validator.results import Status
-from validator.settings import Budgets, Options
+from mlflow_validator.expectations.answers import Answer, StageAnswers
+from mlflow_validator.expectations.baseline import check_changes, count_changes
+from mlflow_validator.expectations.requests import Expect, SampleRequest
+from mlflow_validator.results import Status
+from mlflow_validator.settings import Budgets, Options
 
 EXAMPLE = SampleRequest("input-example", "{}", "application/json", "the logged input example")
 BATCH = SampleRequest("derived-batch", "{}", "application/json", "the example repeated")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from validator.checks import Policy
-from validator.model.lock import Resolver
-from validator.settings import resolve_options
-from validator.stages.venv import cage as cage_module
-from validator.stages.venv.cage import cage_for, cage_problem, caged
+from mlflow_validator.checks import Policy
+from mlflow_validator.model.lock import Resolver
+from mlflow_validator.settings import resolve_options
+from mlflow_validator.stages.venv import cage as cage_module
+from mlflow_validator.stages.venv.cage import cage_for, cage_problem, caged
 
 
 def test_the_cage_hides_homes_sockets_and_tmp_and_shows_back_only_what_the_model_needs(tmp_path):
@@ -50,11 +50,11 @@ def test_the_config_file_decides_the_sandbox_policy_over_the_ci_default(tmp_path
 
 
 def test_where_the_cage_fails_under_error_the_model_is_not_loaded(tmp_path, monkeypatch):
-    from validator.model.fetch import FetchedModel
-    from validator.model.files import ModelFiles
-    from validator.results import ModelIdentity, Status
-    from validator.stages.context import RunContext
-    from validator.stages.venv import stage as venv_stage
+    from mlflow_validator.model.fetch import FetchedModel
+    from mlflow_validator.model.files import ModelFiles
+    from mlflow_validator.results import ModelIdentity, Status
+    from mlflow_validator.stages.context import RunContext
+    from mlflow_validator.stages.venv import stage as venv_stage
 
     (tmp_path / "MLmodel").write_text("flavors: {}\n")
     options = resolve_options({"model_uri": "m"}, {"CI": "true"}, tmp_path)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import validator.cli as cli
-from validator.errors import Cancelled
-from validator.runlog import LOG_FILE_NAME
-from validator.settings import Options
+import mlflow_validator.cli as cli
+from mlflow_validator.errors import Cancelled
+from mlflow_validator.runlog import LOG_FILE_NAME
+from mlflow_validator.settings import Options
 
 PASSWORD = "pa55-w0rd-xyz"  # a value no path or setting name could contain by chance
 

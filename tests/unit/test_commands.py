@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-import validator.commands as commands
-from validator.errors import Cancelled, CommandError
+import mlflow_validator.commands as commands
+from mlflow_validator.errors import Cancelled, CommandError
 
 Fake = Callable[..., subprocess.CompletedProcess[str]]
 

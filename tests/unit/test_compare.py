@@ -1,7 +1,7 @@
 import math
 
-from validator.expectations.compare import compare, describe
-from validator.settings import Tolerance
+from mlflow_validator.expectations.compare import compare, describe
+from mlflow_validator.settings import Tolerance
 
 TOL = Tolerance(rtol=1e-6, atol=1e-9)
 

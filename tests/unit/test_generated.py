@@ -6,9 +6,9 @@ import json
 import pytest
 from hypothesis import given, settings
 
-from validator.expectations.answers import NO_ANSWER, Answer
-from validator.expectations.generated import MODEL_RAISED, CannotGenerate, explore, extremes, judge, payloads
-from validator.model.mlmodel import Signature
+from mlflow_validator.expectations.answers import NO_ANSWER, Answer
+from mlflow_validator.expectations.generated import MODEL_RAISED, CannotGenerate, explore, extremes, judge, payloads
+from mlflow_validator.model.mlmodel import Signature
 
 COLUMNS = Signature(
     inputs=(

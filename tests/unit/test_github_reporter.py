@@ -3,7 +3,7 @@
 import io
 from pathlib import Path
 
-from validator.reporters.github import (
+from mlflow_validator.reporters.github import (
     ANNOTATIONS_PER_KIND,
     SUMMARY_LIMIT_BYTES,
     Blame,
@@ -16,7 +16,7 @@ from validator.reporters.github import (
     models_summary,
     within_budget,
 )
-from validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
+from mlflow_validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
 
 IDENTITY = ModelIdentity("models:/churn/3", "churn", "3")
 

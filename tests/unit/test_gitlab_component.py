@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
-from validator import __version__
+from mlflow_validator import __version__
 
 ROOT = Path(__file__).parents[2]
 SCHEMA = json.loads((files("check_jsonschema") / "builtin_schemas" / "vendor" / "gitlab-ci.json").read_text())

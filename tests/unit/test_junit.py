@@ -1,8 +1,8 @@
 import xmlschema
 
+from mlflow_validator.reporters.junit import JUnitReporter
+from mlflow_validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
 from tests.paths import JUNIT_SCHEMA
-from validator.reporters.junit import JUnitReporter
-from validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
 
 
 def make_report() -> ValidationReport:

@@ -1,9 +1,9 @@
 import pytest
 
-from validator.errors import UsageError
-from validator.results import Stage
-from validator.settings import resolve_options
-from validator.settings.types import parse_stages
+from mlflow_validator.errors import UsageError
+from mlflow_validator.results import Stage
+from mlflow_validator.settings import resolve_options
+from mlflow_validator.settings.types import parse_stages
 
 
 def test_defaults_without_any_source(tmp_path):

@@ -17,8 +17,8 @@ from joblib.numpy_pickle import NumpyArrayWrapper
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from validator.stages.static import pickles
-from validator.stages.static.pickles import analyze_model, analyze_pickle, is_unsafe_global, pickle_files
+from mlflow_validator.stages.static import pickles
+from mlflow_validator.stages.static.pickles import analyze_model, analyze_pickle, is_unsafe_global, pickle_files
 
 PYTHON = "3.11.7"
 CARRIED = "calls code carried in the pickle at load time"

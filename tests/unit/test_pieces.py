@@ -4,18 +4,18 @@ from pathlib import Path
 
 import pytest
 
-from validator.checks import GATE_SO_FAR
-from validator.errors import InfrastructureError, UsageError
-from validator.isolation import install_network, install_tool_env, model_process_env
-from validator.model.fetch import parse_model_uri
-from validator.model.mlmodel import ModelFileError
-from validator.model.requirements import parse_requirements
-from validator.results import Outcome, Stage, Status, failed, passed
-from validator.settings import BuildNetwork, resolve_options
-from validator.settings.types import IMAGE_REFERENCE, MEMORY
-from validator.stages.docker.image import ServingDockerfile, UnexpectedDockerfile, pip_env
-from validator.steps import Step, run_steps
-from validator.uv import repair_hint, summarize_failure
+from mlflow_validator.checks import GATE_SO_FAR
+from mlflow_validator.errors import InfrastructureError, UsageError
+from mlflow_validator.isolation import install_network, install_tool_env, model_process_env
+from mlflow_validator.model.fetch import parse_model_uri
+from mlflow_validator.model.mlmodel import ModelFileError
+from mlflow_validator.model.requirements import parse_requirements
+from mlflow_validator.results import Outcome, Stage, Status, failed, passed
+from mlflow_validator.settings import BuildNetwork, resolve_options
+from mlflow_validator.settings.types import IMAGE_REFERENCE, MEMORY
+from mlflow_validator.stages.docker.image import ServingDockerfile, UnexpectedDockerfile, pip_env
+from mlflow_validator.steps import Step, run_steps
+from mlflow_validator.uv import repair_hint, summarize_failure
 
 UV_OUTPUT = """Using Python 3.11.7 environment at: /tmp/venv
   × No solution found when resolving dependencies:

@@ -10,18 +10,27 @@ from pathlib import Path
 
 import pytest
 
-import validator.pipeline as pipeline_module
-from validator.errors import Cancelled
-from validator.expectations.answers import StageAnswers
-from validator.model.fetch import FetchedModel
-from validator.model.files import ModelFiles
-from validator.pipeline import Pipeline
-from validator.plan import plan_stages
-from validator.reporters import Reporter
-from validator.results import CheckResult, ModelIdentity, Outcome, Stage, Status, ValidationReport, failed, passed
-from validator.settings import Options
-from validator.stages.context import RunContext
-from validator.steps import Step
+import mlflow_validator.pipeline as pipeline_module
+from mlflow_validator.errors import Cancelled
+from mlflow_validator.expectations.answers import StageAnswers
+from mlflow_validator.model.fetch import FetchedModel
+from mlflow_validator.model.files import ModelFiles
+from mlflow_validator.pipeline import Pipeline
+from mlflow_validator.plan import plan_stages
+from mlflow_validator.reporters import Reporter
+from mlflow_validator.results import (
+    CheckResult,
+    ModelIdentity,
+    Outcome,
+    Stage,
+    Status,
+    ValidationReport,
+    failed,
+    passed,
+)
+from mlflow_validator.settings import Options
+from mlflow_validator.stages.context import RunContext
+from mlflow_validator.steps import Step
 
 
 class RecordingReporter(Reporter):

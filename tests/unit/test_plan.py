@@ -1,9 +1,9 @@
 import pytest
 
-from validator.errors import DockerUnavailableError
-from validator.plan import plan_stages
-from validator.results import Stage
-from validator.settings import Options
+from mlflow_validator.errors import DockerUnavailableError
+from mlflow_validator.plan import plan_stages
+from mlflow_validator.results import Stage
+from mlflow_validator.settings import Options
 
 
 def test_all_stages_run_when_docker_answers():

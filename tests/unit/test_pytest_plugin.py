@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from validator.expectations.answers import Answer
-from validator.pytest_plugin import ModelRefused, ModelUnderTest, payload
+from mlflow_validator.expectations.answers import Answer
+from mlflow_validator.pytest_plugin import ModelRefused, ModelUnderTest, payload
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from validator.expectations.requests import CSV, Expect, plan_requests
-from validator.model.files import ModelFiles
-from validator.model.mlmodel import ModelFileError
-from validator.settings import RequestSettings
+from mlflow_validator.expectations.requests import CSV, Expect, plan_requests
+from mlflow_validator.model.files import ModelFiles
+from mlflow_validator.model.mlmodel import ModelFileError
+from mlflow_validator.settings import RequestSettings
 
 DATAFRAME_SIGNATURE = {
     "inputs": json.dumps([{"type": "double", "name": "x", "required": True}, {"type": "long", "name": "n"}]),

@@ -9,12 +9,12 @@ import jsonschema
 import pytest
 import yaml
 
-from validator.checks import CHECKS, POLICY_CHECKS
-from validator.cli import SELECTION, build_parser
-from validator.docs import README, with_generated_blocks
-from validator.settings import resolve_options
-from validator.settings.declared import SETTINGS
-from validator.settings.docs import SCHEMA_FILE, describe, json_schema, render_json_schema
+from mlflow_validator.checks import CHECKS, POLICY_CHECKS
+from mlflow_validator.cli import SELECTION, build_parser
+from mlflow_validator.docs import README, with_generated_blocks
+from mlflow_validator.settings import resolve_options
+from mlflow_validator.settings.declared import SETTINGS
+from mlflow_validator.settings.docs import SCHEMA_FILE, describe, json_schema, render_json_schema
 
 
 def test_the_readme_tables_are_generated_from_the_declarations():

@@ -8,20 +8,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from validator.checks import Policy
-from validator.model.fetch import FetchedModel
-from validator.model.files import ModelFiles
-from validator.model.lock import Resolver
-from validator.model.requirements import Kind, parse_requirements
-from validator.results import ModelIdentity, Status
-from validator.settings import BuildNetwork, Options
-from validator.stages.context import RunContext
-from validator.stages.static import StaticStage
-from validator.stages.static.code_imports import check_code_imports, imports_in
-from validator.stages.static.context import StaticContext, read_pickles_in_background
-from validator.stages.static.environment import check_agreement, check_pinned
-from validator.stages.static.integrity import check_integrity
-from validator.stages.static.secrets import check_secrets
+from mlflow_validator.checks import Policy
+from mlflow_validator.model.fetch import FetchedModel
+from mlflow_validator.model.files import ModelFiles
+from mlflow_validator.model.lock import Resolver
+from mlflow_validator.model.requirements import Kind, parse_requirements
+from mlflow_validator.results import ModelIdentity, Status
+from mlflow_validator.settings import BuildNetwork, Options
+from mlflow_validator.stages.context import RunContext
+from mlflow_validator.stages.static import StaticStage
+from mlflow_validator.stages.static.code_imports import check_code_imports, imports_in
+from mlflow_validator.stages.static.context import StaticContext, read_pickles_in_background
+from mlflow_validator.stages.static.environment import check_agreement, check_pinned
+from mlflow_validator.stages.static.integrity import check_integrity
+from mlflow_validator.stages.static.secrets import check_secrets
 
 MLMODEL = {
     "mlflow_version": "3.17.2",

@@ -1,9 +1,9 @@
 import pytest
 
-from validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
-from validator.settings import Options
-from validator.settings.options import WriteBack
-from validator.writeback import ci_job_url, planned_write
+from mlflow_validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
+from mlflow_validator.settings import Options
+from mlflow_validator.settings.options import WriteBack
+from mlflow_validator.writeback import ci_job_url, planned_write
 
 VERSION = ModelIdentity("models:/churn/3", "churn", "3")
 

@@ -1,0 +1,3 @@
+from mlflow_validator.cli import main
+
+raise SystemExit(main())

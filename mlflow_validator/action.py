@@ -1,0 +1,128 @@
+"""The GitHub Action's entry point (`python -m mlflow_validator.action`): its inputs become one `validate` command
+line (one model, several, or a manifest's entries), and the step's outputs say how each model went. The
+summary and the annotations come from the CLI's GitHub reporter (one model) or the batch (several)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import sys
+from collections.abc import Mapping
+from contextlib import redirect_stdout
+from pathlib import Path
+
+from mlflow_validator import cli, commands
+from mlflow_validator.batch import CLEANUP_GRACE_S, MODEL_TIMEOUT_S, RESULTS_FILE, Target, TargetResult
+from mlflow_validator.reporters.record import REPORT_FILE, from_json
+from mlflow_validator.results import ModelIdentity, ValidationReport, verdict_word
+
+VALUED_INPUTS = {
+    "manifest": "--manifest",
+    "base": "--base",
+    "entry": "--entry",
+    "jobs": "--jobs",
+    "tracking-uri": "--tracking-uri",
+    "stages": "--stages",
+    "config": "--config",
+    "requests": "--requests",
+    "baseline": "--baseline",
+    "image-tag": "--image-tag",
+    "on-pass-set-alias": "--on-pass-set-alias",
+    "report-url": "--report-url",
+}
+SWITCH_INPUTS = {"push": "--push", "dry-run": "--dry-run"}
+DEFAULT_REPORT_DIR = "mlflow-validator-report"
+
+
+def read_inputs(env: Mapping[str, str]) -> dict[str, str]:
+    """`INPUT_MODEL_URI` -> `model-uri`, as action.yml passes them; empty means not given."""
+    return {
+        name.removeprefix("INPUT_").lower().replace("_", "-"): value.strip()
+        for name, value in env.items()
+        if name.startswith("INPUT_") and value.strip()
+    }
+
+
+def command_line(inputs: Mapping[str, str]) -> list[str]:
+    models = inputs.get("model-uri", "").split()
+    report_dir = inputs.get("report-dir", DEFAULT_REPORT_DIR)
+    flags = [arg for name, flag in VALUED_INPUTS.items() if name in inputs for arg in (flag, inputs[name])]
+    flags += [flag for name, flag in SWITCH_INPUTS.items() if inputs.get(name, "false").lower() == "true"]
+    return ["validate", *models, "--output-dir", report_dir, *flags]
+
+
+def result_records(inputs: Mapping[str, str], exit_code: int) -> list[dict[str, str | int]]:
+    """Each model's record: the batch wrote them (several models, a manifest); one model's is made here."""
+    report_dir = Path(inputs.get("report-dir", DEFAULT_REPORT_DIR))
+    uri = inputs.get("model-uri", "")
+    if inputs.get("manifest") or len(uri.split()) > 1:
+        results = report_dir / RESULTS_FILE
+        records: list[dict[str, str | int]] = json.loads(results.read_text()) if results.is_file() else []
+        return records
+    report_file = report_dir / REPORT_FILE
+    report = from_json(report_file.read_text()) if report_file.is_file() else ValidationReport(ModelIdentity(uri, uri))
+    return [TargetResult(Target(uri, uri), exit_code, report, report_dir).record()]
+
+
+def step_outputs(results: list[dict[str, str | int]], exit_code: int, report_dir: str) -> str:
+    """GITHUB_OUTPUT lines: the overall verdict, and each model's record in `results` (JSON)."""
+    single = results[0] if len(results) == 1 else {}
+    values = {
+        "verdict": verdict_word(exit_code),
+        "exit-code": str(exit_code),
+        "junit-xml": str(single.get("junit-xml", Path(report_dir) / "junit.xml")),
+        "report-dir": report_dir,
+        "image-digest": str(single.get("image-digest", "")),
+        "results": json.dumps(results),
+    }
+    lines = []
+    for name, value in values.items():
+        if "\n" in value:
+            delimiter = f"ghadelimiter_{secrets.token_hex(8)}"
+            lines += [f"{name}<<{delimiter}", value, delimiter]
+        else:
+            lines.append(f"{name}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def plan_outputs(inputs: Mapping[str, str], env: Mapping[str, str]) -> int:
+    """`plan: true`: the manifest entries to validate, as outputs a matrix reads (`matrix`, `count`)."""
+    argv = ["plan", "--manifest", inputs.get("manifest", "mlflow-models.yaml")]
+    argv += [arg for name in ("base", "tracking-uri") if name in inputs for arg in (VALUED_INPUTS[name], inputs[name])]
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        exit_code = cli.main(argv, env)
+    matrix = printed.getvalue().strip()
+    if exit_code == 0 and (output := env.get("GITHUB_OUTPUT")):
+        with open(output, "a", encoding="utf-8") as output_file:
+            output_file.write(f"matrix={matrix}\ncount={len(json.loads(matrix)['include'])}\n")
+    print(matrix)
+    return exit_code
+
+
+def main(env: Mapping[str, str]) -> int:
+    inputs = read_inputs(env)
+    if inputs.get("plan", "false").lower() == "true":
+        return plan_outputs(inputs, env)
+    if not inputs.get("model-uri") and not inputs.get("manifest"):
+        print("::error title=mlflow-validator::give the model-uri input, or the manifest input")
+        return 2
+    done = commands.run(
+        [sys.executable, "-m", "mlflow_validator", *command_line(inputs)],
+        env=env,
+        timeout_s=MODEL_TIMEOUT_S,
+        check=False,
+        on_line=lambda line: print(line, flush=True),
+        grace_s=CLEANUP_GRACE_S,
+    )
+    if output := env.get("GITHUB_OUTPUT"):
+        report_dir = inputs.get("report-dir", DEFAULT_REPORT_DIR)
+        with open(output, "a", encoding="utf-8") as output_file:
+            output_file.write(step_outputs(result_records(inputs, done.returncode), done.returncode, report_dir))
+    return done.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(os.environ))

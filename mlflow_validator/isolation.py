@@ -1,0 +1,78 @@
+"""Environments for the processes the validator starts.
+
+A model is untrusted code (pickles, code_paths): the processes that load it see an allow-list,
+never the CI's tokens. Install tools (uv, docker build) see only what reaching the index needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+
+from mlflow_validator.model.requirements import RequirementLine, index_urls
+from mlflow_validator.settings import BuildNetwork
+
+MODEL_ENV_ALLOWED = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
+TOOL_ENV_ALLOWED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "XDG_CACHE_HOME", "UV_CACHE_DIR", "DOCKER_HOST")
+
+
+def _allowed(env: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
+    return {name: env[name] for name in names if name in env}
+
+
+def model_process_env(
+    env: Mapping[str, str], *, home: Path, bin_dir: Path, declared: Mapping[str, str]
+) -> dict[str, str]:
+    """The whole environment of a process that loads the model: the allow-list plus what the
+    config file declares (`env: {pass: [...], set: {...}}`, already resolved to values)."""
+    return {
+        **_allowed(env, MODEL_ENV_ALLOWED),
+        "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "TMPDIR": str(home),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **declared,
+    }
+
+
+CHECKS_ENV_ALLOWED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH")
+CONTEXT_VARIABLE = "MLFLOW_VALIDATOR_CHECKS_CONTEXT"  # names the file telling the checks' plugin where the model is
+
+
+def checks_process_env(env: Mapping[str, str], *, home: Path, context: Path) -> dict[str, str]:
+    """The team's checks see where to find the model (`context`) and nothing of the CI's secrets or of
+    what the model is given: the model's secrets stay the model's."""
+    return {
+        **_allowed(env, CHECKS_ENV_ALLOWED),
+        "HOME": str(home),
+        "TMPDIR": str(home),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "HYPOTHESIS_STORAGE_DIRECTORY": str(home / "hypothesis"),  # not the team's directory
+        CONTEXT_VARIABLE: str(context),
+    }
+
+
+def proxy_env(network: BuildNetwork) -> dict[str, str]:
+    pairs = {"HTTP_PROXY": network.http_proxy, "HTTPS_PROXY": network.https_proxy, "NO_PROXY": network.no_proxy}
+    return {name: value for name, value in pairs.items() if value}
+
+
+def install_network(network: BuildNetwork, requirements: list[RequirementLine]) -> BuildNetwork:
+    """The settings' indexes plus those the model's requirements name: pip honours those lines in
+    MLflow's build, so both stages honour them too. The settings' index_url wins over the file's."""
+    file_index, file_extras = index_urls(requirements)
+    extras = network.extra_index_urls + tuple(url for url in file_extras if url not in network.extra_index_urls)
+    return replace(network, index_url=network.index_url or file_index, extra_index_urls=extras)
+
+
+def install_tool_env(env: Mapping[str, str], network: BuildNetwork) -> dict[str, str]:
+    """Environment for uv: the index, CA bundle and proxies, and no interpreter downloads."""
+    tool_env = {**_allowed(env, TOOL_ENV_ALLOWED), **proxy_env(network), "UV_PYTHON_DOWNLOADS": "never"}
+    if network.ca_bundle:
+        tool_env["SSL_CERT_FILE"] = str(network.ca_bundle)
+    if network.index_url:
+        tool_env["UV_DEFAULT_INDEX"] = network.index_url
+    if network.extra_index_urls:
+        tool_env["UV_INDEX"] = " ".join(network.extra_index_urls)
+    return tool_env

@@ -1,0 +1,248 @@
+"""Stage 0: resolve a model URI, list its files, and download what the stages need.
+
+The static stage needs only the small files (MLmodel, environment files, examples, code), so large
+files such as weights are downloaded only when a later stage asks for them (`download_rest`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
+
+from mlflow_validator.errors import ModelNotFoundError, RegistryUnreachableError, UsageError
+from mlflow_validator.model.files import ModelFiles
+from mlflow_validator.model.mlmodel import ModelFileError
+from mlflow_validator.results import ModelIdentity
+from mlflow_validator.settings import Options
+
+T = TypeVar("T")
+
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))/?$")
+_RUNS_URI = re.compile(r"^runs:/(?P<run_id>[0-9a-f]{32})/(?P<path>.+)$")
+
+URI_FORMS = "models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or a local model directory"
+# Files above this size wait until a stage needs them, unless the static checks read them.
+SMALL_FILE_BYTES = 1024 * 1024
+STATIC_SUFFIXES = (".yaml", ".yml", ".txt", ".json", ".py", ".toml", ".lock", ".cfg", ".ini", ".md")
+
+
+@dataclass(frozen=True)
+class ModelReference:
+    """A parsed model URI, before any network call."""
+
+    uri: str
+    name: str = ""
+    version: str = ""
+    alias: str = ""
+    run_id: str = ""
+    local_path: Path | None = None
+
+
+@dataclass
+class FetchedModel:
+    files: ModelFiles  # the directory, the store's listing, and the files' typed views
+    identity: ModelIdentity
+    pending: list[str] = field(default_factory=list)  # listed, not downloaded yet
+    tags: dict[str, str] = field(default_factory=dict)  # the registered version's (or the run's) tags
+    download: Callable[[str], None] | None = None
+
+    @property
+    def directory(self) -> Path:
+        return self.files.directory
+
+    def download_rest(self) -> None:
+        """Fetch the files the static stage did not need (weights), before a stage loads the model."""
+        while self.pending:
+            assert self.download is not None
+            self.download(self.pending[0])
+            self.pending.pop(0)
+
+
+def parse_model_uri(uri: str) -> ModelReference:
+    """Pure parse of the supported URI forms; anything else is a usage error."""
+    if match := _MODELS_URI.match(uri):
+        return ModelReference(uri, name=match["name"], version=match["version"] or "", alias=match["alias"] or "")
+    if match := _RUNS_URI.match(uri):
+        return ModelReference(uri, run_id=match["run_id"])
+    if "://" not in uri and ":/" not in uri:
+        return ModelReference(uri, name=Path(uri).name, local_path=Path(uri).expanduser())
+    raise UsageError(f"unsupported model URI '{uri}'", f"use {URI_FORMS}")
+
+
+def needed_by_static_checks(path: str, size: int | None) -> bool:
+    return size is None or size <= SMALL_FILE_BYTES or path.endswith(STATIC_SUFFIXES) or path == "MLmodel"
+
+
+@contextmanager
+def mlflow_client_settings(tracking_uri: str, registry_uri: str, timeout_s: float) -> Iterator[None]:
+    """MLflow's artifact repositories read the global URIs, and its client retries for minutes
+    by default; we set both for the duration of the fetch and retry with a bound of our own."""
+    import mlflow
+
+    overrides = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(timeout_s))}
+    saved_env = {key: os.environ.get(key) for key in overrides}
+    saved_uris = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    os.environ.update(overrides)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(registry_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved_uris[0])
+        mlflow.set_registry_uri(saved_uris[1])
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _classify(exc: Exception, ref: ModelReference, tracking_uri: str) -> Exception:
+    from mlflow.exceptions import MlflowException
+
+    not_found = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
+    if isinstance(exc, MlflowException) and exc.error_code in not_found:
+        return ModelNotFoundError(
+            f"{ref.uri} does not exist in the registry at {tracking_uri}",
+            "check the name, version or alias (the MLflow UI lists them under Models)",
+        )
+    text = str(exc)
+    if any(marker in text for marker in ("Connection refused", "Max retries exceeded", "timed out", "NameResolution")):
+        return RegistryUnreachableError(
+            f"the MLflow tracking server at {tracking_uri} did not answer",
+            "check --tracking-uri / MLFLOW_TRACKING_URI and that the server is running",
+        )
+    return exc
+
+
+def bounded_registry_call(call: Callable[[], T], ref: ModelReference, tracking_uri: str, timeout_s: float) -> T:
+    @retry(
+        retry=retry_if_exception_type(RegistryUnreachableError),
+        stop=stop_after_attempt(4) | stop_after_delay(timeout_s),
+        wait=wait_exponential(multiplier=0.5, max=5),
+        reraise=True,
+    )
+    def attempt() -> T:
+        try:
+            return call()
+        except Exception as exc:
+            raise _classify(exc, ref, tracking_uri) from exc
+
+    return attempt()
+
+
+def _with_mlflow_version(files: ModelFiles, identity: ModelIdentity) -> FetchedModel:
+    with suppress(ModelFileError):  # the static stage's mlmodel check reports it
+        identity = replace(identity, mlflow_version=files.mlmodel.mlflow_version)
+    return FetchedModel(files, identity)
+
+
+def _local_listing(model_dir: Path) -> dict[str, int | None]:
+    return {str(p.relative_to(model_dir)): p.stat().st_size for p in sorted(model_dir.rglob("*")) if p.is_file()}
+
+
+def _fetch_local(ref: ModelReference, dest: Path) -> FetchedModel:
+    assert ref.local_path is not None
+    if not (ref.local_path / "MLmodel").is_file():
+        raise ModelNotFoundError(
+            f"{ref.local_path} is not an MLflow model directory (no MLmodel file)", f"pass {URI_FORMS}"
+        )
+    shutil.copytree(ref.local_path, dest)
+    identity = ModelIdentity(uri=ref.uri, name=ref.name, source=str(ref.local_path.resolve()))
+    return _with_mlflow_version(ModelFiles(dest, _local_listing(dest)), identity)
+
+
+def _model_root(dest: Path) -> Path:
+    """download_artifacts nests the files under the artifact path's last component."""
+    roots = sorted((path.parent for path in dest.rglob("MLmodel")), key=lambda path: len(path.parts))
+    if not roots:
+        raise ModelNotFoundError(f"the artifacts under {dest} hold no MLmodel file", f"pass {URI_FORMS}")
+    return roots[0]
+
+
+def _identity(client: Any, ref: ModelReference) -> tuple[ModelIdentity, dict[str, str]]:
+    """Who the model is, and its tags: the version's for a registered model, the run's for runs:/."""
+    if ref.run_id:
+        run = client.get_run(ref.run_id)
+        identity = ModelIdentity(uri=ref.uri, name=run.info.run_name or ref.run_id, run_id=ref.run_id, source=ref.uri)
+        return identity, dict(run.data.tags)
+    if ref.alias:
+        version = client.get_model_version_by_alias(ref.name, ref.alias)
+    else:
+        version = client.get_model_version(ref.name, ref.version)
+    identity = ModelIdentity(
+        uri=ref.uri, name=version.name, version=str(version.version), run_id=version.run_id or "", source=version.source
+    )
+    return identity, dict(version.tags or {})
+
+
+def _list_recursively(repo: Any, path: str = "") -> dict[str, int | None]:
+    listing: dict[str, int | None] = {}
+    for info in repo.list_artifacts(path):
+        if info.is_dir:
+            listing.update(_list_recursively(repo, info.path))
+        else:
+            listing[info.path] = info.file_size
+    return listing
+
+
+def fetch_model(options: Options, dest: Path, *, static_files_only: bool) -> FetchedModel:
+    """Resolve `options.model_uri` into `dest` (which must not exist).
+
+    With static_files_only, large files stay in the store until `download_rest()` is called.
+    """
+    ref = parse_model_uri(options.model_uri)
+    if ref.local_path is not None:
+        return _fetch_local(ref, dest)
+
+    from mlflow import MlflowClient
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.tracking import get_tracking_uri
+
+    tracking_uri = options.tracking_uri or get_tracking_uri()
+    registry_uri = options.registry_uri or tracking_uri
+    timeout = options.timeouts.registry
+
+    def bounded(call: Callable[[], T]) -> T:
+        with mlflow_client_settings(tracking_uri, registry_uri, timeout):
+            return bounded_registry_call(call, ref, tracking_uri, timeout)
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+    identity, tags = bounded(lambda: _identity(client, ref))
+    if ref.run_id:
+        # MLflow 3 serves runs:/ through a logged-model indirection that lists paths it cannot
+        # download one by one; fetch the whole model instead.
+        import mlflow.artifacts
+
+        dest.mkdir(parents=True)
+        bounded(lambda: mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(dest)))
+        root = _model_root(dest)
+        fetched = _with_mlflow_version(ModelFiles(root, _local_listing(root)), identity)
+        fetched.tags = tags
+        return fetched
+    repo = bounded(lambda: get_artifact_repository(ref.uri, tracking_uri=tracking_uri, registry_uri=registry_uri))
+    listing = bounded(lambda: _list_recursively(repo))
+    if "MLmodel" not in listing:
+        raise ModelNotFoundError(f"{ref.uri} holds no MLmodel file, so it is not an MLflow model", f"pass {URI_FORMS}")
+
+    dest.mkdir(parents=True)
+
+    def download(path: str) -> None:
+        bounded(lambda: repo.download_artifacts(path, str(dest)))
+
+    now = [path for path, size in listing.items() if not static_files_only or needed_by_static_checks(path, size)]
+    for path in now:
+        download(path)
+    fetched = _with_mlflow_version(ModelFiles(dest, listing), identity)
+    fetched.tags = tags
+    fetched.pending = [path for path in listing if path not in now]
+    fetched.download = download
+    return fetched

@@ -1,0 +1,142 @@
+"""One lock for the whole run: the model's requirements and what serving adds, resolved once with uv
+for the serving platform. The static checks read it, the venv installs it, the image installs it.
+
+MLflow's serving image installs `pip install mlflow==<the generator's version>`, then the model's
+build dependencies and requirements, then `gunicorn[gevent]`, each resolved by pip at build time.
+Resolving all of that once, here, is what makes the venv and the image the same environment.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+
+from mlflow_validator import commands
+from mlflow_validator.model.files import ModelFiles
+from mlflow_validator.model.mlmodel import ModelFileError
+from mlflow_validator.model.requirements import parse_requirements, pins, read_requirements
+from mlflow_validator.uv import compile_command, export_command, summarize_failure, uv_binary
+
+LOCK_FILE_NAME = "requirements.lock.txt"
+SERVING_PACKAGES = ("gunicorn[gevent]",)  # what MLflow's image adds to every model's requirements
+
+
+@dataclass(frozen=True)
+class Resolution:
+    result: commands.CommandResult
+    file: Path
+    pins: dict[str, str]  # canonical name -> version; empty when it failed
+
+
+@dataclass(frozen=True)
+class Lock:
+    """The resolution every stage installs, as a file next to the report."""
+
+    file: Path
+    pins: dict[str, str]
+    source: str  # "requirements.txt" or "uv.lock"
+    constraints: Path | None
+
+    @property
+    def described(self) -> str:
+        within = f" within {self.constraints.name}" if self.constraints else ""
+        return f"the {len(self.pins)} pins of the lock (from {self.source}{within})"
+
+
+@dataclass
+class Resolver:
+    """Runs uv, each resolution once. The lock is the one within the runtime's constraints when that
+    resolves, else the plain one (the runtime-constraints check then says why)."""
+
+    files: ModelFiles
+    workdir: Path
+    output_dir: Path
+    constraints: Path | None
+    tool_env: Mapping[str, str]
+    timeout_s: float
+    _resolved: dict[Path | None, Resolution] = field(default_factory=dict)
+    _exported: commands.CommandResult | None = None
+    _lock: Lock | None = None
+
+    def for_model(self, files: ModelFiles, workdir: Path) -> Resolver:
+        """A resolver of its own, with nothing resolved yet, for another model (the baseline), in `workdir`."""
+        return Resolver(files, workdir, workdir, self.constraints, self.tool_env, self.timeout_s)
+
+    @property
+    def is_uv_project(self) -> bool:
+        return (self.files.directory / "uv.lock").is_file() and (self.files.directory / "pyproject.toml").is_file()
+
+    def uv_export(self) -> commands.CommandResult:
+        """The pins of the model's uv.lock, as `uv sync --frozen --no-dev` would install them."""
+        if self._exported is None:
+            self._exported = commands.run(
+                export_command(uv_binary(), self.files.directory),
+                env=self.tool_env,
+                timeout_s=self.timeout_s,
+                check=False,
+            )
+        return self._exported
+
+    def resolve(self, constraints: Path | None) -> Resolution:
+        if constraints not in self._resolved:
+            output = self.workdir / ("lock-constrained.txt" if constraints else "lock.txt")
+            command = compile_command(
+                uv_binary(), self._serving_input(), self.files.python_env.python, output, constraints
+            )
+            result = commands.run(
+                command, env=self.tool_env, cwd=self.files.directory, timeout_s=self.timeout_s, check=False
+            )
+            self._resolved[constraints] = Resolution(
+                result, output, pins(read_requirements(output)) if result.ok else {}
+            )
+        return self._resolved[constraints]
+
+    @property
+    def resolved_pins(self) -> dict[str, str]:
+        """The lock's pins from what was resolved so far, without resolving anything."""
+        for constraints in (self.constraints, None):
+            if constraints in self._resolved and self._resolved[constraints].pins:
+                return self._resolved[constraints].pins
+        return {}
+
+    def lock(self) -> Lock:
+        """The lock, copied next to the report once; a model whose requirements do not resolve has none."""
+        if self._lock is not None:
+            return self._lock
+        for constraints in dict.fromkeys((self.constraints, None)):
+            resolution = self.resolve(constraints)
+            if resolution.pins:
+                published = self.output_dir / LOCK_FILE_NAME
+                published.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(resolution.file, published)
+                source = "uv.lock" if self.is_uv_project else self.files.python_env.requirements_file.name
+                self._lock = Lock(published, resolution.pins, source, constraints)
+                return self._lock
+        raise ModelFileError(
+            "the requirements cannot be resolved for the serving platform: "
+            f"{summarize_failure(self.resolve(None).result.output)}"
+        )
+
+    def _serving_input(self) -> Path:
+        """What is resolved: the model's requirements (or its uv.lock's pins), its build dependencies, and
+        what MLflow's serving image installs besides."""
+        requirements = self.files.python_env.requirements_file
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.is_uv_project:
+            exported = self.uv_export()
+            if not exported.ok:
+                raise ModelFileError(
+                    f"`uv export --frozen` fails on the model's uv.lock: {summarize_failure(exported.output)}"
+                )
+            requirements = self.workdir / "uv-lock-requirements.txt"
+            requirements.write_text(exported.output)
+        named = {line.name for line in parse_requirements(requirements.read_text())}
+        mlflow_pin = [] if "mlflow" in named else [f"mlflow=={mlflow.__version__}"]
+        lines = [f"-r {requirements}", *self.files.python_env.build_dependencies, *SERVING_PACKAGES, *mlflow_pin]
+        serving_input = self.workdir / "serving-requirements.in"
+        serving_input.write_text("\n".join(lines) + "\n")
+        return serving_input

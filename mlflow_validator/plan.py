@@ -1,0 +1,47 @@
+"""Decide what will run, before anything runs. Pure: no Docker, no network."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlflow_validator.errors import DockerUnavailableError
+from mlflow_validator.results import Stage
+from mlflow_validator.settings import Options
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    stage: Stage
+    run: bool
+    skip_reason: str = ""
+
+
+def plan_stages(options: Options, docker_problem: str) -> list[PlannedStage]:
+    """One entry per stage, in pipeline order.
+
+    `docker_problem` is empty when an engine answers. A docker stage the user named explicitly
+    makes a missing engine an error (exit 2); the default set only skips it, loudly.
+    """
+    plan = []
+    for stage in Stage:
+        if stage not in options.stages:
+            plan.append(
+                PlannedStage(stage, False, f"not selected (--stages {','.join(s.value for s in options.stages)})")
+            )
+        elif stage is Stage.DOCKER and docker_problem:
+            if options.given("stages"):
+                raise DockerUnavailableError(
+                    f"the docker stage was asked for but no Docker engine is reachable ({docker_problem})",
+                    "start the Docker daemon, or leave docker out of --stages",
+                )
+            plan.append(
+                PlannedStage(
+                    stage,
+                    False,
+                    f"no Docker engine reachable ({docker_problem}); start dockerd to run this stage, "
+                    "and name it in --stages in CI so that a missing engine fails the job",
+                )
+            )
+        else:
+            plan.append(PlannedStage(stage, True))
+    return plan

@@ -1,0 +1,63 @@
+"""Print each check as it finishes, then the verdict. In a GitLab job each stage is a collapsible section."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from mlflow_validator.reporters import Reporter
+from mlflow_validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
+
+MARKS = {
+    Status.PASSED: "PASS",
+    Status.WARNED: "WARN",
+    Status.FAILED: "FAIL",
+    Status.SKIPPED: "SKIP",
+    Status.ERROR: "ERROR",
+}
+VERDICTS = {0: "PASSED: the model may be promoted", 1: "FAILED: do not promote this model", 2: "COULD NOT VALIDATE"}
+
+
+def gitlab_section(edge: str, stage: Stage, header: str = "") -> str:
+    """GitLab's log section marker (`edge` is start or end); the header is what the folded section shows."""
+    return f"\x1b[0Ksection_{edge}:{int(time.time())}:mlflow_validator_{stage.value}\r\x1b[0K{header}"
+
+
+class ConsoleReporter(Reporter):
+    def __init__(self, stream: TextIO | None = None, sections: bool = False) -> None:
+        self.stream = stream or sys.stdout
+        self.sections = sections  # GitLab's collapsible sections, one per stage
+        self.open_section: Stage | None = None
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def model_fetched(self, identity: ModelIdentity) -> None:
+        described = ", ".join(
+            f"{k.split('.', 1)[1]}={v}" for k, v in identity.as_properties().items() if k != "model.uri"
+        )
+        self._print(f"Validating {identity.uri} ({described})")
+
+    def stage_started(self, stage: Stage) -> None:
+        if self.sections:
+            self._close_section()
+            self._print(gitlab_section("start", stage, f"mlflow-validator: the {stage.value} stage"))
+            self.open_section = stage
+
+    def _close_section(self) -> None:
+        if self.open_section is not None:
+            self._print(gitlab_section("end", self.open_section))
+            self.open_section = None
+
+    def check_finished(self, result: CheckResult) -> None:
+        line = f"{MARKS[result.status]:>5}  {result.stage.value:<6} {result.name:<26} {result.duration_s:7.2f}s"
+        if result.message:
+            line += f"  {result.message}"
+        self._print(line)
+
+    def report_finished(self, report: ValidationReport) -> None:
+        self._close_section()
+        counts = {status: sum(c.status is status for c in report.checks) for status in Status}
+        summary = ", ".join(f"{n} {status.value}" for status, n in counts.items() if n)
+        self._print(f"{VERDICTS[report.exit_code]} ({summary})")

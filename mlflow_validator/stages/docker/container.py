@@ -1,0 +1,183 @@
+"""A serving container as a context manager, published only where the topology needs it, always removed;
+and the wait for it to serve, which watches its state and log so a model that cannot load fails fast."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import requests
+
+from mlflow_validator.expectations.packages import canonical
+from mlflow_validator.stages.docker.engine import Docker, Reach
+from mlflow_validator.stages.docker.image import SERVING_PORT
+
+# The serving container is untrusted code too. It gets no host mount, no socket and no variable from
+# the job; of Docker's default capabilities it keeps only what nginx's master needs to hand its
+# worker to an unprivileged user; it cannot gain privileges, and its process count is bounded.
+HARDENING = (
+    "--cap-drop", "ALL",
+    "--cap-add", "CHOWN", "--cap-add", "SETUID", "--cap-add", "SETGID", "--cap-add", "DAC_OVERRIDE",
+    "--security-opt", "no-new-privileges",
+    "--pids-limit", "512",
+)  # fmt: skip
+# uvicorn restarts a scoring worker that dies while nginx answers 502, so the container never exits.
+WORKER_DEATH = re.compile(
+    r"Child process \[\d+\] died|Traceback \(most recent call last\)|Error loading ASGI app|Killed"
+)
+# A worker may die once and come back (gunicorn restarts it within a second); dying for this long is a model
+# that cannot load. 20 s: the failure lands within 30 s of the container start (gunicorn boots in about 5 s).
+GRACE_AFTER_DEATH_S = 20
+POLL_S = 1.0
+LIST_DISTRIBUTIONS = """
+import importlib.metadata, json
+found = {}
+for dist in importlib.metadata.distributions():
+    found.setdefault(dist.metadata["Name"], dist.version)
+print(json.dumps(found))
+"""
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    url: str
+    docker: Docker
+    started: float  # time.monotonic() when `docker run` returned
+
+    def logs(self) -> str:
+        return self.docker.run("logs", self.name, timeout_s=60, check=False).output
+
+    def state(self) -> Mapping[str, object]:
+        found = self.docker.run("inspect", "--format", "{{json .State}}", self.name, timeout_s=30, check=False)
+        return json.loads(found.output) if found.ok else {"Running": False, "Status": "removed"}
+
+    def installed(self) -> dict[str, str]:
+        """What the serving interpreter imports: for each name, the first distribution on its sys.path."""
+        listed = self.docker.run("exec", self.name, "python", "-I", "-c", LIST_DISTRIBUTIONS, timeout_s=60)
+        return canonical(json.loads(listed.output.strip().splitlines()[-1]))
+
+    def running(self) -> bool:
+        return bool(self.state().get("Running"))
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel killed a process of this container for memory, worker or main process alike."""
+        events = self.docker.run(
+            "events", "--since", "30m", "--until", "0s", "--filter", f"container={self.name}",
+            "--filter", "event=oom", "--format", "{{.Status}}",
+            timeout_s=30, check=False,
+        )  # fmt: skip
+        return self.state().get("OOMKilled") is True or "oom" in events.output
+
+
+@contextmanager
+def running_container(
+    docker: Docker,
+    image: str,
+    name: str,
+    labels: Mapping[str, str],
+    reach: Reach,
+    memory_mb: int | None,
+    passed_env: list[str],
+    keep: bool,
+) -> Iterator[Container]:
+    """Start `image` detached; remove it on exit unless `keep`. `passed_env` names variables of the CLI's
+    environment the container gets (`--env NAME`: the value stays off the command line)."""
+    network = ("--network", reach.network) if reach.network else ()
+    memory = ("--memory", f"{memory_mb}m", "--memory-swap", f"{memory_mb}m") if memory_mb else ()
+    try:
+        docker.run(
+            "run", "--detach", "--name", name,
+            *(arg for label, value in labels.items() for arg in ("--label", f"{label}={value}")),
+            *reach.publish, *network, *memory, *HARDENING,
+            *(arg for variable in passed_env for arg in ("--env", variable)),
+            image,
+            timeout_s=120,
+        )  # fmt: skip
+        started = time.monotonic()
+        yield Container(name, _url(docker, name, reach), docker, started)
+    finally:
+        if not keep:
+            docker.run("rm", "--force", "--volumes", name, timeout_s=120, check=False)
+
+
+def _url(docker: Docker, name: str, reach: Reach) -> str:
+    if reach.network:
+        found = docker.run(
+            "inspect", "--format", f"{{{{(index .NetworkSettings.Networks {json.dumps(reach.network)}).IPAddress}}}}",
+            name, timeout_s=30,
+        )  # fmt: skip
+        return f"http://{found.output.strip()}:{SERVING_PORT}"
+    published = docker.run("port", name, f"{SERVING_PORT}/tcp", timeout_s=30)
+    return f"http://{reach.host}:{published.output.strip().splitlines()[0].rsplit(':', 1)[1]}"
+
+
+class NotServing(Exception):
+    """The container will not serve: `message` says why, for the report."""
+
+    def __init__(self, message: str, logs: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.logs = logs
+
+
+def wait_until_serving(container: Container, limit_s: float, limit_name: str, memory_mb: int | None) -> float:
+    """Poll /ping until it answers 200; returns the seconds since the container started. Raises NotServing
+    when it exits, is killed for memory, keeps losing its workers for GRACE_AFTER_DEATH_S, or exceeds
+    `limit_s` (the load budget or the start timeout, named by `limit_name`)."""
+    first_death: float | None = None
+    while True:
+        waited = time.monotonic() - container.started
+        if _pings(container):
+            return waited
+        state = container.state()
+        if not state.get("Running"):
+            exited = f"the container exited with code {state.get('ExitCode')} before answering /ping"
+            raise _not_serving(container, memory_mb, f"{exited}: the scoring server could not start")
+        if first_death is None and WORKER_DEATH.search(container.logs()):
+            first_death = time.monotonic()
+        if first_death is not None and time.monotonic() - first_death >= GRACE_AFTER_DEATH_S:
+            raise _not_serving(
+                container,
+                memory_mb,
+                f"the model cannot load in the container: its scoring workers kept dying for {GRACE_AFTER_DEATH_S} s "
+                "while nginx answered 502",
+            )
+        if waited >= limit_s:
+            raise NotServing(
+                f"the model did not load within {limit_s:.0f} s ({limit_name}): /ping never answered 200 and no "
+                "worker died, so loading hangs",
+                container.logs(),
+            )
+        time.sleep(POLL_S)
+
+
+def _pings(container: Container) -> bool:
+    try:
+        return requests.get(f"{container.url}/ping", timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _not_serving(container: Container, memory_mb: int | None, problem: str) -> NotServing:
+    """`problem`, with the log lines that say why; an OOM kill is named as such, whatever it looked like."""
+    logs = container.logs()
+    if container.oom_killed():
+        return NotServing(_needs_more_memory(memory_mb), logs)
+    return NotServing(f"{problem}: {_why(logs)}", logs)
+
+
+def _needs_more_memory(memory_mb: int | None) -> str:
+    limit = f"{memory_mb} MiB (docker.memory)" if memory_mb else "the memory the engine has"
+    return f"the model needs more than {limit}: the kernel killed it for memory (OOM) while it loaded"
+
+
+def _why(logs: str) -> str:
+    """The line of the log that says why: the last exception, else the last line."""
+    lines = [line.strip() for line in logs.splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b.*:", line)]
+    return (errors or lines or ["(the container logged nothing)"])[-1]

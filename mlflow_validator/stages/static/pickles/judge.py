@@ -1,0 +1,203 @@
+"""Which imports and calls of a decompiled pickle are unsafe: picklescan's dangerous globals and a few more,
+cloudpickle's reconstructors allowed, code carried in the pickle called at load time."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterable
+
+from picklescan.scanner import _unsafe_globals
+
+from mlflow_validator.stages.static.pickles.program import (
+    CLOUDPICKLE_MODULES,
+    GETATTR,
+    METHOD_WRAPPERS,
+    Program,
+    Site,
+    Value,
+    constant,
+)
+
+MAX_RENDERED = 120
+
+# What cloudpickle (any version since 1.0) emits to rebuild by-value classes and functions. Calling them builds
+# objects; running the code they build is judged where it happens.
+CLOUDPICKLE_RECONSTRUCTORS = frozenset(
+    {
+        "_builtin_type",
+        "_make_function",
+        "_function_setstate",
+        "_make_skeleton_class",
+        "_make_skeleton_enum",
+        "_class_setstate",
+        "_make_cell",
+        "_make_empty_cell",
+        "_cell_set",
+        "_make_dict_keys",
+        "_make_dict_values",
+        "_make_dict_items",
+        "_make_typevar",
+        "_enum_getnewargs",
+        "_class_getnewargs",
+        "_get_dataclass_field_type_sentinel",
+        "_dynamic_class_reduce",
+        "_file_reconstructor",
+        "_create_parametrized_type_hint",
+        "_rebuild_tornado_coroutine",
+        "_make_skel_func",
+        "_fill_function",
+        "_rehydrate_skeleton_class",
+        "subimport",
+        "dynamic_subimport",
+        "instance",
+    }
+)
+# Dangerous globals picklescan does not list: each imports, runs or reaches arbitrary code.
+EXTRA_UNSAFE_GLOBALS: dict[str, Iterable[str] | str] = {
+    "builtins": {"__import__", "setattr", "delattr", "globals", "vars"},
+    "importlib": "*",
+    "_imp": "*",
+    "marshal": "*",
+    "_posixsubprocess": "*",
+    "multiprocessing": "*",
+    "codeop": "*",
+    "zipimport": "*",
+}
+# Globals that take a function to keep it, never to call it while unpickling.
+FUNCTION_HOLDERS = METHOD_WRAPPERS | {"builtins.property", "collections.defaultdict", "copyreg._reconstructor"}
+# cloudpickle pickles sys.stdout and sys.stderr as getattr(sys, ...): harmless.
+HARMLESS_ATTRIBUTES = frozenset({"sys.stdout", "sys.stderr"})
+# What the unpickler calls on a class or an instance, by the method fickling writes for it.
+UNPICKLER_METHODS = {
+    "__new__": "__new__",
+    "__setstate__": "__setstate__",
+    "append": "append",
+    "extend": "extend",
+    "update": "__setitem__",
+    "__setitem__": "__setitem__",
+}
+CONSTRUCTORS = ("__init__", "__new__")
+DECOMPILER_NAME = re.compile(r"_var\d+|result")
+
+
+def _rules() -> dict[str, frozenset[str] | str]:
+    merged: dict[str, frozenset[str] | str] = {}
+    for table in (_unsafe_globals, EXTRA_UNSAFE_GLOBALS):
+        for module, names in table.items():
+            # picklescan mixes "*", a bare name ("functools": "partial") and sets of names.
+            if names == "*" or merged.get(module) == "*":
+                merged[module] = "*"
+            else:
+                current = merged.get(module, frozenset())
+                merged[module] = frozenset(current) | frozenset([names] if isinstance(names, str) else names)
+    return merged
+
+
+UNSAFE_RULES = _rules()
+
+
+def is_unsafe_global(module: str, name: str) -> bool:
+    """Whether a pickle importing `module.name` can run arbitrary code, by picklescan's list and a few more."""
+    if module in CLOUDPICKLE_MODULES and name in CLOUDPICKLE_RECONSTRUCTORS:
+        return False
+    parts = module.split(".")
+    for depth in range(len(parts), 0, -1):
+        rule = UNSAFE_RULES.get(".".join(parts[:depth]))
+        if rule == "*":
+            return True
+        if rule is not None:
+            return depth == len(parts) and (name in rule or name.split(".")[0] in rule)
+    return False
+
+
+def _dangerous(value: Value) -> bool:
+    """A global, or an attribute getattr fetched from a module or a global, that is on the unsafe list."""
+    return bool(value.module) and is_unsafe_global(value.module, value.name[len(value.module) + 1 :])
+
+
+def _render(call: ast.Call, callee: str) -> str:
+    try:
+        text = ast.unparse(ast.Call(ast.Name(callee, ast.Load()), call.args, call.keywords))
+    except (RecursionError, ValueError, TypeError, AttributeError):
+        text = f"{callee}(...)"
+    return text if len(text) <= MAX_RENDERED else text[: MAX_RENDERED - 3] + "..."
+
+
+def _carried_function(program: Program, args: list[ast.expr]) -> str:
+    for arg in args:
+        if isinstance(arg, ast.Name) and (held := program.value_of(arg.id)).kind == "function":
+            return held.name
+    return ""
+
+
+def _judge_global(program: Program, site: Site) -> str:
+    callee, args = site.callee, site.call.args
+    if callee.name in GETATTR and len(args) == 2 and isinstance(constant(args[1]), str):
+        return ""  # the attribute it fetches is judged where it is used
+    if _dangerous(callee):
+        return _render(site.call, callee.name)
+    keeps = callee.module in CLOUDPICKLE_MODULES or callee.module == "types" or callee.name in FUNCTION_HOLDERS
+    if not keeps and (function := _carried_function(program, args)):
+        return f"passes code carried in the pickle to {callee.name} at load time (function `{function}`)"
+    return ""
+
+
+def _judge_attribute(site: Site) -> str:
+    callee = site.callee
+    if callee.carried:
+        return f"calls code carried in the pickle at load time (`{callee.name}`)"
+    if not callee.module:
+        return f"calls {_render(site.call, 'getattr(...).' + callee.name)} at load time"
+    return _render(site.call, callee.name) if _dangerous(callee) else ""
+
+
+def _judge_method(program: Program, site: Site) -> str:
+    """BUILD, NEWOBJ, APPENDS, SETITEMS: methods the unpickler calls on what it made."""
+    callee = site.callee
+    if site.method == "__setstate__" and callee.kind == "global":
+        return f"sets attributes of {callee.name} at load time (BUILD on a global)"
+    cls = callee.name if callee.kind == "instance" else site.target if callee.kind == "class" else ""
+    method = UNPICKLER_METHODS.get(site.method, "")
+    if cls and program.value_of(cls).kind == "class" and method in program.class_methods(cls):
+        return f"calls code carried in the pickle at load time (class `{program.value_of(cls).name}`, its {method})"
+    return ""
+
+
+def _judge(program: Program, site: Site) -> str:
+    """Why the call is unsafe, or ''."""
+    callee = site.callee
+    if site.method:
+        return _judge_method(program, site)
+    if callee.kind == "global":
+        return _judge_global(program, site)
+    if callee.kind == "function":
+        return f"calls code carried in the pickle at load time (function `{callee.name}`)"
+    if callee.kind == "class":
+        carried = [m for m in CONSTRUCTORS if m in program.class_methods(site.target)]
+        if not carried:
+            return ""
+        return f"calls code carried in the pickle at load time (class `{callee.name}`, its {carried[0]})"
+    if callee.kind == "attribute":
+        return _judge_attribute(site)
+    if callee.kind in ("types", "enum", "code", "module"):
+        return ""
+    return f"calls {_render(site.call, '<computed>')} at load time: a callable the pickle computed"
+
+
+def unsafe(program: Program) -> tuple[str, ...]:
+    found: list[tuple[int, str]] = []
+    for site in program.sites:
+        if reason := _judge(program, site):
+            found.append((site.index, reason))
+    called = {s.callee.name for s in program.sites if not s.method and s.callee.kind in ("global", "attribute")}
+    for index, value in program.attributes:
+        if value.name not in called and value.name not in HARMLESS_ATTRIBUTES and _dangerous(value):
+            found.append((index, f"{value.name} (through getattr)"))
+    for index, module, name in program.imports:
+        dotted = f"{module}.{name}"
+        if dotted not in called and (is_unsafe_global(module, name) or name.startswith("<")):
+            found.append((index, dotted))
+        if DECOMPILER_NAME.fullmatch(name):
+            found.append((index, f"{dotted} (a global named like a decompiler variable, which can hide a call)"))
+    return tuple(dict.fromkeys(reason for _, reason in sorted(found, key=lambda item: item[0])))

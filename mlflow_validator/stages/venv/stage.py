@@ -1,0 +1,367 @@
+"""The virtualenv stage's steps: interpreter, virtualenv, install, load and answer, then the checks
+over the answers (`answers.py`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from textwrap import shorten
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from mlflow_validator import commands
+from mlflow_validator.expectations.answers import (
+    Answer,
+    AnswerCheck,
+    StageAnswers,
+    check_answers,
+    check_deterministic,
+    check_expected_responses,
+    check_output_contract,
+    check_rejections,
+    check_timing,
+    declare_hint,
+    over_answers,
+    reach_hint,
+    undeclared_variable,
+)
+from mlflow_validator.expectations.baseline import check_changes
+from mlflow_validator.expectations.generated import JSON, CannotGenerate, explore
+from mlflow_validator.expectations.team import ChecksContext, run_team_checks
+from mlflow_validator.expectations.packages import canonical
+from mlflow_validator.expectations.requests import SampleRequest
+from mlflow_validator.checks import Policy
+from mlflow_validator.isolation import install_tool_env, model_process_env
+from mlflow_validator.errors import ValidatorError
+from mlflow_validator.model.mlmodel import ModelFileError
+from mlflow_validator.results import Outcome, Stage, Status, failed, passed, skipped
+from mlflow_validator.stages.context import RunContext
+from mlflow_validator.stages.endpoint import SOCKET_SCHEME, Endpoint
+from mlflow_validator.stages.venv.cage import ENABLE_HINT as CAGE_HINT
+from mlflow_validator.stages.venv.cage import Cage, cage_for, cage_problem, caged
+from mlflow_validator.stages.venv.interpreter import Interpreter, find_interpreter
+from mlflow_validator.steps import Step, run_steps, steps_for
+from mlflow_validator.uv import repair_hint, summarize_failure, uv_binary
+
+PREDICTOR = Path(__file__).with_name("predictor.py")
+SOCKET_NAME = "model.sock"  # in the model process's HOME, where it is allowed to write
+STOP_GRACE_S = 5
+ANSWERS_POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class VenvPaths:
+    work: Path  # the virtualenv, the request bodies and the predictor's raw output
+    answers: Path  # in the output directory: kept next to the report
+
+    @property
+    def venv(self) -> Path:
+        return self.work / "venv"
+
+    @property
+    def home(self) -> Path:
+        """HOME and TMPDIR of the model process."""
+        return self.work / "home"
+
+    @property
+    def python(self) -> Path:
+        return self.venv / "bin" / "python"
+
+    @property
+    def model_log(self) -> Path:
+        """What the model process printed."""
+        return self.work / "model.log"
+
+
+class BaselineUnavailable(ValidatorError):
+    """The baseline model could not answer, so there is nothing to compare with."""
+
+
+class VenvStage:
+    """`label` names the answers: "venv" for the model under validation, "baseline" for --baseline's."""
+
+    def __init__(self, run: RunContext, label: str = "venv") -> None:
+        self.run = run
+        self.label = label
+        self.model_dir = run.model.directory
+        self.files = run.model.files
+        self.requests: list[SampleRequest] = []
+        self.answers = StageAnswers(label)
+        self.options = run.options
+        self.paths = VenvPaths(run.workdir / f"{label}-stage", run.output_dir / "answers" / label)
+        self.env = run.env
+        self.tool_env = install_tool_env(run.env, run.network)
+        self.uv = ""
+        self.interpreter: Interpreter | None = None
+        self.cage: Cage | None = None  # set by the sandbox step when this machine can cage the model
+        self.endpoint: Endpoint | None = None  # the model process, serving, once it has answered the plan
+        self.baseline_endpoint: Endpoint | None = None  # the baseline's, once changed-vs-baseline ran
+        self.exit_stack = ExitStack()  # what close() stops: the model process
+
+    def _setup(self) -> dict[str, Callable[[], Outcome]]:
+        """Up to answers in hand: what the baseline model goes through too."""
+        return {
+            "interpreter": self.find_interpreter,
+            "create-virtualenv": self.create_virtualenv,
+            "install-requirements": self.install_requirements,
+            "sandbox": self.build_cage,
+            "load-model": self.load_model,
+        }
+
+    def steps(self) -> list[Step]:
+        return steps_for(Stage.VENV, self._setup() | self._checks(), self.options.policy)
+
+    def setup_steps(self) -> list[Step]:
+        return [step for step in self.steps() if step.name in self._setup()]
+
+    def answered(self) -> StageAnswers | None:
+        return self.answers if self.answers.answers else None
+
+    def close(self) -> None:
+        """Stops the model process; the virtualenv is in the run's work directory, removed with it."""
+        self.exit_stack.close()
+
+    def find_interpreter(self) -> Outcome:
+        self.uv = uv_binary()
+        wanted = self.files.python_env.python
+        self.interpreter = find_interpreter(self.uv, wanted, self.tool_env, self.options.timeouts.install)
+        if self.interpreter.exact:
+            return passed(f"Python {self.interpreter.version} at {self.interpreter.path}")
+        return passed(
+            f"the model asks for Python {wanted}; none on this machine, so using "
+            f"{self.interpreter.version} at {self.interpreter.path} (same minor release)"
+        )
+
+    def create_virtualenv(self) -> Outcome:
+        assert self.interpreter is not None
+        commands.run(
+            [self.uv, "venv", "--no-project", "--python", self.interpreter.path, self.paths.venv],
+            env=self.tool_env,
+            timeout_s=self.options.timeouts.install,
+        )
+        return passed(str(self.paths.venv))
+
+    def install_requirements(self) -> Outcome:
+        """Exactly the run's lock, the one the image installs too: `uv pip sync` adds nothing and resolves nothing."""
+        try:
+            lock = self.run.resolver.lock()
+        except ModelFileError:
+            unresolved = self.run.resolver.resolve(None).result
+            return failed(
+                f"the model's requirements cannot be resolved, so nothing can be installed: "
+                f"{summarize_failure(unresolved.output)}. Fix: {repair_hint(self.options.model_uri, unresolved.output)}",
+                unresolved.tail(),
+            )
+        result = commands.run(
+            [self.uv, "pip", "sync", "--python", self.paths.python, lock.file],
+            env=self.tool_env,
+            cwd=self.model_dir,
+            timeout_s=self.options.timeouts.install,
+            check=False,
+        )
+        if not result.ok:
+            return failed(
+                f"the model's requirements cannot be installed: {summarize_failure(result.output)}. "
+                f"Fix: {repair_hint(self.options.model_uri, result.output)}",
+                result.tail(),
+            )
+        self.answers.installed = self._installed()
+        return passed(f"installed {lock.described}: {commands.last_line(result.output)}", result.tail())
+
+    def _installed(self) -> dict[str, str]:
+        """Read by uv from the distributions' metadata: nothing of the venv runs."""
+        listed = commands.run(
+            [self.uv, "pip", "list", "--python", self.paths.python, "--format", "json"],
+            env=self.tool_env,
+            timeout_s=self.options.timeouts.install,
+        )
+        listing = json.loads(listed.output.strip().splitlines()[-1])  # after uv's "Using Python …" line
+        return canonical({entry["name"]: entry["version"] for entry in listing})
+
+    def build_cage(self) -> Outcome:
+        if problem := cage_problem(self.env):
+            return failed(f"the model process cannot be caged here ({problem}): {CAGE_HINT}")
+        interpreter = self.interpreter.path if self.interpreter else Path(sys.executable)
+        prefix = Path(os.path.realpath(interpreter)).parent.parent
+        self.cage = cage_for(
+            self.paths.work,
+            readable=(prefix, self.model_dir, PREDICTOR.parent),
+            env=self.env,
+            memory_mb=self.options.sandbox.memory_mb,
+            cpu_s=int(self.options.timeouts.predict * (os.cpu_count() or 1)),
+        )
+        return passed(
+            f"own PID and network namespaces, host read-only, {len(self.cage.hidden)} directories hidden, "
+            f"{self.cage.memory_mb} MiB address space"
+        )
+
+    def load_model(self) -> Outcome:
+        """Load the model once in the fresh virtualenv, caged, and answer every sample request twice. The
+        process then stays, serving on a socket, until the stage closes (generated inputs, team checks)."""
+        if self.cage is None and self.options.policy("sandbox") is Policy.ERROR:
+            return skipped("not run: the model would run uncaged (see sandbox; `checks: {sandbox: warn}` allows it)")
+        self.requests = self.run.requests()
+        answers_file = self.paths.work / "answers.json"
+        command: list[str | Path] = [
+            self.paths.python, "-I", PREDICTOR, self.model_dir, self._write_plan(), answers_file, SOCKET_NAME
+        ]  # fmt: skip
+        process = self.exit_stack.enter_context(
+            commands.background(
+                caged(self.cage, command) if self.cage else command,
+                env=model_process_env(
+                    self.env, home=self.paths.home, bin_dir=self.paths.python.parent, declared=self.options.model_env
+                ),
+                cwd=self.paths.home,
+                output_file=self.paths.model_log,
+                grace_s=STOP_GRACE_S,
+            )
+        )
+        if problem := self._await(process, answers_file):
+            return problem
+        self.answers = self._read_answers()
+        self.answers.save(self.paths.answers)
+        self.endpoint = Endpoint(f"{SOCKET_SCHEME}{self.paths.home / SOCKET_NAME}", self.options.timeouts.request)
+        first = self.answers.answers[self.requests[0].name].seconds * 1000
+        return passed(
+            f"loaded in {self.answers.load_seconds:.1f} s; {len(self.requests)} request(s) answered twice, "
+            f"the first in {first:.0f} ms; answers saved to {self.paths.answers}",
+            self._model_output(),
+        )
+
+    def _model_output(self) -> str:
+        return commands.tail(self.paths.model_log.read_text(errors="replace"))
+
+    def _await(self, process: subprocess.Popen[bytes], answers_file: Path) -> Outcome | None:
+        """None once the answers are written; the failure when the process ends or runs out of time first."""
+        deadline = time.monotonic() + self.options.timeouts.predict
+        while not answers_file.exists():
+            if process.poll() is not None:
+                return self._load_failure(self.paths.model_log.read_text(errors="replace"))
+            if time.monotonic() > deadline:
+                return failed(
+                    f"the model did not load and answer within {self.options.timeouts.predict:g} s "
+                    "(timeouts.predict): loading or answering hangs",
+                    self._model_output(),
+                )
+            time.sleep(ANSWERS_POLL_S)
+        return None
+
+    def _load_failure(self, output: str) -> Outcome:
+        if name := undeclared_variable(output):
+            return failed(declare_hint(name), commands.tail(output))
+        if reach := reach_hint(output):
+            return failed(reach, commands.tail(output))
+        return failed(
+            f"the model failed to load or to answer in a fresh virtualenv: {commands.last_line(output)}. "
+            f"Reproduce with `mlflow models predict -m {shlex.quote(self.options.model_uri)} "
+            "-i <request.json> --env-manager uv`",
+            commands.tail(output),
+        )
+
+    def _write_plan(self) -> Path:
+        bodies = self.paths.work / "requests"
+        bodies.mkdir(parents=True, exist_ok=True)
+        self.paths.home.mkdir(parents=True, exist_ok=True)
+        entries = []
+        for request in self.requests:
+            body_file = bodies / f"{request.name}.body"
+            body_file.write_text(request.body)
+            entries.append({"name": request.name, "body_file": str(body_file), "content_type": request.content_type})
+        plan = self.paths.work / "plan.json"
+        plan.write_text(json.dumps({"requests": entries, "latency_samples": self.options.requests.latency_samples}))
+        return plan
+
+    def _read_answers(self) -> StageAnswers:
+        raw = json.loads((self.paths.work / "answers.json").read_text())
+        answers = StageAnswers(
+            self.label,
+            load_seconds=raw["load_seconds"],
+            latency_seconds=raw["latency_seconds"],
+            installed=self.answers.installed,
+        )
+        for name, (first, second) in raw["answers"].items():
+            answers.answers[name] = Answer(**first)
+            answers.repeats[name] = Answer(**second)
+        return answers
+
+    def _checks(self) -> dict[str, Callable[[], Outcome]]:
+        tolerance = self.options.tolerance
+        checks: dict[str, AnswerCheck] = {
+            "answers": check_answers,
+            "rejects-invalid-input": check_rejections,
+            "deterministic": lambda requests, answers: check_deterministic(requests, answers, tolerance),
+            "output-contract": lambda requests, answers: check_output_contract(
+                requests, answers, self.files.mlmodel.signature.outputs
+            ),
+            "expected-responses": lambda requests, answers: check_expected_responses(requests, answers, tolerance),
+            "timing": lambda requests, answers: check_timing(requests, answers, self.options.budgets),
+            "changed-vs-baseline": self.compare_with_baseline,
+        }
+        return over_answers(self, checks) | {"generated-inputs": self.generated_inputs, "team-checks": self.team_checks}
+
+    def team_checks(self) -> Outcome:
+        if self.options.checks_dir is None:
+            return skipped("no team checks (--checks DIR or `checks_dir:` in the config file)")
+        assert self.endpoint is not None
+        baseline = self.baseline_endpoint.address if self.baseline_endpoint else None
+        context = ChecksContext.of(self.run, Stage.VENV, self.endpoint.address, baseline)
+        return run_team_checks(context, self.options, self.env, self.paths.work / "team-checks")
+
+    def generated_inputs(self) -> Outcome:
+        assert self.endpoint is not None
+        endpoint, wanted = self.endpoint, self.options.generated
+        try:
+            found = explore(
+                lambda body: endpoint.invoke(body, JSON),
+                self.files.mlmodel.signature,
+                wanted.examples,
+                wanted.seed,
+                storage=self.paths.work / "hypothesis",
+            )
+        except CannotGenerate as exc:
+            return skipped(f"no input can be generated for this signature: {exc}")
+        for index, (body, answer) in enumerate(found.passed):
+            request = SampleRequest(f"generated-{index}", body, JSON, f"generated input {index} (seed {found.seed})")
+            self.answers.generated.append(request)
+            self.answers.answers[request.name] = answer
+        if found.failing:
+            saved = self.run.output_dir / "generated-inputs" / "smallest-failing.json"
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            saved.write_text(found.failing + "\n")
+            return failed(
+                f"a valid input breaks the model: {found.why}. The smallest failing input found (seed "
+                f"{found.seed}, after {found.tried} asked), {shorten(found.failing, 200, placeholder=' …')}, is "
+                f"saved as {saved}: add it to your requests directory",
+                found.failing,
+                source=saved,
+            )
+        return passed(
+            f"{found.tried} inputs (seed {found.seed}, the extremes of each type included) answered 200 within the "
+            f"output signature or refused by MLflow; {len(found.passed)} will be asked again in the docker stage"
+        )
+
+    def compare_with_baseline(self, requests: list[SampleRequest], answers: StageAnswers) -> Outcome:
+        """The same requests through the baseline model, rebuilt in its own virtualenv."""
+        baseline = self.run.baseline
+        if baseline is None:
+            return skipped("no baseline given (--baseline or `baseline:` in the config file)")
+        baseline.download_rest()
+        options = replace(self.options, model_uri=str(self.options.baseline))
+        workdir = self.run.workdir / "baseline-lock"  # the baseline's lock is not the one next to the report
+        resolver = self.run.resolver.for_model(baseline.files, workdir)
+        stage = VenvStage(replace(self.run, model=baseline, options=options, resolver=resolver), label="baseline")
+        self.exit_stack.callback(stage.close)  # it serves the team checks' `baseline` until this stage closes
+        for result in run_steps(Stage.VENV, stage.setup_steps()):
+            if result.status is not Status.PASSED:
+                raise BaselineUnavailable(
+                    f"the baseline {options.model_uri} could not answer the requests ({result.name}: {result.message})",
+                    "point --baseline at a model that validates, or drop it",
+                )
+        self.baseline_endpoint = stage.endpoint
+        return check_changes(requests, answers, stage.answers, self.options)

@@ -1,0 +1,83 @@
+"""uv, as both the static stage (resolve) and the venv stage (install) use it."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+from mlflow_validator.errors import CommandError
+
+_MISSING_VERSION = re.compile(r"no versions? of (?P<requirement>[A-Za-z0-9_.\-\[\]]+[=<>!~]=?[^\s,]+)")
+# The python-build-standalone/official slim images are Debian bookworm: glibc 2.36.
+SERVING_PLATFORM = "x86_64-manylinux_2_36"
+
+
+def uv_binary() -> str:
+    """The uv that ships with the `uv` package we depend on, so uv need not be on PATH."""
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError) as exc:
+        raise CommandError("the uv binary is missing", "reinstall mlflow-validator (it depends on uv)") from exc
+
+
+def summarize_failure(output: str) -> str:
+    """uv explains resolution failures after a '×' line; keep that explanation, on one line."""
+    lines = [line.strip(" ×╰─▶│") for line in output.splitlines()]
+    start = next((i for i, line in enumerate(lines) if "No solution found" in line or "error:" in line), 0)
+    return " ".join(line for line in lines[start:] if line)[:600].rstrip(".")
+
+
+def repair_hint(model_uri: str, uv_output: str) -> str:
+    """What to run to repair a requirement uv could not satisfy."""
+    match = _MISSING_VERSION.search(uv_output)
+    if not match:
+        return "fix requirements.txt, or repair it in place with `mlflow models update-pip-requirements`"
+    bad = match["requirement"]
+    name = re.split(r"[=<>!~\[]", bad)[0]
+    uri = shlex.quote(model_uri)
+    return (
+        f"{bad} does not exist on the index: repair the model with "
+        f'`mlflow models update-pip-requirements -m {uri} add "{name}==<a released version>"`, '
+        f'after trying it with `mlflow models predict -m {uri} --pip-requirements-override "{name}==<version>"`'
+    )
+
+
+def compile_command(
+    uv: str, requirements: Path, python_version: str, output: Path, constraints: Path | None
+) -> list[str | Path]:
+    """Resolve for the serving platform (Linux x86-64), whatever machine we run on."""
+    command: list[str | Path] = [
+        uv,
+        "pip",
+        "compile",
+        requirements,
+        "--python-version",
+        python_version,
+        "--python-platform",
+        SERVING_PLATFORM,
+        "--output-file",
+        output,
+        "--no-progress",
+    ]
+    return [*command, "--constraints", constraints] if constraints else command
+
+
+def export_command(uv: str, project_dir: Path) -> list[str | Path]:
+    """The pins of a uv project's lock, as `uv sync --frozen --no-dev` would install them."""
+    return [
+        uv,
+        "export",
+        "--project",
+        project_dir,
+        "--frozen",
+        "--no-dev",
+        "--no-hashes",
+        "--no-header",
+        "--no-emit-project",
+        "--format",
+        "requirements-txt",
+        "--no-progress",
+    ]
