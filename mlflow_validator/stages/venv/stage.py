@@ -9,13 +9,15 @@ import shlex
 import subprocess
 import sys
 import time
-from textwrap import shorten
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
+from textwrap import shorten
 
 from mlflow_validator import commands
+from mlflow_validator.checks import Policy
+from mlflow_validator.errors import ValidatorError
 from mlflow_validator.expectations.answers import (
     Answer,
     AnswerCheck,
@@ -33,12 +35,10 @@ from mlflow_validator.expectations.answers import (
 )
 from mlflow_validator.expectations.baseline import check_changes
 from mlflow_validator.expectations.generated import JSON, CannotGenerate, explore
-from mlflow_validator.expectations.team import ChecksContext, run_team_checks
 from mlflow_validator.expectations.packages import canonical
 from mlflow_validator.expectations.requests import SampleRequest
-from mlflow_validator.checks import Policy
+from mlflow_validator.expectations.team import ChecksContext, run_team_checks
 from mlflow_validator.isolation import install_tool_env, model_process_env
-from mlflow_validator.errors import ValidatorError
 from mlflow_validator.model.mlmodel import ModelFileError
 from mlflow_validator.results import Outcome, Stage, Status, failed, passed, skipped
 from mlflow_validator.stages.context import RunContext
@@ -155,7 +155,8 @@ class VenvStage:
             unresolved = self.run.resolver.resolve(None).result
             return failed(
                 f"the model's requirements cannot be resolved, so nothing can be installed: "
-                f"{summarize_failure(unresolved.output)}. Fix: {repair_hint(self.options.model_uri, unresolved.output)}",
+                f"{summarize_failure(unresolved.output)}. "
+                f"Fix: {repair_hint(self.options.model_uri, unresolved.output)}",
                 unresolved.tail(),
             )
         result = commands.run(
