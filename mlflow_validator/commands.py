@@ -171,10 +171,16 @@ def run(
 
 @contextmanager
 def background(
-    args: Sequence[str | Path], *, env: Mapping[str, str], cwd: Path, output_file: Path, grace_s: float
+    args: Sequence[str | Path],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    output_file: Path,
+    grace_s: float,
+    pass_fds: Sequence[int] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A process that runs while the block does (a model process serving questions), its output in
-    `output_file`. Leaving the block stops it: SIGTERM, then SIGKILL after `grace_s`."""
+    `output_file`, `pass_fds` inherited. Leaving the block stops it: SIGTERM, then SIGKILL after `grace_s`."""
     argv, executable = _located(args, env)
     log.debug("$ %s &", shlex.join(argv))
     with open(output_file, "wb") as output, SPAWNING:
@@ -185,6 +191,7 @@ def background(
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
+            pass_fds=tuple(pass_fds),
         )
     try:
         SPAWNING.raise_deferred()

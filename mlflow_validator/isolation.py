@@ -6,6 +6,8 @@ never the CI's tokens. Install tools (uv, docker build) see only what reaching t
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -48,9 +50,30 @@ def checks_process_env(env: Mapping[str, str], *, home: Path, context: Path) -> 
         "HOME": str(home),
         "TMPDIR": str(home),
         "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONNOUSERSITE": "1",  # no user site-packages: no .pth file runs before the team's tests
         "HYPOTHESIS_STORAGE_DIRECTORY": str(home / "hypothesis"),  # not the team's directory
         CONTEXT_VARIABLE: str(context),
     }
+
+
+class UntrustedFileError(OSError):
+    """A file the model could write is not a plain file of a sane size."""
+
+
+def read_untrusted(path: Path, max_bytes: int) -> bytes:
+    """A file from a directory the model may write: never through a link, never a fifo or a device,
+    never more than `max_bytes`."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UntrustedFileError(f"{path.name} cannot be opened without following a link: {exc.strerror}") from exc
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise UntrustedFileError(f"{path.name} is not a regular file")
+        content = handle.read(max_bytes + 1)
+    if len(content) > max_bytes:
+        raise UntrustedFileError(f"{path.name} is larger than {max_bytes // 2**20} MiB")
+    return content
 
 
 def proxy_env(network: BuildNetwork) -> dict[str, str]:

@@ -83,7 +83,8 @@ def run_team_checks(context: ChecksContext, options: Options, env: Mapping[str, 
     home, results, context_file = workdir / "home", workdir / "results.jsonl", workdir / "context.json"
     home.mkdir(parents=True, exist_ok=True)
     context_file.write_text(context.as_json(results))
-    argv = [sys.executable, "-m", "pytest", str(directory), "-p", "mlflow_validator.pytest_plugin"]
+    # -s: no user site-packages, so no .pth file of the user's runs first.
+    argv = [sys.executable, "-s", "-m", "pytest", str(directory), "-p", "mlflow_validator.pytest_plugin"]
     argv += ["-p", "no:cacheprovider"]
     # The directory is its own project: the repository's pytest configuration and conftest files stay out.
     argv += ["--rootdir", str(directory), "--confcutdir", str(directory), "-c", os.devnull, "-vv", "-rN"]

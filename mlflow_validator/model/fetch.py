@@ -146,7 +146,12 @@ def _with_mlflow_version(files: ModelFiles, identity: ModelIdentity) -> FetchedM
 
 
 def _local_listing(model_dir: Path) -> dict[str, int | None]:
-    return {str(p.relative_to(model_dir)): p.stat().st_size for p in sorted(model_dir.rglob("*")) if p.is_file()}
+    """Regular files only: a link is never followed (integrity reports those that leave the model)."""
+    return {
+        str(p.relative_to(model_dir)): p.lstat().st_size
+        for p in sorted(model_dir.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 def _fetch_local(ref: ModelReference, dest: Path) -> FetchedModel:
@@ -155,7 +160,7 @@ def _fetch_local(ref: ModelReference, dest: Path) -> FetchedModel:
         raise ModelNotFoundError(
             f"{ref.local_path} is not an MLflow model directory (no MLmodel file)", f"pass {URI_FORMS}"
         )
-    shutil.copytree(ref.local_path, dest)
+    shutil.copytree(ref.local_path, dest, symlinks=True)  # a link stays a link: its target is not the model's
     identity = ModelIdentity(uri=ref.uri, name=ref.name, source=str(ref.local_path.resolve()))
     return _with_mlflow_version(ModelFiles(dest, _local_listing(dest)), identity)
 

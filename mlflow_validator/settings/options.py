@@ -213,7 +213,10 @@ class ModelEnvironment:
 class SandboxSettings:
     """Limits of the cage the venv stage's model process runs in."""
 
-    memory_mb: int = setting(8192, t.WHOLE, "address space of the model process (MiB)")
+    memory_mb: int = setting(
+        8192, t.WHOLE, "memory of the model's processes: each one's address space, and all together resident (MiB)"
+    )
+    max_processes: int = setting(256, t.WHOLE, "processes and threads the model may run at once, all together")
 
 
 @dataclass(frozen=True)

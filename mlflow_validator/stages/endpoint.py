@@ -16,6 +16,7 @@ import requests
 from mlflow_validator.expectations.answers import NO_ANSWER, Answer
 
 SOCKET_SCHEME = "unix:"
+MAX_ANSWER_BYTES = 64 * 2**20  # what the model process may send back for one question
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,10 @@ class Endpoint:
                 with connection.makefile("rwb") as stream:
                     stream.write(json.dumps({"body": body, "content_type": content_type}).encode() + b"\n")
                     stream.flush()
-                    line = stream.readline()
+                    line = stream.readline(MAX_ANSWER_BYTES)
         finally:
             os.close(directory)
-        if not line:
-            raise ConnectionError("the model process closed the connection without answering")
+        if not line.endswith(b"\n"):
+            raise ConnectionError("the model process closed the connection without a whole answer")
         answer = json.loads(line)
         return int(answer["status"]), str(answer["body"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,29 @@ def referenced_paths(flavors: Mapping[str, Mapping[str, Any]]) -> list[tuple[str
     return found
 
 
+def links_leaving(directory: Path) -> list[str]:
+    """Links under `directory` whose target is outside it, as "link -> target"; none is followed to find out
+    more than where it points."""
+    leaving = []
+    for parent, dirs, names in os.walk(directory):
+        for name in [*dirs, *names]:
+            link = Path(parent) / name
+            if not link.is_symlink():
+                continue
+            target = Path(os.readlink(link))
+            # A link on the way to the target that leaves is reported in its own right.
+            if not Path(os.path.normpath(link.parent / target)).is_relative_to(directory):
+                leaving.append(f"{link.relative_to(directory)} -> {target}")
+    return leaving
+
+
 def check_integrity(ctx: StaticContext) -> Outcome:
     files = ctx.files
+    if leaving := links_leaving(files.directory):
+        return failed(
+            f"links that point outside the model directory: {'; '.join(leaving)}. They are never followed: "
+            "copy the files they point to into the model and log it again"
+        )
     references = referenced_paths(files.mlmodel.flavors)
     missing = [f"{where} -> {path}" for where, path in references if not files.listed(path)]
     truncated = []

@@ -3,11 +3,12 @@
 It answers each request with `invocations`, the function behind the scoring server's /invocations,
 and turns exceptions into statuses the way the server does, so this stage and the container answer
 the same question. Each request is answered twice, to catch non-determinism; then the first request
-is repeated to measure latency. Then, when a socket name is given, it goes on answering: one JSON line
-per connection to that Unix socket ({"body", "content_type"} in, {"status", "body", "seconds"} out),
-for the generated inputs and the team's checks, until it is stopped.
+is repeated to measure latency. Then, when a listening socket is given, it goes on answering: one JSON
+line per connection ({"body", "content_type"} in, {"status", "body", "seconds"} out), for the generated
+inputs and the team's checks, until it is stopped. The validator made that socket where the model
+cannot write, and hands its descriptor down.
 
-Usage: python -I predictor.py MODEL_DIR PLAN_JSON ANSWERS_JSON [SOCKET_NAME]
+Usage: python -I predictor.py MODEL_DIR PLAN_JSON ANSWERS_JSON [LISTENING_FD]
 PLAN_JSON: {"requests": [{"name", "body_file", "content_type"}, ...], "latency_samples": n}
 ANSWERS_JSON: {"load_seconds": s, "answers": {name: [{"status", "body", "seconds"} x 2]}, "latency_seconds": [...]}
 """
@@ -39,11 +40,8 @@ def answer(model: Any, schema: Any, body: str, content_type: str) -> dict[str, A
     return {"status": status, "body": text, "seconds": time.perf_counter() - started}
 
 
-def serve(model: Any, schema: Any, socket_name: str) -> None:
-    """Relative to the working directory: a socket's path is limited to 107 bytes, work directories are not."""
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(socket_name)
-    server.listen()
+def serve(model: Any, schema: Any, listening_fd: int) -> None:
+    server = socket.socket(fileno=listening_fd)
     while True:
         connection, _ = server.accept()
         with connection, connection.makefile("rwb") as stream:
@@ -51,7 +49,7 @@ def serve(model: Any, schema: Any, socket_name: str) -> None:
             stream.write(json.dumps(answer(model, schema, request["body"], request["content_type"])).encode() + b"\n")
 
 
-def main(model_dir: str, plan_path: str, answers_path: str, socket_name: str = "") -> None:
+def main(model_dir: str, plan_path: str, answers_path: str, listening_fd: str = "") -> None:
     with open(plan_path) as plan_file:
         plan = json.load(plan_file)
     started = time.perf_counter()
@@ -74,8 +72,8 @@ def main(model_dir: str, plan_path: str, answers_path: str, socket_name: str = "
     with open(answers_path + ".partial", "w") as out:  # renamed once complete: its existence says "answered"
         json.dump({"load_seconds": load_seconds, "answers": answers, "latency_seconds": latency}, out)
     os.replace(answers_path + ".partial", answers_path)
-    if socket_name:
-        serve(model, schema, socket_name)
+    if listening_fd:
+        serve(model, schema, int(listening_fd))
 
 
 main(*sys.argv[1:5])

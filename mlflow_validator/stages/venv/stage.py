@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from textwrap import shorten
 
 from mlflow_validator import commands
 from mlflow_validator.checks import Policy
-from mlflow_validator.errors import ValidatorError
+from mlflow_validator.errors import InfrastructureError, ValidatorError
 from mlflow_validator.expectations.answers import (
     Answer,
     AnswerCheck,
@@ -38,26 +39,26 @@ from mlflow_validator.expectations.generated import JSON, CannotGenerate, explor
 from mlflow_validator.expectations.packages import canonical
 from mlflow_validator.expectations.requests import SampleRequest
 from mlflow_validator.expectations.team import ChecksContext, run_team_checks
-from mlflow_validator.isolation import install_tool_env, model_process_env
+from mlflow_validator.isolation import UntrustedFileError, install_tool_env, model_process_env, read_untrusted
 from mlflow_validator.model.mlmodel import ModelFileError
 from mlflow_validator.results import Outcome, Stage, Status, failed, passed, skipped
 from mlflow_validator.stages.context import RunContext
 from mlflow_validator.stages.endpoint import SOCKET_SCHEME, Endpoint
 from mlflow_validator.stages.venv.cage import ENABLE_HINT as CAGE_HINT
-from mlflow_validator.stages.venv.cage import Cage, cage_for, cage_problem, caged
+from mlflow_validator.stages.venv.cage import Bounds, Cage, Watch, cage_for, cage_problem, caged, hidden_paths, watched
 from mlflow_validator.stages.venv.interpreter import Interpreter, find_interpreter
 from mlflow_validator.steps import Step, run_steps, steps_for
 from mlflow_validator.uv import repair_hint, summarize_failure, uv_binary
 
 PREDICTOR = Path(__file__).with_name("predictor.py")
-SOCKET_NAME = "model.sock"  # in the model process's HOME, where it is allowed to write
 STOP_GRACE_S = 5
+MAX_ANSWERS_BYTES = 256 * 2**20  # the answers file the model process writes
 ANSWERS_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
 class VenvPaths:
-    work: Path  # the virtualenv, the request bodies and the predictor's raw output
+    work: Path  # the virtualenv, the plan, the model's HOME and log, the socket; the cage shows it none but HOME
     answers: Path  # in the output directory: kept next to the report
 
     @property
@@ -66,8 +67,23 @@ class VenvPaths:
 
     @property
     def home(self) -> Path:
-        """HOME and TMPDIR of the model process."""
+        """HOME and TMPDIR of the model process: the one directory it may write."""
         return self.work / "home"
+
+    @property
+    def plan(self) -> Path:
+        """The requests, read-only for the model."""
+        return self.work / "plan"
+
+    @property
+    def answers_file(self) -> Path:
+        """Written by the model process: read as hostile input."""
+        return self.home / "answers.json"
+
+    @property
+    def socket(self) -> Path:
+        """Where the validator listens for the model process, which only inherits the listening end."""
+        return self.work / "socket" / "model.sock"
 
     @property
     def python(self) -> Path:
@@ -100,6 +116,7 @@ class VenvStage:
         self.uv = ""
         self.interpreter: Interpreter | None = None
         self.cage: Cage | None = None  # set by the sandbox step when this machine can cage the model
+        self.watch: Watch | None = None  # the cage's processes together, while the model process runs
         self.endpoint: Endpoint | None = None  # the model process, serving, once it has answered the plan
         self.baseline_endpoint: Endpoint | None = None  # the baseline's, once changed-vs-baseline ran
         self.exit_stack = ExitStack()  # what close() stops: the model process
@@ -161,7 +178,7 @@ class VenvStage:
             )
         result = commands.run(
             [self.uv, "pip", "sync", "--python", self.paths.python, lock.file],
-            env=self.tool_env,
+            env={**self.tool_env, "UV_LINK_MODE": "copy"},  # hard links would let the model write into uv's cache
             cwd=self.model_dir,
             timeout_s=self.options.timeouts.install,
             check=False,
@@ -186,20 +203,34 @@ class VenvStage:
         return canonical({entry["name"]: entry["version"] for entry in listing})
 
     def build_cage(self) -> Outcome:
-        if problem := cage_problem(self.env):
+        """Under the `error` policy (CI's default) a machine that cannot cage is the validator's trouble,
+        never the model's: exit 2. Under `warn` the model runs uncaged, said so."""
+        if problem := cage_problem(self.env, os.geteuid()):
+            if self.options.policy("sandbox") is Policy.ERROR:
+                raise InfrastructureError(f"the model process cannot be caged here ({problem})", CAGE_HINT)
             return failed(f"the model process cannot be caged here ({problem}): {CAGE_HINT}")
         interpreter = self.interpreter.path if self.interpreter else Path(sys.executable)
         prefix = Path(os.path.realpath(interpreter)).parent.parent
-        self.cage = cage_for(
-            self.paths.work,
-            readable=(prefix, self.model_dir, PREDICTOR.parent),
-            env=self.env,
-            memory_mb=self.options.sandbox.memory_mb,
-            cpu_s=int(self.options.timeouts.predict * (os.cpu_count() or 1)),
+        sandbox = self.options.sandbox
+        bounds = Bounds(
+            sandbox.memory_mb, int(self.options.timeouts.predict * (os.cpu_count() or 1)), sandbox.max_processes
         )
+        self.cage = cage = cage_for(
+            self.paths.home,
+            readable=(prefix, self.paths.venv, self.paths.plan, self.model_dir, PREDICTOR.parent),
+            hidden=hidden_paths(self.env, Path.cwd(), extra=[self.run.workdir]),
+            bounds=bounds,
+            euid=os.geteuid(),
+        )
+        self.paths.home.mkdir(parents=True, exist_ok=True)
+        who = "the validator's user in a user namespace of its own"
+        if cage.model_uid is not None:
+            os.chown(self.paths.home, cage.model_uid, cage.model_uid)
+            who = f"uid {cage.model_uid}, no file on the host its own"
         return passed(
-            f"own PID and network namespaces, host read-only, {len(self.cage.hidden)} directories hidden, "
-            f"{self.cage.memory_mb} MiB address space"
+            f"bubblewrap: {who}, no capability; own PID, network, mount and IPC namespaces; host read-only; "
+            f"{len(cage.hidden)} directories hidden; at most {bounds.memory_mb} MiB, {bounds.processes} tasks and "
+            f"{bounds.cpu_seconds} CPU seconds all processes together"
         )
 
     def load_model(self) -> Outcome:
@@ -208,9 +239,11 @@ class VenvStage:
         if self.cage is None and self.options.policy("sandbox") is Policy.ERROR:
             return skipped("not run: the model would run uncaged (see sandbox; `checks: {sandbox: warn}` allows it)")
         self.requests = self.run.requests()
-        answers_file = self.paths.work / "answers.json"
+        self.paths.home.mkdir(parents=True, exist_ok=True)
+        listening = self.exit_stack.enter_context(self._listen())
         command: list[str | Path] = [
-            self.paths.python, "-I", PREDICTOR, self.model_dir, self._write_plan(), answers_file, SOCKET_NAME
+            self.paths.python, "-I", PREDICTOR, self.model_dir, self._write_plan(), self.paths.answers_file,
+            str(listening.fileno()),
         ]  # fmt: skip
         process = self.exit_stack.enter_context(
             commands.background(
@@ -221,13 +254,19 @@ class VenvStage:
                 cwd=self.paths.home,
                 output_file=self.paths.model_log,
                 grace_s=STOP_GRACE_S,
+                pass_fds=[listening.fileno()],
             )
         )
-        if problem := self._await(process, answers_file):
+        if self.cage:
+            self.watch = self.exit_stack.enter_context(watched(process, self.cage.bounds))
+        if problem := self._await(process, self.paths.answers_file):
             return problem
-        self.answers = self._read_answers()
+        try:
+            self.answers = self._read_answers()
+        except (UntrustedFileError, ValueError, KeyError, TypeError) as exc:
+            return failed(f"the model process wrote answers the validator cannot read: {exc}", self._model_output())
         self.answers.save(self.paths.answers)
-        self.endpoint = Endpoint(f"{SOCKET_SCHEME}{self.paths.home / SOCKET_NAME}", self.options.timeouts.request)
+        self.endpoint = Endpoint(f"{SOCKET_SCHEME}{self.paths.socket}", self.options.timeouts.request)
         first = self.answers.answers[self.requests[0].name].seconds * 1000
         return passed(
             f"loaded in {self.answers.load_seconds:.1f} s; {len(self.requests)} request(s) answered twice, "
@@ -235,14 +274,30 @@ class VenvStage:
             self._model_output(),
         )
 
+    def _listen(self) -> socket.socket:
+        """A socket where the model cannot write, so it cannot put anything else in its place."""
+        self.paths.socket.parent.mkdir(mode=0o700)
+        listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # A socket's path is limited to 107 bytes and work directories are longer: bind through a
+        # descriptor of the directory.
+        directory = os.open(self.paths.socket.parent, os.O_PATH)
+        try:
+            listening.bind(f"/proc/self/fd/{directory}/{self.paths.socket.name}")
+        finally:
+            os.close(directory)
+        listening.listen()
+        return listening
+
     def _model_output(self) -> str:
         return commands.tail(self.paths.model_log.read_text(errors="replace"))
 
     def _await(self, process: subprocess.Popen[bytes], answers_file: Path) -> Outcome | None:
         """None once the answers are written; the failure when the process ends or runs out of time first."""
         deadline = time.monotonic() + self.options.timeouts.predict
-        while not answers_file.exists():
+        while not os.path.lexists(answers_file):
             if process.poll() is not None:
+                if self.watch and self.watch.breach:
+                    return failed(self.watch.breach, self._model_output())
                 return self._load_failure(self.paths.model_log.read_text(errors="replace"))
             if time.monotonic() > deadline:
                 return failed(
@@ -266,20 +321,19 @@ class VenvStage:
         )
 
     def _write_plan(self) -> Path:
-        bodies = self.paths.work / "requests"
+        bodies = self.paths.plan / "requests"
         bodies.mkdir(parents=True, exist_ok=True)
-        self.paths.home.mkdir(parents=True, exist_ok=True)
         entries = []
         for request in self.requests:
             body_file = bodies / f"{request.name}.body"
             body_file.write_text(request.body)
             entries.append({"name": request.name, "body_file": str(body_file), "content_type": request.content_type})
-        plan = self.paths.work / "plan.json"
+        plan = self.paths.plan / "plan.json"
         plan.write_text(json.dumps({"requests": entries, "latency_samples": self.options.requests.latency_samples}))
         return plan
 
     def _read_answers(self) -> StageAnswers:
-        raw = json.loads((self.paths.work / "answers.json").read_text())
+        raw = json.loads(read_untrusted(self.paths.answers_file, MAX_ANSWERS_BYTES))
         answers = StageAnswers(
             self.label,
             load_seconds=raw["load_seconds"],

@@ -1,0 +1,222 @@
+"""The cage, tried as an attacker who has read the code would, in the topologies users run: the
+validator as root (CI's default here, most GitLab jobs' images) and as an ordinary user. The hostile
+probe (models/hostile_model.py) reaches nothing, forks no more than the bound, cannot change the
+verdict, and leaves nothing in uv's cache; a model that holds too much memory across its processes is
+stopped. Where the cage cannot start (root without capabilities in an unprivileged job container, a
+user whose user namespaces are refused) the validation is exit 2, never a failed gate, and the shipped
+example passes, caged, wherever the cage starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import MODELS_DIR, CliResult, assert_nothing_left, pins
+from tests.integration.reports import read_report, saved_answer
+from tests.integration.services import Listener
+from tests.integration.topologies import Topology, topology
+from tests.paths import ROOT
+
+pytestmark = pytest.mark.integration
+CANARY = "canary-5d1c8e7f30"
+MAX_PROCESSES = 256  # sandbox.max_processes' default
+WROTE = b"the model wrote this"
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a CI job has around the validator, and what the probe must not reach of it."""
+
+    base: Path  # outside /tmp and /home, where nothing hides it by accident
+    home: Path
+    checkout: Path
+    host_tmp_file: Path
+    run_file: Path
+    listener: Listener
+    holder: subprocess.Popen[bytes]  # a process of the job's whose command line and environment hold the canary
+
+    def env(self, topology: Topology) -> dict[str, str]:
+        subprocess.run(["chown", "-R", f"{topology.owner}:{topology.owner}", str(self.base)], check=True)
+        env = {
+            "HOME": str(self.home),
+            "GITHUB_WORKSPACE": str(self.checkout),
+            "CI_PROJECT_DIR": str(self.checkout),
+            "MLFLOW_TRACKING_TOKEN": CANARY,
+            "GITHUB_TOKEN": CANARY,
+            "CI": "true",
+        }
+        if topology.user_dir is None:  # root keeps the machine's uv cache; the user has one of its own
+            env["UV_CACHE_DIR"] = os.environ.get("UV_CACHE_DIR", f"{os.environ.get('HOME', '/root')}/.cache/uv")
+        return env
+
+    def uv_cache(self, topology: Topology) -> Path:
+        if topology.user_dir:
+            return topology.user_dir / "uv-cache"
+        return Path(os.environ.get("UV_CACHE_DIR", f"{os.environ.get('HOME', '/root')}/.cache/uv"))
+
+
+@pytest.fixture(scope="module")
+def job() -> Iterator[Job]:
+    base = Path(tempfile.mkdtemp(prefix="mlflow-validator-job-", dir="/var/lib"))
+    base.chmod(0o755)
+    home, checkout = base / "home", base / "checkout"
+    (home / ".docker").mkdir(parents=True)
+    credentials = home / ".docker" / "config.json"
+    credentials.write_text('{"auths": {"registry.example": {"auth": "c2VjcmV0"}}}')
+    credentials.chmod(0o600)
+    checkout.mkdir()
+    (checkout / "deploy-key").write_text("a file of the checkout\n")
+    host_tmp_file = Path(tempfile.mkstemp(prefix="mlflow-validator-probe-", dir="/tmp")[1])
+    run_file = Path(tempfile.mkstemp(prefix="mlflow-validator-probe-", dir="/run")[1])
+    for shared in (host_tmp_file, run_file):
+        shared.write_text("a file of the host\n")
+        shared.chmod(0o644)
+    listener = Listener()
+    holder = subprocess.Popen(["sh", "-c", "sleep 3600", CANARY], env={"SECRET": CANARY})
+    try:
+        yield Job(base, home, checkout, host_tmp_file, run_file, listener, holder)
+    finally:
+        holder.kill()
+        holder.wait()
+        listener.close()
+        shutil.rmtree(base)
+        host_tmp_file.unlink()
+        run_file.unlink()
+
+
+@pytest.fixture(scope="module")
+def probe_uri(registered, job: Job) -> str:
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    mlflow.set_tracking_uri(registered.tracking_uri)
+    frame = pd.DataFrame({"x": [0.5, 1.5]})
+    probe = {
+        "canary": CANARY,
+        "sockets": ["/var/run/docker.sock"],
+        "port": job.listener.port,
+        "files": {
+            "home-credentials": str(job.home / ".docker" / "config.json"),
+            "checkout": str(job.checkout / "deploy-key"),
+            "host-tmp": str(job.host_tmp_file),
+            "host-run": str(job.run_file),
+            "root-only": "/etc/shadow",
+        },
+        "writes": {"checkout": str(job.checkout / "probe-wrote-this"), "job-home": str(job.home / ".bashrc")},
+        "forks": 400,
+    }
+    for name, config in (("probe", probe), ("memory-hog", {**probe, "hog_mb": 900, "hogs": 3})):
+        with mlflow.start_run():
+            mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(MODELS_DIR / "hostile_model.py"),
+                signature=infer_signature(frame, ["{}"]),  # no input example: logging it would run the probe here
+                pip_requirements=pins("mlflow", "pandas", "numpy"),
+                model_config=config,
+                registered_model_name=name,
+            )
+    return registered.tracking_uri
+
+
+def one_request(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "one.json").write_text('{"dataframe_split": {"columns": ["x"], "data": [[0.5]]}}')
+    return directory
+
+
+def failing_team_check(directory: Path) -> Path:
+    """A team check that fails: the probe must not be able to turn it into a pass or a skip."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "test_gate.py").write_text(
+        "def test_the_gate_holds(model):\n    assert False, 'this check fails on purpose'\n"
+    )
+    return directory
+
+
+def cache_files_written_by_the_model(cache: Path) -> list[Path]:
+    return [path for path in cache.rglob("pandas/__init__.py") if WROTE in path.read_bytes()]
+
+
+@pytest.mark.parametrize("where", ["root", "user"])
+def test_the_probe_reaches_nothing_and_cannot_change_the_verdict(probe_uri, job: Job, where):
+    with topology(where) as runner:
+        checks, requests = failing_team_check(job.base / "checks"), one_request(job.base / "requests")
+        command = ["validate", "models:/probe/1", "--tracking-uri", probe_uri, "--stages", "venv"]
+        command += ["--checks", str(checks), "--requests", str(requests)]
+        result = runner.run(command, cwd=job.checkout, env=job.env(runner))
+        output_dir = job.checkout / "mlflow-validator-report"
+        report = read_report(output_dir / "junit.xml")
+        assert report["venv"]["sandbox"] == "passed", result.stdout
+        found = json.loads(saved_answer(output_dir, "venv", "user-one")["predictions"][0])
+        assert found["reached"] == [], found
+        assert 0 < found["forked"] < MAX_PROCESSES
+        # the failing team check stays failed, and so does the run
+        assert report["venv"]["test_gate.py::test_the_gate_holds"] == "failure", report
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert job.listener.connections == 0
+        assert not (job.checkout / "probe-wrote-this").exists()
+        assert cache_files_written_by_the_model(job.uv_cache(runner)) == []
+        assert_nothing_left(result.scratch)
+        shutil.rmtree(output_dir)
+
+
+@pytest.mark.parametrize("where", ["root", "user"])
+def test_memory_held_across_processes_is_bounded_for_the_cage_as_a_whole(probe_uri, job: Job, where):
+    """Three processes of 900 MiB each, every one under the 2 GiB each may have: together, too much."""
+    with topology(where) as runner:
+        config = job.checkout / "mlflow-validator.yaml"
+        config.write_text("sandbox: {memory_mb: 2048}\n")
+        command = ["validate", "models:/memory-hog/1", "--tracking-uri", probe_uri, "--stages", "venv"]
+        command += ["--requests", str(one_request(job.base / "requests"))]
+        result = runner.run(command, cwd=job.checkout, env=job.env(runner))
+        config.unlink()
+        shutil.rmtree(job.checkout / "mlflow-validator-report")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "the model's processes together used" in result.stdout
+        assert "sandbox.memory_mb: 2048" in result.stdout
+        assert_nothing_left(result.scratch)
+
+
+def validate_the_example(runner: Topology, job: Job) -> tuple[CliResult, dict[str, dict[str, str]]]:
+    """The shipped example, copied into the checkout as a user's model directory would be."""
+    example = job.checkout / "iris-classifier"
+    shutil.copytree(ROOT / "examples" / "iris-classifier", example)
+    result = runner.run(["validate", str(example), "--stages", "static,venv"], cwd=job.checkout, env=job.env(runner))
+    report = read_report(job.checkout / "mlflow-validator-report" / "junit.xml")
+    shutil.rmtree(example)
+    shutil.rmtree(job.checkout / "mlflow-validator-report")
+    return result, report
+
+
+@pytest.mark.parametrize("where", ["root", "user"])
+def test_the_shipped_example_passes_caged_under_ci(job: Job, where):
+    with topology(where) as runner:
+        result, report = validate_the_example(runner, job)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert report["venv"]["sandbox"] == "passed" and "bubblewrap:" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("where", "said"),
+    [
+        ("root-without-capabilities", "Operation not permitted"),
+        ("user-without-user-namespaces", "ENOSPC"),
+    ],
+)
+def test_where_the_cage_cannot_start_ci_cannot_validate_rather_than_fail_the_model(job: Job, where, said):
+    with topology(where) as runner:
+        result, report = validate_the_example(runner, job)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert report["venv"]["sandbox"] == "error"
+        last = result.stderr.strip().splitlines()[-1]
+        assert said in last and "bubblewrap" in last and "Traceback" not in result.stderr
+        assert_nothing_left(result.scratch)
