@@ -2,19 +2,19 @@
 
 import copy
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 import yaml
 
 from mlflow_validator.checks import Policy
-from mlflow_validator.model.fetch import FetchedModel
+from mlflow_validator.model.fetch import FetchedModel, fetch_model
 from mlflow_validator.model.files import ModelFiles
 from mlflow_validator.model.lock import Resolver
 from mlflow_validator.model.requirements import Kind, parse_requirements
 from mlflow_validator.results import ModelIdentity, Status
-from mlflow_validator.settings import BuildNetwork, Options
+from mlflow_validator.settings import BuildNetwork, Options, resolve_options
 from mlflow_validator.stages.context import RunContext
 from mlflow_validator.stages.static import StaticStage
 from mlflow_validator.stages.static.code_imports import check_code_imports, imports_in
@@ -95,6 +95,27 @@ def test_missing_and_truncated_files_fail_integrity(tmp_path):
     assert outcome.status is Status.FAILED
     assert "python_function.python_model -> python_model.pkl" in outcome.message
     assert "code/helpers.py (12 of 999 bytes)" in outcome.message
+
+
+def test_a_link_that_leaves_the_model_fails_integrity_and_is_never_followed(tmp_path):
+    secret = tmp_path / "runner-home" / "settings.json"
+    secret.parent.mkdir()
+    secret.write_text('{"token": "from the runner"}')
+    model = tmp_path / "model"
+    ctx = make_model(model)
+    (model / "artifacts").mkdir()
+    (model / "artifacts" / "settings.json").symlink_to(secret)
+    (model / "artifacts" / "up").symlink_to("../../runner-home")
+    (model / "artifacts" / "inside").symlink_to("../MLmodel")  # stays in the model: fine
+    copy = tmp_path / "copy"
+    fetched = fetch_model(resolve_options({"model_uri": str(model)}, {}, tmp_path), copy, static_files_only=True)
+    assert (fetched.files.directory / "artifacts" / "settings.json").is_symlink()  # the copy keeps the link
+    assert "artifacts/settings.json" not in fetched.files.listing
+    outcome = check_integrity(replace(ctx, files=fetched.files))
+    assert outcome.status is Status.FAILED
+    assert f"artifacts/settings.json -> {secret}" in outcome.message
+    assert "artifacts/up -> ../../runner-home" in outcome.message
+    assert "inside" not in outcome.message
 
 
 def test_models_from_code_are_found_by_file_name(tmp_path):
