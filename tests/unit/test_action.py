@@ -78,5 +78,5 @@ def test_action_and_workflows_fit_githubs_schemas(path, schema):
 
 def test_every_input_of_action_yml_reaches_the_entry_point():
     action = yaml.safe_load((ROOT / "action.yml").read_text())
-    passed = action["runs"]["steps"][1]["env"]
+    passed = next(step for step in action["runs"]["steps"] if step.get("id") == "validate")["env"]
     assert {f"INPUT_{name.upper().replace('-', '_')}" for name in action["inputs"]} == set(passed)
