@@ -184,9 +184,10 @@ CHECKS = (
     Check(
         VENV,
         "sandbox",
-        "the model process cannot be caged here (bubblewrap missing, or user namespaces disabled); the message says "
-        "what to enable. With the policy `error` (the default where `CI` is set) the model is then not loaded at "
-        "all; with `warn` (the default elsewhere) or `off` it runs uncaged",
+        "the model process cannot be caged here (bubblewrap missing, user namespaces refused, root without "
+        "capabilities); the message says what to enable. With the policy `error` (the default where `CI` is set) "
+        "the run cannot validate (exit 2) and the model is not loaded; with `warn` (the default elsewhere) or `off` "
+        "it runs uncaged",
         requires=(),
         has_policy=True,
     ),
