@@ -200,6 +200,27 @@ def background(
         _stop(process, grace_s)
 
 
+@contextmanager
+def piped(args: Sequence[str | Path], *, env: Mapping[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A process whose stdin and stdout are the caller's to pump (a byte stream carried through it), its
+    stderr dropped. Leaving the block kills it."""
+    argv, executable = _located(args, env)
+    log.debug("$ %s |", shlex.join(argv))
+    with SPAWNING:
+        process = subprocess.Popen(
+            [executable, *argv[1:]],
+            env=dict(env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+    try:
+        SPAWNING.raise_deferred()
+        yield process
+    finally:
+        _stop(process, grace_s=0)
+
+
 def _stop(process: subprocess.Popen[str] | subprocess.Popen[bytes], grace_s: float) -> None:
     if grace_s:
         process.terminate()

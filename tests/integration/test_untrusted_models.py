@@ -70,6 +70,24 @@ def test_a_model_that_needs_the_host_fails_naming_what_it_reached_for(reaching_u
     assert "log" in result.stdout and "artifact" in result.stdout
 
 
+@pytest.mark.docker
+def test_the_serving_container_cannot_call_out_either_and_says_so_as_the_venv_stage_does(
+    reaching_uri, run_cli, tmp_path, listener, docker_engine
+):
+    requests = tmp_path / "requests"
+    requests.mkdir()
+    (requests / "one.json").write_text('{"dataframe_split": {"columns": ["x"], "data": [[0.5]]}}')
+    before = listener.connections
+    result = run_cli(
+        "validate", "models:/calls-a-service/1", "--tracking-uri", reaching_uri, "--stages", "docker",
+        "--requests", str(requests),
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL  docker answers" in result.stdout
+    assert "the model reaches for the network (host='127.0.0.1', port=" in result.stdout
+    assert listener.connections == before
+
+
 PICKLE_CHECKS = ("unsafe-pickle", "code-imports", "environment-variables", "pickle-compatibility", "absolute-paths")
 
 

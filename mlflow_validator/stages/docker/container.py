@@ -1,5 +1,6 @@
-"""A serving container as a context manager, published only where the topology needs it, always removed;
-and the wait for it to serve, which watches its state and log so a model that cannot load fails fast."""
+"""A serving container as a context manager, without a network, reached through the relay, always
+removed; and the wait for it to serve, which watches its state and log so a model that cannot load fails
+fast."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ from dataclasses import dataclass
 import requests
 
 from mlflow_validator.expectations.packages import canonical
-from mlflow_validator.stages.docker.engine import Docker, Reach
+from mlflow_validator.stages.docker.engine import Docker
 from mlflow_validator.stages.docker.image import SERVING_PORT
+from mlflow_validator.stages.docker.relay import relayed
 
-# The serving container is untrusted code too. It gets no host mount, no socket and no variable from
-# the job; of Docker's default capabilities it keeps only what nginx's master needs to hand its
-# worker to an unprivileged user; it cannot gain privileges, and its process count is bounded.
+# The serving container is untrusted code too. It gets no network (only its loopback), no host mount, no
+# socket and no variable from the job; of Docker's default capabilities it keeps only what nginx's master
+# needs to hand its worker to an unprivileged user; it cannot gain privileges, and its process count is
+# bounded.
 HARDENING = (
+    "--network", "none",
     "--cap-drop", "ALL",
     "--cap-add", "CHOWN", "--cap-add", "SETUID", "--cap-add", "SETGID", "--cap-add", "DAC_OVERRIDE",
     "--security-opt", "no-new-privileges",
@@ -48,6 +52,7 @@ class Container:
     url: str
     docker: Docker
     started: float  # time.monotonic() when `docker run` returned
+    session: requests.Session  # keep-alive: one relayed connection carries the stage's requests
 
     def logs(self) -> str:
         return self.docker.run("logs", self.name, timeout_s=60, check=False).output
@@ -80,40 +85,28 @@ def running_container(
     image: str,
     name: str,
     labels: Mapping[str, str],
-    reach: Reach,
     memory_mb: int | None,
     passed_env: list[str],
     keep: bool,
 ) -> Iterator[Container]:
     """Start `image` detached; remove it on exit unless `keep`. `passed_env` names variables of the CLI's
     environment the container gets (`--env NAME`: the value stays off the command line)."""
-    network = ("--network", reach.network) if reach.network else ()
     memory = ("--memory", f"{memory_mb}m", "--memory-swap", f"{memory_mb}m") if memory_mb else ()
     try:
         docker.run(
             "run", "--detach", "--name", name,
             *(arg for label, value in labels.items() for arg in ("--label", f"{label}={value}")),
-            *reach.publish, *network, *memory, *HARDENING,
+            *memory, *HARDENING,
             *(arg for variable in passed_env for arg in ("--env", variable)),
             image,
             timeout_s=120,
         )  # fmt: skip
         started = time.monotonic()
-        yield Container(name, _url(docker, name, reach), docker, started)
+        with relayed(docker, name, SERVING_PORT) as url, requests.Session() as session:
+            yield Container(name, url, docker, started, session)
     finally:
         if not keep:
             docker.run("rm", "--force", "--volumes", name, timeout_s=120, check=False)
-
-
-def _url(docker: Docker, name: str, reach: Reach) -> str:
-    if reach.network:
-        found = docker.run(
-            "inspect", "--format", f"{{{{(index .NetworkSettings.Networks {json.dumps(reach.network)}).IPAddress}}}}",
-            name, timeout_s=30,
-        )  # fmt: skip
-        return f"http://{found.output.strip()}:{SERVING_PORT}"
-    published = docker.run("port", name, f"{SERVING_PORT}/tcp", timeout_s=30)
-    return f"http://{reach.host}:{published.output.strip().splitlines()[0].rsplit(':', 1)[1]}"
 
 
 class NotServing(Exception):
@@ -158,7 +151,7 @@ def wait_until_serving(container: Container, limit_s: float, limit_name: str, me
 
 def _pings(container: Container) -> bool:
     try:
-        return requests.get(f"{container.url}/ping", timeout=5).status_code == 200
+        return container.session.get(f"{container.url}/ping", timeout=5).status_code == 200
     except requests.RequestException:
         return False
 

@@ -1,22 +1,14 @@
-"""The engine the docker stage talks to, where it is, and how the stage reaches what it publishes.
-
-Three topologies, as CI has them:
-- a local engine: the serving port is published on 127.0.0.1 only;
-- a remote engine (`DOCKER_HOST=tcp://docker:2376`, GitLab's dind service): the port is published on
-  the engine's address the job reaches it by, and nowhere else;
-- the validator in a container on the engine it drives (the socket mounted): nothing is published; the
-  serving container joins the validator's own network and is reached at its address there.
-"""
+"""The engine the docker stage talks to, wherever it is: a local engine, a remote one
+(`DOCKER_HOST=tcp://docker:2376`, GitLab's dind service), or the one the validator's own container runs
+on (the socket mounted). The serving container has no network on any of them and is reached through
+`docker exec` (relay.py), so nothing is published anywhere."""
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from mlflow_validator import commands
 from mlflow_validator.errors import CommandError
@@ -81,41 +73,3 @@ def buildkit_problem(docker: Docker) -> str:
         f"the docker CLI `{docker.cli}` ({version or 'unknown version'}) has no buildx plugin, which BuildKit "
         "builds need: install docker-buildx-plugin, or point --docker-cli at a CLI that has it"
     )
-
-
-@dataclass(frozen=True)
-class Reach:
-    """How the serving container is published and reached."""
-
-    publish: tuple[str, ...]  # `docker run` arguments
-    host: str  # where the stage connects; empty: the container's own address on `network`
-    network: str = ""
-
-    def describe(self) -> str:
-        if self.network:
-            return f"on the validator's network {self.network}, nothing published"
-        return f"published on {self.host} only"
-
-
-def reach_for(docker: Docker, serving_port: int) -> Reach:
-    host = urlsplit(docker.env.get("DOCKER_HOST", "")).hostname if "DOCKER_HOST" in docker.env else None
-    if host and docker.env["DOCKER_HOST"].startswith("tcp://"):
-        address = socket.gethostbyname(host)
-        return Reach(("--publish", f"{address}::{serving_port}"), address)
-    if network := _own_network(docker):
-        return Reach((), "", network)
-    return Reach(("--publish", f"127.0.0.1::{serving_port}"), "127.0.0.1")
-
-
-def _own_network(docker: Docker) -> str:
-    """The network of the container the validator runs in, when that container is on this engine."""
-    hostname = os.environ.get("HOSTNAME", socket.gethostname())
-    if not Path("/.dockerenv").exists():
-        return ""
-    found = docker.run(
-        "inspect", "--format", "{{json .NetworkSettings.Networks}}", hostname, timeout_s=PROBE_TIMEOUT_S, check=False
-    )
-    networks = json.loads(found.output) if found.ok else {}
-    if not networks or "host" in networks:
-        return ""  # another engine's container, or the host's network: the local topology
-    return str(next(iter(networks)))

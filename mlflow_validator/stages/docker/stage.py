@@ -31,6 +31,7 @@ from mlflow_validator.expectations.answers import (
     check_timing,
     declare_hint,
     over_answers,
+    reach_hint,
     undeclared_variable,
 )
 from mlflow_validator.expectations.packages import check_parity
@@ -40,10 +41,9 @@ from mlflow_validator.results import Outcome, Stage, Status, failed, passed, ski
 from mlflow_validator.stages.context import RunContext
 from mlflow_validator.stages.docker import LABEL
 from mlflow_validator.stages.docker.container import Container, NotServing, running_container, wait_until_serving
-from mlflow_validator.stages.docker.engine import Docker, docker_env, reach_for
+from mlflow_validator.stages.docker.engine import Docker, docker_env
 from mlflow_validator.stages.docker.image import (
     CACHE_LABEL,
-    SERVING_PORT,
     ServingDockerfile,
     build,
     dependency_tag,
@@ -242,11 +242,10 @@ class DockerStage:
         )
 
     def start_container(self) -> Outcome:
-        reach = reach_for(self.docker, SERVING_PORT)
         memory_mb = self.options.docker.memory_mb
         self.container = self.cleanup.enter_context(
             running_container(
-                self.docker, self.tag, f"mlflow-validator-{self.run_id}", self.labels, reach, memory_mb,
+                self.docker, self.tag, f"mlflow-validator-{self.run_id}", self.labels, memory_mb,
                 list(self.options.model_env), self.options.keep,
             )
         )  # fmt: skip
@@ -261,9 +260,12 @@ class DockerStage:
         except NotServing as exc:
             if variable := undeclared_variable(exc.logs):
                 return failed(declare_hint(variable), commands.tail(exc.logs))
-            return failed(exc.message, commands.tail(exc.logs))
+            return failed(reach_hint(exc.logs) or exc.message, commands.tail(exc.logs))
         self.answers.load_seconds = waited
-        return passed(f"{self.container.url}/ping answered {waited:.1f} s after the start ({reach.describe()})")
+        return passed(
+            f"/ping answered {waited:.1f} s after the start; the container has no network and publishes nothing "
+            "(reached through docker exec)"
+        )
 
     def package_parity(self) -> Outcome:
         assert self.container is not None
@@ -286,8 +288,12 @@ class DockerStage:
         self.answers.save(self.paths.answers)
         outcome = check_answers(self.requests, self.answers)
         if outcome.status is Status.FAILED:
+            logs = self.container.logs()
+            bodies = "\n".join(answer.body for answer in self.answers.answers.values())
             return replace(
-                outcome, details=f"{outcome.details}\n--- container log ---\n{commands.tail(self.container.logs())}"
+                outcome,
+                message=reach_hint(f"{bodies}\n{logs}") or outcome.message,
+                details=f"{outcome.details}\n--- container log ---\n{commands.tail(logs)}",
             )
         return replace(outcome, message=f"{outcome.message}; answers saved to {self.paths.answers}")
 
@@ -295,7 +301,7 @@ class DockerStage:
         assert self.container is not None
         started = time.perf_counter()
         try:
-            response = requests.post(
+            response = self.container.session.post(
                 f"{self.container.url}/invocations",
                 data=request.body.encode(),
                 headers={"Content-Type": request.content_type},
