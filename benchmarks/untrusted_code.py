@@ -6,7 +6,8 @@
    the wall time of the whole command (Python and MLflow start-up, fetch).
 2. The cage: the venv stage's model process (load the model, answer every sample request twice,
    20 latency samples: what `mlflow models predict` does, uncaged) run in the same virtualenv with
-   and without bubblewrap + prlimit. Prints medians and the difference.
+   and without the cage (bubblewrap, setpriv and prlimit as the venv stage builds them for this user,
+   the watch over its processes included). Prints medians and the difference.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "iris-classifier"
 sys.path.insert(0, str(Path(__file__).parent))
@@ -29,6 +31,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 def timed(args: list[str | Path], **kwargs: object) -> float:
     started = time.monotonic()
     subprocess.run([str(arg) for arg in args], check=True, stdout=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
+    return time.monotonic() - started
+
+
+def timed_in_cage(argv: list[str | Path], env: dict[str, str], cwd: Path, bounds: object, watched: Any) -> float:
+    started = time.monotonic()
+    process = subprocess.Popen([str(arg) for arg in argv], env=env, cwd=cwd, stdout=subprocess.DEVNULL)
+    with watched(process, bounds):
+        assert process.wait() == 0
     return time.monotonic() - started
 
 
@@ -68,7 +78,7 @@ def predictor_command(model: Path, python: Path, work: Path) -> list[str | Path]
         entries.append({"name": request.name, "body_file": str(body), "content_type": request.content_type})
     plan = work / "plan.json"
     plan.write_text(json.dumps({"requests": entries, "latency_samples": 20}))
-    return [python, "-I", PREDICTOR, model, plan, work / "answers.json"]
+    return [python, "-I", PREDICTOR, model, plan, work / "home" / "answers.json"]
 
 
 def main() -> None:
@@ -78,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     model = args.model.resolve()
 
-    from mlflow_validator.stages.venv.cage import cage_for, caged
+    from mlflow_validator.stages.venv.cage import Bounds, cage_for, caged, hidden_paths, watched
     from mlflow_validator.stages.venv.stage import PREDICTOR
 
     static = [static_stage(model) for _ in range(args.repeat)]
@@ -86,13 +96,20 @@ def main() -> None:
         work = Path(scratch)
         python = prepared_venv(model, work)
         command = predictor_command(model, python, work)
+        home = work / "home"
+        home.mkdir()
         prefix = Path(os.path.realpath(sys.executable)).parent.parent
-        cage = cage_for(work, (prefix, model, PREDICTOR.parent), os.environ, memory_mb=8192, cpu_s=600)
-        env = {"PATH": f"{python.parent}:/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work)}
+        bounds = Bounds(memory_mb=8192, cpu_seconds=600, processes=256)
+        readable = (prefix, work / "venv", model, PREDICTOR.parent, *work.glob("*.body"), work / "plan.json")
+        hidden = hidden_paths(os.environ, Path.cwd(), extra=[work])
+        cage = cage_for(home, readable, hidden, bounds, euid=os.geteuid())
+        if cage.model_uid is not None:
+            os.chown(home, cage.model_uid, cage.model_uid)
+        env = {"PATH": f"{python.parent}:/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(home)}
         runs: dict[str, list[float]] = {"uncaged": [], "caged": []}
         for _ in range(args.repeat):  # interleaved, so that drift in the machine's load hits both alike
-            runs["uncaged"].append(timed(command, env=env, cwd=work))
-            runs["caged"].append(timed(caged(cage, command), env=env, cwd=work))
+            runs["uncaged"].append(timed(command, env=env, cwd=home))
+            runs["caged"].append(timed_in_cage(caged(cage, command), env, home, bounds, watched))
 
     print(f"model: {model}, {args.repeat} runs each, medians")
     print(f"static stage, sum of its checks: {statistics.median(s for s, _ in static):.2f} s")

@@ -41,10 +41,12 @@ def validator_image(docker_engine) -> Iterator[str]:
     docker("rmi", IMAGE)
 
 
-def run_in_image(image: str, *args: str, group_add: bool = True, mounts: tuple[str, ...] = ()):
+def run_in_image(
+    image: str, *args: str, group_add: bool = True, mounts: tuple[str, ...] = (), options: tuple[str, ...] = ()
+):
     socket_group = ("--group-add", str(os.stat(SOCKET).st_gid)) if group_add else ()
     return docker(
-        "run", "--rm", *socket_group, "--volume", f"{SOCKET}:{SOCKET}",
+        "run", "--rm", *socket_group, *options, "--volume", f"{SOCKET}:{SOCKET}",
         # The runner's CA, as a user behind a TLS-intercepting proxy gives it: uv and pip reach PyPI with it.
         "--volume", f"{CA_BUNDLE}:{CA_IN_CONTAINER}:ro", "--env", f"SSL_CERT_FILE={CA_IN_CONTAINER}",
         *(arg for mount in mounts for arg in ("--volume", mount)), image, *args,
@@ -85,4 +87,27 @@ def test_without_the_sockets_group_the_image_says_how_to_get_in(validator_image,
     refused = run_in_image(validator_image, "validate", "/model", "--stages", "docker", group_add=False)
     assert refused.returncode == 2
     assert "--group-add $(stat -c %g /var/run/docker.sock)" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("user", ["root", "the image's own"])
+def test_in_an_unprivileged_job_container_the_venv_stage_cannot_validate_rather_than_fail(
+    validator_image, tmp_path: Path, user
+):
+    """GitLab's socket binding: a job container that is not privileged cannot make the cage's namespaces,
+    as root (no CAP_SYS_ADMIN) or as the image's user (no user namespaces under Docker's seccomp profile)."""
+    output = tmp_path / "out"
+    output.mkdir(mode=0o777)
+    output.chmod(0o777)
+    model = ROOT / "examples" / "iris-classifier"
+    as_user = ("--user", "0") if user == "root" else ()
+    refused = run_in_image(
+        validator_image, "validate", "/model", "--stages", "static,venv", "--output-dir", "/out",
+        mounts=(f"{model}:/model:ro", f"{output}:/out"),
+        options=(*as_user, "--env", "CI=true", "--env", "GITLAB_CI=true"),
+    )  # fmt: skip
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert read_report(output / "junit.xml")["venv"]["sandbox"] == "error"
+    assert "cannot be caged here" in refused.stderr and "bubblewrap" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr

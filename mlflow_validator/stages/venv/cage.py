@@ -17,7 +17,7 @@ import subprocess
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mlflow_validator import commands
@@ -67,7 +67,7 @@ class Cage:
     hidden: tuple[Path, ...]  # replaced by empty directories
     bounds: Bounds
     model_uid: int | None  # the uid the model runs as when the validator is root; None: the validator's own
-    tasks_before: int = 0  # tasks that uid already has: the kernel counts them against the bound too
+    tasks_before: int  # tasks that uid already has: the kernel counts them against the bound too
 
 
 def cage_uid(euid: int) -> int | None:
@@ -150,8 +150,8 @@ def tasks_of(uid: int) -> int:
 
 def cage_problem(env: Mapping[str, str], euid: int) -> str:
     """Empty when a process can be caged here; otherwise why not, in one line."""
-    probe = cage_for(Path(os.devnull), (), (), Bounds(memory_mb=256, cpu_seconds=10, processes=64), euid)
-    probe = Cage((), (), (), probe.bounds, probe.model_uid, probe.tasks_before)
+    bounds = Bounds(memory_mb=256, cpu_seconds=10, processes=64)
+    probe = replace(cage_for(Path(os.devnull), (), (), bounds, euid), writable=())
     try:
         path = {"PATH": env.get("PATH", os.defpath)}
         result = commands.run(caged(probe, ["true"]), env=path, timeout_s=30, check=False)
