@@ -53,6 +53,7 @@ from mlflow_validator.uv import repair_hint, summarize_failure, uv_binary
 PREDICTOR = Path(__file__).with_name("predictor.py")
 STOP_GRACE_S = 5
 MAX_ANSWERS_BYTES = 256 * 2**20  # the answers file the model process writes
+MODEL_LOG_READ_BYTES = 2**20
 ANSWERS_POLL_S = 0.05
 
 
@@ -289,7 +290,13 @@ class VenvStage:
         return listening
 
     def _model_output(self) -> str:
-        return commands.tail(self.paths.model_log.read_text(errors="replace"))
+        return commands.tail(self._model_log())
+
+    def _model_log(self) -> str:
+        """The end of what the model printed: it may print without end."""
+        with self.paths.model_log.open("rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - MODEL_LOG_READ_BYTES))
+            return log.read().decode(errors="replace")
 
     def _await(self, process: subprocess.Popen[bytes], answers_file: Path) -> Outcome | None:
         """None once the answers are written; the failure when the process ends or runs out of time first."""
@@ -298,7 +305,7 @@ class VenvStage:
             if process.poll() is not None:
                 if self.watch and self.watch.breach:
                     return failed(self.watch.breach, self._model_output())
-                return self._load_failure(self.paths.model_log.read_text(errors="replace"))
+                return self._load_failure(self._model_log())
             if time.monotonic() > deadline:
                 return failed(
                     f"the model did not load and answer within {self.options.timeouts.predict:g} s "
