@@ -169,6 +169,13 @@ def _needs_more_memory(memory_mb: int | None) -> str:
     return f"the model needs more than {limit}: the kernel killed it for memory (OOM) while it loaded"
 
 
+def python_tracebacks(logs: str) -> str:
+    """The Python tracebacks in the container's log: what the model's code said, without nginx's own
+    lines (its "Connection refused" is nginx waiting for the scoring server, not the model calling out)."""
+    blocks = re.findall(r"Traceback \(most recent call last\):\n(?:[ \t].*\n)*.*", logs)
+    return "\n".join(blocks)
+
+
 def _why(logs: str) -> str:
     """The line of the log that says why: the last exception, else the last line."""
     lines = [line.strip() for line in logs.splitlines() if line.strip()]

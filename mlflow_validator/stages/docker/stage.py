@@ -40,7 +40,13 @@ from mlflow_validator.expectations.team import ChecksContext, run_team_checks
 from mlflow_validator.results import Outcome, Stage, Status, failed, passed, skipped
 from mlflow_validator.stages.context import RunContext
 from mlflow_validator.stages.docker import LABEL
-from mlflow_validator.stages.docker.container import Container, NotServing, running_container, wait_until_serving
+from mlflow_validator.stages.docker.container import (
+    Container,
+    NotServing,
+    python_tracebacks,
+    running_container,
+    wait_until_serving,
+)
 from mlflow_validator.stages.docker.engine import Docker, docker_env
 from mlflow_validator.stages.docker.image import (
     CACHE_LABEL,
@@ -260,7 +266,7 @@ class DockerStage:
         except NotServing as exc:
             if variable := undeclared_variable(exc.logs):
                 return failed(declare_hint(variable), commands.tail(exc.logs))
-            return failed(reach_hint(exc.logs) or exc.message, commands.tail(exc.logs))
+            return failed(reach_hint(python_tracebacks(exc.logs)) or exc.message, commands.tail(exc.logs))
         self.answers.load_seconds = waited
         return passed(
             f"/ping answered {waited:.1f} s after the start; the container has no network and publishes nothing "
@@ -292,7 +298,7 @@ class DockerStage:
             bodies = "\n".join(answer.body for answer in self.answers.answers.values())
             return replace(
                 outcome,
-                message=reach_hint(f"{bodies}\n{logs}") or outcome.message,
+                message=reach_hint(f"{bodies}\n{python_tracebacks(logs)}") or outcome.message,
                 details=f"{outcome.details}\n--- container log ---\n{commands.tail(logs)}",
             )
         return replace(outcome, message=f"{outcome.message}; answers saved to {self.paths.answers}")
