@@ -16,6 +16,7 @@ import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from mlflow_validator.stages.docker.engine import engine_problem
+from tests.integration.validator_image import build_validator_image
 
 MODELS_DIR = Path(__file__).parent / "models"
 
@@ -195,3 +196,9 @@ def docker_engine() -> None:
         pytest.fail(f"CI must run the docker tests but no engine answers: {problem}")
     if problem:
         pytest.skip(f"no Docker engine reachable ({problem}); run the README's test command to set one up")
+
+
+@pytest.fixture(scope="session")
+def validator_image(docker_engine: None) -> Iterator[str]:
+    """The project's image, shared by the tests that run it (a build takes minutes on two cores)."""
+    yield from build_validator_image()

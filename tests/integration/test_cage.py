@@ -1,5 +1,6 @@
 """The cage, tried as an attacker who has read the code would, in the topologies users run: the
-validator as root (CI's default here, most GitLab jobs' images) and as an ordinary user. The hostile
+validator as root (CI's default here, most GitLab jobs' images), as an ordinary user, and in the
+project's image as root in a privileged job container (GitLab's privileged runners). The hostile
 probe (models/hostile_model.py) reaches nothing, forks no more than the bound, cannot change the
 verdict, and leaves nothing in uv's cache; a model that holds too much memory across its processes is
 stopped. Where the cage cannot start (root without capabilities in an unprivileged job container, a
@@ -23,12 +24,17 @@ from tests.integration.conftest import MODELS_DIR, CliResult, assert_nothing_lef
 from tests.integration.reports import read_report, saved_answer
 from tests.integration.services import Listener
 from tests.integration.topologies import Topology, topology
+from tests.integration.validator_image import run_in_image
 from tests.paths import ROOT
 
 pytestmark = pytest.mark.integration
 CANARY = "canary-5d1c8e7f30"
 MAX_PROCESSES = 256  # sandbox.max_processes' default
 WROTE = b"the model wrote this"
+PRIVILEGED = (
+    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--security-opt", "seccomp=unconfined",
+    "--security-opt", "apparmor=unconfined", "--security-opt", "systempaths=unconfined",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,26 @@ def probe_uri(registered, job: Job) -> str:
     return registered.tracking_uri
 
 
+def probe_run(job: Job, checks: Path, requests: Path, probe_uri: str) -> list[str]:
+    return [
+        "validate", "models:/probe/1", "--tracking-uri", probe_uri, "--stages", "venv",
+        "--checks", str(checks), "--requests", str(requests),
+    ]  # fmt: skip
+
+
+def assert_probe_held(job: Job, output_dir: Path, uv_cache: Path) -> None:
+    report = read_report(output_dir / "junit.xml")
+    assert report["venv"]["sandbox"] == "passed", report
+    found = json.loads(saved_answer(output_dir, "venv", "user-one")["predictions"][0])
+    assert found["reached"] == [], found
+    assert 0 < found["forked"] < MAX_PROCESSES
+    # the failing team check stays failed, and so does the run
+    assert report["venv"]["test_gate.py::test_the_gate_holds"] == "failure", report
+    assert job.listener.connections == 0
+    assert not (job.checkout / "probe-wrote-this").exists()
+    assert cache_files_written_by_the_model(uv_cache) == []
+
+
 def one_request(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "one.json").write_text('{"dataframe_split": {"columns": ["x"], "data": [[0.5]]}}')
@@ -150,23 +176,34 @@ def cache_files_written_by_the_model(cache: Path) -> list[Path]:
 def test_the_probe_reaches_nothing_and_cannot_change_the_verdict(probe_uri, job: Job, where):
     with topology(where) as runner:
         checks, requests = failing_team_check(job.base / "checks"), one_request(job.base / "requests")
-        command = ["validate", "models:/probe/1", "--tracking-uri", probe_uri, "--stages", "venv"]
-        command += ["--checks", str(checks), "--requests", str(requests)]
-        result = runner.run(command, cwd=job.checkout, env=job.env(runner))
-        output_dir = job.checkout / "mlflow-validator-report"
-        report = read_report(output_dir / "junit.xml")
-        assert report["venv"]["sandbox"] == "passed", result.stdout
-        found = json.loads(saved_answer(output_dir, "venv", "user-one")["predictions"][0])
-        assert found["reached"] == [], found
-        assert 0 < found["forked"] < MAX_PROCESSES
-        # the failing team check stays failed, and so does the run
-        assert report["venv"]["test_gate.py::test_the_gate_holds"] == "failure", report
+        result = runner.run(probe_run(job, checks, requests, probe_uri), cwd=job.checkout, env=job.env(runner))
         assert result.returncode == 1, result.stdout + result.stderr
-        assert job.listener.connections == 0
-        assert not (job.checkout / "probe-wrote-this").exists()
-        assert cache_files_written_by_the_model(job.uv_cache(runner)) == []
+        assert_probe_held(job, job.checkout / "mlflow-validator-report", job.uv_cache(runner))
         assert_nothing_left(result.scratch)
-        shutil.rmtree(output_dir)
+        shutil.rmtree(job.checkout / "mlflow-validator-report")
+
+
+@pytest.mark.docker
+def test_in_the_image_as_root_of_a_privileged_job_container_the_probe_reaches_nothing(
+    probe_uri, job: Job, validator_image
+):
+    """The job container shares the host's network here, so the probe has the host's loopback (the
+    registry, the listener) right there unless the cage holds. `--privileged` stands in as what it
+    does (SYS_ADMIN, NET_ADMIN; no seccomp, AppArmor or masked /proc paths): this machine's engine
+    lacks CAP_SYS_RESOURCE itself, so it cannot start a container with every capability."""
+    checks, requests = failing_team_check(job.base / "checks"), one_request(job.base / "requests")
+    env = job.env(Topology("root", (), None, 0)) | {"UV_CACHE_DIR": str(job.home / ".cache" / "uv")}
+    result = run_in_image(
+        validator_image, *probe_run(job, checks, requests, probe_uri),
+        mounts=(f"{job.base}:{job.base}",),
+        options=(
+            *PRIVILEGED, "--user", "0", "--network", "host", "--workdir", str(job.checkout),
+            *(arg for name, value in env.items() for arg in ("--env", f"{name}={value}")),
+        ),
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert_probe_held(job, job.checkout / "mlflow-validator-report", job.home / ".cache" / "uv")
+    shutil.rmtree(job.checkout / "mlflow-validator-report")
 
 
 @pytest.mark.parametrize("where", ["root", "user"])

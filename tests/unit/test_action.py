@@ -80,3 +80,19 @@ def test_every_input_of_action_yml_reaches_the_entry_point():
     action = yaml.safe_load((ROOT / "action.yml").read_text())
     passed = next(step for step in action["runs"]["steps"] if step.get("id") == "validate")["env"]
     assert {f"INPUT_{name.upper().replace('-', '_')}" for name in action["inputs"]} == set(passed)
+
+
+def test_the_lock_the_action_and_the_image_install_holds_every_runtime_dependency():
+    """Both install requirements.lock with --no-deps (pip --require-hashes): a dependency added to
+    pyproject.toml but not locked is missing where users run the validator."""
+    import tomllib
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    locked = {
+        canonicalize_name(line.split("==")[0])
+        for line in (ROOT / "requirements.lock").read_text().splitlines()
+        if "==" in line and not line.startswith((" ", "#"))
+    }
+    assert {canonicalize_name(Requirement(line).name) for line in declared} - locked == set()
