@@ -321,3 +321,65 @@ class Listener:
         self.stopped.set()
         self.thread.join(timeout=5)
         self.sock.close()
+
+
+@dataclass(frozen=True)
+class NetnsHost:
+    """A host of the tests' own: a network namespace joined to this one by a veth pair, with a TCP
+    service that writes a line for each connection. Not loopback, so a cage that only blocked
+    loopback would be caught."""
+
+    address: str
+    port: int
+    connections_file: Path
+
+    @property
+    def connections(self) -> int:
+        return len(self.connections_file.read_text().splitlines()) if self.connections_file.exists() else 0
+
+
+COUNTING_SERVICE = """
+import socket, sys
+server = socket.create_server((sys.argv[1], int(sys.argv[2])))
+while True:
+    connection, peer = server.accept()
+    with open(sys.argv[3], "a") as log:
+        log.write(f"{peer}\\n")
+    connection.close()
+"""
+
+
+@contextmanager
+def netns_host(workdir: Path) -> Iterator[NetnsHost]:
+    name = f"mvhost-{secrets.token_hex(3)}"
+    subnet = f"10.233.{secrets.randbelow(256)}.{4 * secrets.randbelow(64)}"
+    base = subnet.rsplit(".", 1)
+    host_side, guest = f"{base[0]}.{int(base[1]) + 1}", f"{base[0]}.{int(base[1]) + 2}"
+    commands = [
+        ["ip", "netns", "add", name],
+        ["ip", "link", "add", f"{name}-h", "type", "veth", "peer", "name", f"{name}-g"],
+        ["ip", "link", "set", f"{name}-g", "netns", name],
+        ["ip", "addr", "add", f"{host_side}/30", "dev", f"{name}-h"],
+        ["ip", "link", "set", f"{name}-h", "up"],
+        ["ip", "-n", name, "link", "set", "lo", "up"],
+        ["ip", "-n", name, "addr", "add", f"{guest}/30", "dev", f"{name}-g"],
+        ["ip", "-n", name, "link", "set", f"{name}-g", "up"],
+    ]
+    connections = workdir / "test-host-connections"
+    service = None
+    try:
+        for command in commands:
+            run_checked(command, timeout_s=30)
+        port = 8443
+        service = subprocess.Popen(
+            ["ip", "netns", "exec", name, sys.executable, "-c", COUNTING_SERVICE, guest, str(port), str(connections)]
+        )
+        Retrying(stop=stop_after_delay(30), wait=wait_fixed(0.2), reraise=True)(
+            lambda: socket.create_connection((guest, port), timeout=1).close()
+        )
+        yield NetnsHost(guest, port, connections)  # the readiness probe's connection is counted
+    finally:
+        if service is not None:
+            service.kill()
+            service.wait()
+        subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)

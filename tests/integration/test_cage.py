@@ -22,7 +22,7 @@ import pytest
 
 from tests.integration.conftest import MODELS_DIR, CliResult, assert_nothing_left, pins
 from tests.integration.reports import read_report, saved_answer
-from tests.integration.services import Listener
+from tests.integration.services import Listener, NetnsHost, netns_host
 from tests.integration.topologies import Topology, topology
 from tests.integration.validator_image import run_in_image
 from tests.paths import ROOT
@@ -47,6 +47,7 @@ class Job:
     host_tmp_file: Path
     run_file: Path
     listener: Listener
+    test_host: NetnsHost  # a host of the tests' own, in a network namespace: not loopback
     holder: subprocess.Popen[bytes]  # a process of the job's whose command line and environment hold the canary
 
     def env(self, topology: Topology) -> dict[str, str]:
@@ -88,7 +89,8 @@ def job() -> Iterator[Job]:
     listener = Listener()
     holder = subprocess.Popen(["sh", "-c", "sleep 3600", CANARY], env={"SECRET": CANARY})
     try:
-        yield Job(base, home, checkout, host_tmp_file, run_file, listener, holder)
+        with netns_host(base) as host:
+            yield Job(base, home, checkout, host_tmp_file, run_file, listener, host, holder)
     finally:
         holder.kill()
         holder.wait()
@@ -119,6 +121,7 @@ def probe_uri(registered, job: Job) -> str:
         },
         "writes": {"checkout": str(job.checkout / "probe-wrote-this"), "job-home": str(job.home / ".bashrc")},
         "forks": 400,
+        "test_host": f"{job.test_host.address}:{job.test_host.port}",
     }
     for name, config in (("probe", probe), ("memory-hog", {**probe, "hog_mb": 900, "hogs": 3})):
         with mlflow.start_run():
@@ -140,7 +143,11 @@ def probe_run(job: Job, checks: Path, requests: Path, probe_uri: str) -> list[st
     ]  # fmt: skip
 
 
-def assert_probe_held(job: Job, output_dir: Path, uv_cache: Path) -> None:
+def connections(job: Job) -> tuple[int, int]:
+    return job.listener.connections, job.test_host.connections
+
+
+def assert_probe_held(job: Job, output_dir: Path, uv_cache: Path, connections_before: tuple[int, int]) -> None:
     report = read_report(output_dir / "junit.xml")
     assert report["venv"]["sandbox"] == "passed", report
     found = json.loads(saved_answer(output_dir, "venv", "user-one")["predictions"][0])
@@ -148,7 +155,7 @@ def assert_probe_held(job: Job, output_dir: Path, uv_cache: Path) -> None:
     assert 0 < found["forked"] < MAX_PROCESSES
     # the failing team check stays failed, and so does the run
     assert report["venv"]["test_gate.py::test_the_gate_holds"] == "failure", report
-    assert job.listener.connections == 0
+    assert connections(job) == connections_before
     assert not (job.checkout / "probe-wrote-this").exists()
     assert cache_files_written_by_the_model(uv_cache) == []
 
@@ -176,11 +183,36 @@ def cache_files_written_by_the_model(cache: Path) -> list[Path]:
 def test_the_probe_reaches_nothing_and_cannot_change_the_verdict(probe_uri, job: Job, where):
     with topology(where) as runner:
         checks, requests = failing_team_check(job.base / "checks"), one_request(job.base / "requests")
+        before = connections(job)
         result = runner.run(probe_run(job, checks, requests, probe_uri), cwd=job.checkout, env=job.env(runner))
         assert result.returncode == 1, result.stdout + result.stderr
-        assert_probe_held(job, job.checkout / "mlflow-validator-report", job.uv_cache(runner))
+        assert_probe_held(job, job.checkout / "mlflow-validator-report", job.uv_cache(runner), before)
         assert_nothing_left(result.scratch)
         shutil.rmtree(job.checkout / "mlflow-validator-report")
+
+
+def test_without_the_cage_the_same_probe_reaches_what_the_cage_hides(probe_uri, job: Job):
+    """What makes the tests above mean something: the probe's attempts work when nothing stops them."""
+    with topology("root") as runner:
+        (job.checkout / "mlflow-validator.yaml").write_text("checks: {sandbox: 'off'}\n")
+        command = ["validate", "models:/probe/1", "--tracking-uri", probe_uri, "--stages", "venv"]
+        command += ["--requests", str(one_request(job.base / "requests"))]
+        env = job.env(runner)
+        del env["CI"]
+        before = connections(job)
+        try:
+            result = runner.run(command, cwd=job.checkout, env=env)
+            output_dir = job.checkout / "mlflow-validator-report"
+            found = json.loads(saved_answer(output_dir, "venv", "user-one")["predictions"][0])
+        finally:
+            for written in (job.checkout / "probe-wrote-this", Path("/tmp/probe-was-here"), job.home / ".bashrc"):
+                written.unlink(missing_ok=True)
+            (job.checkout / "mlflow-validator.yaml").unlink()
+            shutil.rmtree(job.checkout / "mlflow-validator-report", ignore_errors=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        expected = {"environ", "cmdline", "loopback", "test-host", "read:checkout", "read:host-tmp", "read:host-run"}
+        assert expected | {"read:root-only", "write:checkout", "write:model-log", "uid-0"} <= set(found["reached"])
+        assert connections(job)[0] > before[0] and connections(job)[1] > before[1]
 
 
 @pytest.mark.docker
@@ -193,6 +225,7 @@ def test_in_the_image_as_root_of_a_privileged_job_container_the_probe_reaches_no
     lacks CAP_SYS_RESOURCE itself, so it cannot start a container with every capability."""
     checks, requests = failing_team_check(job.base / "checks"), one_request(job.base / "requests")
     env = job.env(Topology("root", (), None, 0)) | {"UV_CACHE_DIR": str(job.home / ".cache" / "uv")}
+    before = connections(job)
     result = run_in_image(
         validator_image, *probe_run(job, checks, requests, probe_uri),
         mounts=(f"{job.base}:{job.base}",),
@@ -202,7 +235,7 @@ def test_in_the_image_as_root_of_a_privileged_job_container_the_probe_reaches_no
         ),
     )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
-    assert_probe_held(job, job.checkout / "mlflow-validator-report", job.home / ".cache" / "uv")
+    assert_probe_held(job, job.checkout / "mlflow-validator-report", job.home / ".cache" / "uv", before)
     shutil.rmtree(job.checkout / "mlflow-validator-report")
 
 
