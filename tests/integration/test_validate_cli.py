@@ -115,3 +115,17 @@ def test_tracking_uri_comes_from_the_environment(registered, run_cli, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "mlflow-validator-report" / "junit.xml").is_file()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["validate", "--help"], ["validate", "--no-such-flag"]])
+def test_help_version_and_usage_errors_import_no_mlflow(args):
+    """They answer in a fraction of a second (benchmarks/cli_startup.py): MLflow takes seconds to import."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\nfrom mlflow_validator.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+        "    pass\nprint('mlflow imported' if 'mlflow' in sys.modules else 'no mlflow')"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == "no mlflow", done.stdout + done.stderr

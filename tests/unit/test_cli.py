@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import mlflow_validator.cli as cli
+import mlflow_validator.subcommands as subcommands
 from mlflow_validator.errors import Cancelled
 from mlflow_validator.runlog import LOG_FILE_NAME
 from mlflow_validator.settings import Options
@@ -69,7 +70,7 @@ def test_a_crash_exits_3_and_writes_the_traceback_to_the_log(
     def crash(*args: object) -> int:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli, "validate", crash)
+    monkeypatch.setattr(subcommands, "validate", crash)
     out = tmp_path / "out"
 
     code = cli.main(["validate", "m", "--output-dir", str(out)], env={}, cwd=tmp_path)
@@ -94,7 +95,7 @@ def test_a_cancelled_run_says_what_it_created_was_removed(
     def cancelled(*args: object) -> int:
         raise Cancelled()
 
-    monkeypatch.setattr(cli, "validate", cancelled)
+    monkeypatch.setattr(subcommands, "validate", cancelled)
 
     code = cli.main(["validate", "m"], env={}, cwd=tmp_path)
 
@@ -110,7 +111,7 @@ def test_a_cancelled_run_with_keep_says_what_it_created_was_kept(
     def cancelled(*args: object) -> int:
         raise Cancelled()
 
-    monkeypatch.setattr(cli, "validate", cancelled)
+    monkeypatch.setattr(subcommands, "validate", cancelled)
 
     code = cli.main(["validate", "m", "--keep"], env={}, cwd=tmp_path)
 
@@ -186,8 +187,8 @@ def test_an_unwritable_report_path_is_refused_before_any_work(
         constructed.append(args)
         raise AssertionError("a pipeline was built")
 
-    monkeypatch.setattr(cli, "engine_problem", no_engine)
-    monkeypatch.setattr(cli, "Pipeline", pipeline)
+    monkeypatch.setattr(subcommands, "engine_problem", no_engine)
+    monkeypatch.setattr(subcommands, "Pipeline", pipeline)
 
     code = cli.main(["validate", "m", "--junit-xml", "/proc/no/such/r.xml"], env={}, cwd=tmp_path)
 
@@ -208,7 +209,7 @@ def test_validate_passes_the_resolved_options_and_returns_their_exit_code(
         seen.append(options)
         return 1
 
-    monkeypatch.setattr(cli, "validate", fake_validate)
+    monkeypatch.setattr(subcommands, "validate", fake_validate)
 
     code = cli.main(["validate", "models:/m/1", "--rtol", "0.5"], env={}, cwd=tmp_path)
 
@@ -227,7 +228,7 @@ def test_an_output_directory_that_is_a_file_is_refused_before_any_work(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ):
     (tmp_path / "afile").write_text("")
-    monkeypatch.setattr(cli, "engine_problem", lambda env, cli: "no engine in unit tests")
+    monkeypatch.setattr(subcommands, "engine_problem", lambda env, cli: "no engine in unit tests")
 
     code = cli.main(["validate", "m", "--output-dir", "afile", "--stages", "static"], env={}, cwd=tmp_path)
 
