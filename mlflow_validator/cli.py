@@ -41,7 +41,9 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
         env = f"; env {', '.join(declaration.env)}" if declaration.env else ""
         help_text = f"{declaration.help} (default: {default_text(setting)}{env})".replace("%", "%%")
         kind: dict[str, Any] = (
-            {"action": "store_const", "const": True} if declaration.type is BOOL else {"metavar": setting.field.upper()}
+            {"action": argparse.BooleanOptionalAction}  # --push and --no-push: a flag beats the config file either way
+            if declaration.type is BOOL
+            else {"metavar": setting.field.upper()}
         )
         parser.add_argument(declaration.flag, dest=setting.key, default=argparse.SUPPRESS, help=help_text, **kind)
 

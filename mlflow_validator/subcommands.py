@@ -130,7 +130,10 @@ def _child_flags(given: Mapping[str, Any]) -> list[str]:
         if key in ("output_dir", "junit_xml"):
             continue  # each model gets a directory of its own; the merged report is this run's
         flag = BY_KEY[key].declaration.flag
-        flags += [flag] if BY_KEY[key].declaration.type is BOOL else [flag, str(value)]
+        if BY_KEY[key].declaration.type is BOOL:
+            flags.append(flag if value else f"--no-{flag.removeprefix('--')}")
+        else:
+            flags += [flag, str(value)]
     return flags
 
 

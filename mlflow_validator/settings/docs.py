@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from mlflow_validator.settings.declared import SETTINGS, Setting
 from mlflow_validator.settings.options import Options
+from mlflow_validator.settings.types import BOOL
 
 SCHEMA_FILE = Path(__file__).with_name("mlflow-validator.schema.json")
 REDACTED = "***"
@@ -73,6 +74,8 @@ def options_table() -> str:
         default = default_text(setting)
         key = f"`{setting.key}`" if declaration.in_config_file else ""
         flag = f"`{declaration.flag}`" if declaration.flag else ""
+        if declaration.flag and declaration.type is BOOL:
+            flag += f", `--no-{declaration.flag.removeprefix('--')}`"
         what = f"{declaration.help}; {declaration.type.describe}"
         rows.append(f"| {flag} | {key} | {_code(declaration.env)} | {default} | {what} |")
     return "\n".join(rows)

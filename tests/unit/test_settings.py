@@ -15,6 +15,7 @@ from mlflow_validator.docs import README, with_generated_blocks
 from mlflow_validator.settings import resolve_options
 from mlflow_validator.settings.declared import SETTINGS
 from mlflow_validator.settings.docs import SCHEMA_FILE, describe, json_schema, render_json_schema
+from mlflow_validator.settings.types import BOOL
 
 
 def test_the_readme_tables_are_generated_from_the_declarations():
@@ -55,7 +56,18 @@ def test_every_flag_comes_from_a_declaration_but_those_that_select_models():
     validate = build_parser()._subparsers._group_actions[0].choices["validate"]  # type: ignore[union-attr]
     flags = {option for action in validate._actions for option in action.option_strings}
     declared = {setting.declaration.flag for setting in SETTINGS if setting.declaration.flag}
-    assert flags - {"-h", "--help"} == declared | {f"--{name}" for name in SELECTION} - {"--format", "--component"}
+    negated = {f"--no-{s.declaration.flag[2:]}" for s in SETTINGS if s.declaration.flag and s.declaration.type is BOOL}
+    assert flags - {"-h", "--help"} == declared | negated | {f"--{name}" for name in SELECTION} - {
+        "--format",
+        "--component",
+    }
+
+
+def test_a_boolean_flag_has_its_no_form_and_it_beats_the_config_file(tmp_path):
+    (tmp_path / "mlflow-validator.yaml").write_text("keep: true\n")
+    given = vars(build_parser().parse_args(["validate", "m", "--no-keep"]))
+    assert given["keep"] is False
+    assert resolve_options({"model_uri": "m", "keep": given["keep"]}, {}, tmp_path).keep is False
 
 
 def test_policies_exist_for_the_checks_the_registry_says_and_names_are_unique_per_stage():
