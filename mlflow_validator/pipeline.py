@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,13 +38,26 @@ from mlflow_validator.steps import run_steps
 REMOVAL_TIMEOUT_S = 15
 
 
+def _open_up(function: Callable[..., object], path: str, _: object) -> None:
+    """A model that runs as the validator's own user may have closed its directories to their owner:
+    open them again (never through a link), so that the next attempt removes them."""
+    for directory in (os.path.dirname(path), path):
+        with suppress(OSError):
+            descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                os.fchmod(descriptor, 0o700)
+            finally:
+                os.close(descriptor)
+    function(path)
+
+
 def remove_work_directory(workdir: Path) -> None:
     """Remove the run's work directory. After a cancellation, a killed process (uv, the caged model)
     may still write into it for a moment, so a partial removal is retried, bounded."""
 
     def remove() -> None:
         if workdir.exists():
-            shutil.rmtree(workdir)
+            shutil.rmtree(workdir, onerror=_open_up)
 
     Retrying(
         retry=retry_if_exception_type(OSError),

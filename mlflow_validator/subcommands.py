@@ -30,7 +30,7 @@ from mlflow_validator.model.mlmodel import ModelFileError
 from mlflow_validator.pipeline import Pipeline
 from mlflow_validator.plan import plan_stages
 from mlflow_validator.reporters import Reporter
-from mlflow_validator.reporters.console import ConsoleReporter
+from mlflow_validator.reporters.console import ConsoleReporter, one_printable_line
 from mlflow_validator.reporters.github import GitHubReporter
 from mlflow_validator.reporters.junit import JUnitReporter
 from mlflow_validator.reporters.record import RecordReporter
@@ -69,7 +69,7 @@ def _verdict_line(report: ValidationReport) -> str:
     """One line for the CI log's error stream: the first result that decided the exit code."""
     for status in (Status.ERROR, Status.FAILED):
         if first := next((c for c in report.checks if c.status is status), None):
-            return f"{VERDICT_LINES[status]}: {first.stage.value} {first.name}: {' '.join(first.message.split())}"
+            return f"{VERDICT_LINES[status]}: {first.stage.value} {first.name}: {one_printable_line(first.message)}"
     return ""
 
 

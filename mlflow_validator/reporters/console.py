@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import TextIO
@@ -17,6 +18,15 @@ MARKS = {
     Status.ERROR: "ERROR",
 }
 VERDICTS = {0: "PASSED: the model may be promoted", 1: "FAILED: do not promote this model", 2: "COULD NOT VALIDATE"}
+
+
+# Control characters, line breaks among them: a model's output in a message must not move the terminal's
+# cursor, hide a line, or start a line of its own that a CI runner reads as a command ("::error::").
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def one_printable_line(text: str) -> str:
+    return " ".join(_CONTROL.sub(" ", text).split())
 
 
 def gitlab_section(edge: str, stage: Stage, header: str = "") -> str:
@@ -53,7 +63,7 @@ class ConsoleReporter(Reporter):
     def check_finished(self, result: CheckResult) -> None:
         line = f"{MARKS[result.status]:>5}  {result.stage.value:<6} {result.name:<26} {result.duration_s:7.2f}s"
         if result.message:
-            line += f"  {result.message}"
+            line += f"  {one_printable_line(result.message)}"
         self._print(line)
 
     def report_finished(self, report: ValidationReport) -> None:

@@ -31,6 +31,10 @@ def test_the_cage_hides_homes_sockets_tmp_and_the_checkout(tmp_path):
     assert tmp_path / "not-there" not in hidden  # only what exists
     assert Path("/") not in hidden_paths(env, Path("/"))
     assert Path("/usr/lib") not in hidden_paths(env, Path("/usr/lib"))  # a system directory is no checkout
+    runner = tmp_path / "actions-runner"
+    (runner / "_work" / "repository").mkdir(parents=True)
+    self_hosted = {"RUNNER_WORKSPACE": str(runner / "_work" / "repository")}
+    assert runner in hidden_paths(self_hosted, Path("/"))  # its .credentials live there
 
 
 def test_as_a_user_the_model_gets_a_user_namespace_without_capabilities(tmp_path):
@@ -45,6 +49,8 @@ def test_as_a_user_the_model_gets_a_user_namespace_without_capabilities(tmp_path
     assert argv.index("--tmpfs") < argv.index("/opt/python") < argv.index(str(tmp_path / "home"))
     assert argv[argv.index(str(tmp_path / "home")) - 1] == "--bind"
     assert argv[-4:] == ["--", "python", "-c", "pass"]
+    shm = argv.index("/dev/shm")  # shared memory the model may use, within its memory bound
+    assert argv[shm - 5 : shm] == ["--perms", "1777", "--size", str(512 * 2**20), "--tmpfs"]
 
 
 def test_as_root_the_model_becomes_a_fresh_uid_without_capabilities_and_no_user_namespace_maps_it_to_root(tmp_path):
@@ -113,8 +119,15 @@ def test_the_directories_made_to_show_a_path_again_are_open_to_the_model(tmp_pat
     made = [argv[index + 1] for index, arg in enumerate(argv) if arg == "--dir"]
     assert made == ["/root/.pyenv", "/root/.pyenv/versions", "/tmp/run", "/tmp/run/venv-stage"]
     assert all(argv[index - 2 : index] == ["--perms", "0755"] for index, arg in enumerate(argv) if arg == "--dir")
-    tmpfs = [argv[index + 1] for index, arg in enumerate(argv) if arg == "--tmpfs"]
+    tmpfs = [argv[index + 1] for index, arg in enumerate(argv) if arg == "--tmpfs" and argv[index + 1] != "/dev/shm"]
     assert tmpfs.index("/tmp") < tmpfs.index("/tmp/run")  # the outer empty directory first
     remounted = [argv[index + 1] for index, arg in enumerate(argv) if arg == "--remount-ro"]
     assert sorted(remounted) == sorted(tmpfs)  # and none the model's to write in
     assert argv.index("--remount-ro") > argv.index("--bind")
+
+
+def test_a_models_output_in_a_message_cannot_move_the_cursor_or_start_a_ci_command():
+    from mlflow_validator.reporters.console import one_printable_line
+
+    said = "failed: \x1b[2K\x1b[1A\r\n::error::forged\x9b31m\tdone"
+    assert one_printable_line(said) == "failed: [2K [1A ::error::forged 31m done"

@@ -254,3 +254,21 @@ def test_keep_leaves_the_work_directory(options: Options, monkeypatch: pytest.Mo
     workdir = created[Stage.STATIC][0].run.workdir
     assert workdir.is_dir()
     shutil.rmtree(workdir)
+
+
+def test_a_work_directory_the_model_closed_to_its_owner_is_removed_and_no_link_is_followed(tmp_path):
+    """A model running as the validator's own user (no root) may chmod 000 directories of its HOME."""
+    from mlflow_validator.pipeline import remove_work_directory
+
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o755)
+    work = tmp_path / "work"
+    closed = work / "home" / "keep"
+    closed.mkdir(parents=True)
+    (closed / "weights.bin").write_bytes(b"x" * 1024)
+    (work / "home" / "link").symlink_to(outside)
+    closed.chmod(0)
+    (work / "home").chmod(0o500)
+    remove_work_directory(work)
+    assert not work.exists()
+    assert (outside.stat().st_mode & 0o777) == 0o755

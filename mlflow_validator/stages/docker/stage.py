@@ -60,6 +60,7 @@ from mlflow_validator.stages.docker.image import (
     keep,
     pip_env,
 )
+from mlflow_validator.stages.endpoint import BadAnswer, read_bounded
 from mlflow_validator.steps import Step, steps_for
 
 T = TypeVar("T")
@@ -307,17 +308,22 @@ class DockerStage:
         assert self.container is not None
         started = time.perf_counter()
         try:
-            response = self.container.session.post(
+            with self.container.session.post(
                 f"{self.container.url}/invocations",
                 data=request.body.encode(),
                 headers={"Content-Type": request.content_type},
                 timeout=self.options.timeouts.request,
-            )
+                stream=True,
+            ) as response:
+                text = read_bounded(response)
+        except BadAnswer as exc:
+            problem = f"the container answered something that is not an answer: {exc}"
+            return Answer(NO_ANSWER, problem, time.perf_counter() - started)
         except requests.RequestException as exc:
             state = "running" if self.container.running() else "exited"
             problem = f"{type(exc).__name__} within {self.options.timeouts.request:g} s; the container has {state}"
             return Answer(NO_ANSWER, problem, time.perf_counter() - started)
-        return Answer(response.status_code, response.text, time.perf_counter() - started)
+        return Answer(response.status_code, text, time.perf_counter() - started)
 
     def keep_image(self) -> Outcome:
         tag = self.options.docker.image_tag

@@ -11,6 +11,7 @@ bubblewrap maps that user into a user namespace of its own, with every capabilit
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
@@ -84,6 +85,9 @@ def hidden_paths(env: Mapping[str, str], cwd: Path, extra: Sequence[Path] = ()) 
         hidden.append(Path(env["DOCKER_HOST"].removeprefix("unix://")).parent)
     if len(cwd.parts) > 1 and cwd.parts[1] not in SYSTEM_TREES:
         hidden.append(cwd)
+    if env.get("RUNNER_WORKSPACE"):  # <runner>/_work/<repository>; a self-hosted runner's credentials are in <runner>
+        runner = Path(env["RUNNER_WORKSPACE"]).parent.parent
+        hidden += [runner] if len(runner.parts) > 2 else []
     hidden += extra
     return [path for path in dict.fromkeys(hidden) if path.is_dir() and not path.is_symlink() and path != Path("/")]
 
@@ -106,6 +110,8 @@ def caged(cage: Cage, command: Sequence[str | Path]) -> list[str | Path]:
         # As root, a user namespace would map the model to uid 0 on the host, owner of root's files.
         namespaces += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     namespaces += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    # Shared memory for multiprocessing, within the memory bound (tmpfs pages are no process's RSS).
+    namespaces += ["--perms", "1777", "--size", str(bounds.memory_mb * 2**20), "--tmpfs", "/dev/shm"]
     for path in sorted(cage.hidden, key=lambda hidden: len(hidden.parts)):
         namespaces += ["--tmpfs", str(path)]
     for path in _parents_made(cage.hidden, [*cage.readable, *cage.writable]):
@@ -175,23 +181,31 @@ class Watch:
         self.bounds = bounds
         self.breach = ""  # why the cage was killed, once it was
         self.stopped = threading.Event()
+        self.ticks_seen: dict[int, int] = {}  # CPU time of each live process at its last sample
+        self.ticks_gone = 0  # of those that ended: a child nobody waits for leaves no cutime behind
 
     def run(self) -> None:
         while not self.stopped.wait(WATCH_INTERVAL_S) and self.process.poll() is None:
-            pids = _descendants(self.process.pid)
-            memory_mb, cpu_seconds = _usage(pids)
-            if memory_mb > self.bounds.memory_mb:
-                memory_mb = _proportional_mb(pids)
-            if memory_mb > self.bounds.memory_mb:
-                self.breach = (
-                    f"the model's processes together used {memory_mb:.0f} MiB, more than the cage allows "
-                    f"(sandbox.memory_mb: {self.bounds.memory_mb})"
-                )
-            elif cpu_seconds > self.bounds.cpu_seconds:
-                self.breach = f"the model's processes together used more than {self.bounds.cpu_seconds} s of CPU"
+            self.breach = self._breach(_descendants(self.process.pid))
             if self.breach:
                 self.process.kill()  # bubblewrap's child dies with it, and with it the PID namespace
                 return
+
+    def _breach(self, pids: Sequence[int]) -> str:
+        resident_mb, ticks = _usage(pids)
+        self.ticks_gone += sum(seen for pid, seen in self.ticks_seen.items() if pid not in ticks)
+        self.ticks_seen = ticks
+        memory_mb = resident_mb + _memory_files_mb(pids)
+        if memory_mb > self.bounds.memory_mb:
+            memory_mb = _proportional_mb(pids) + _memory_files_mb(pids)
+        if memory_mb > self.bounds.memory_mb:
+            return (
+                f"the model's processes together used {memory_mb:.0f} MiB, more than the cage allows "
+                f"(sandbox.memory_mb: {self.bounds.memory_mb})"
+            )
+        if (self.ticks_gone + sum(ticks.values())) / CLOCK_TICKS > self.bounds.cpu_seconds:
+            return f"the model's processes together used more than {self.bounds.cpu_seconds} s of CPU"
+        return ""
 
 
 @contextmanager
@@ -222,19 +236,32 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def _usage(pids: Sequence[int]) -> tuple[float, float]:
-    """Memory (MiB) and CPU time (s, the waited-for children's included) of `pids`. Resident sizes count
-    pages forked children share once per child; only when their sum is past the bound is the memory
-    weighed properly, each shared page split among its sharers (PSS, dearer to read)."""
-    resident_pages = ticks = 0
+def _usage(pids: Sequence[int]) -> tuple[float, dict[int, int]]:
+    """Resident memory (MiB) of `pids`, and the CPU time (clock ticks) each has used itself. Resident
+    sizes count pages forked children share once per child; only when their sum is past the bound is the
+    memory weighed properly, each shared page split among its sharers (PSS, dearer to read)."""
+    resident_pages, ticks = 0, {}
     for pid in pids:
         try:
             resident_pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
-    return resident_pages * PAGE_BYTES / 2**20, ticks / CLOCK_TICKS
+        ticks[pid] = int(fields[11]) + int(fields[12])  # utime, stime
+    return resident_pages * PAGE_BYTES / 2**20, ticks
+
+
+def _memory_files_mb(pids: Sequence[int]) -> float:
+    """memfd files the processes hold open: memory that no process maps, so no RSS shows it."""
+    sizes = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for descriptor in os.scandir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(descriptor.path).startswith("/memfd:"):
+                        found = os.stat(descriptor.path)
+                        sizes[(found.st_dev, found.st_ino)] = found.st_blocks * 512
+    return sum(sizes.values()) / 2**20
 
 
 def _proportional_mb(pids: Sequence[int]) -> float:

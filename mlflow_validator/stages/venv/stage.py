@@ -52,7 +52,7 @@ from mlflow_validator.uv import repair_hint, summarize_failure, uv_binary
 
 PREDICTOR = Path(__file__).with_name("predictor.py")
 STOP_GRACE_S = 5
-MAX_ANSWERS_BYTES = 256 * 2**20  # the answers file the model process writes
+MAX_ANSWERS_BYTES = 32 * 2**20  # the answers file the model process writes (JSON parses to ~25x its size)
 MODEL_LOG_READ_BYTES = 2**20
 ANSWERS_POLL_S = 0.05
 
@@ -94,6 +94,18 @@ class VenvPaths:
     def model_log(self) -> Path:
         """What the model process printed."""
         return self.work / "model.log"
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)
+
+
+def _answer(given: object) -> Answer:
+    if not (isinstance(given, dict) and isinstance(given.get("status"), int) and isinstance(given.get("body"), str)):
+        raise TypeError("an answer is not a {status, body, seconds} object")
+    return Answer(given["status"], given["body"], _number(given.get("seconds")))
 
 
 class BaselineUnavailable(ValidatorError):
@@ -264,7 +276,7 @@ class VenvStage:
             return problem
         try:
             self.answers = self._read_answers()
-        except (UntrustedFileError, ValueError, KeyError, TypeError) as exc:
+        except (UntrustedFileError, ValueError, KeyError, TypeError, RecursionError) as exc:
             return failed(f"the model process wrote answers the validator cannot read: {exc}", self._model_output())
         self.answers.save(self.paths.answers)
         self.endpoint = Endpoint(f"{SOCKET_SCHEME}{self.paths.socket}", self.options.timeouts.request)
@@ -340,16 +352,17 @@ class VenvStage:
         return plan
 
     def _read_answers(self) -> StageAnswers:
+        """The model process's answers file, checked field by field: it may have written anything."""
         raw = json.loads(read_untrusted(self.paths.answers_file, MAX_ANSWERS_BYTES))
         answers = StageAnswers(
             self.label,
-            load_seconds=raw["load_seconds"],
-            latency_seconds=raw["latency_seconds"],
+            load_seconds=_number(raw["load_seconds"]),
+            latency_seconds=[_number(seconds) for seconds in raw["latency_seconds"]],
             installed=self.answers.installed,
         )
-        for name, (first, second) in raw["answers"].items():
-            answers.answers[name] = Answer(**first)
-            answers.repeats[name] = Answer(**second)
+        for request in self.requests:
+            first, second = (_answer(given) for given in raw["answers"][request.name])
+            answers.answers[request.name], answers.repeats[request.name] = first, second
         return answers
 
     def _checks(self) -> dict[str, Callable[[], Outcome]]:
