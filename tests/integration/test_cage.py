@@ -123,7 +123,13 @@ def probe_uri(registered, job: Job) -> str:
         "forks": 400,
         "test_host": f"{job.test_host.address}:{job.test_host.port}",
     }
-    for name, config in (("probe", probe), ("memory-hog", {**probe, "hog_mb": 900, "hogs": 3})):
+    variants = {
+        "probe": probe,
+        "memory-hog": {**probe, "hog_mb": 900, "hogs": 3},
+        "memfd-hog": {**probe, "memfd_mb": 2600},
+        "forged-answers": {**probe, "forge_answers": True},
+    }
+    for name, config in variants.items():
         with mlflow.start_run():
             mlflow.pyfunc.log_model(
                 name="model",
@@ -239,13 +245,16 @@ def test_in_the_image_as_root_of_a_privileged_job_container_the_probe_reaches_no
     shutil.rmtree(job.checkout / "mlflow-validator-report")
 
 
-@pytest.mark.parametrize("where", ["root", "user"])
-def test_memory_held_across_processes_is_bounded_for_the_cage_as_a_whole(probe_uri, job: Job, where):
-    """Three processes of 900 MiB each, every one under the 2 GiB each may have: together, too much."""
+@pytest.mark.parametrize(
+    ("where", "model"), [("root", "memory-hog"), ("user", "memory-hog"), ("root", "memfd-hog"), ("user", "memfd-hog")]
+)
+def test_memory_held_across_processes_is_bounded_for_the_cage_as_a_whole(probe_uri, job: Job, where, model):
+    """Three processes of 900 MiB each, every one under the 2 GiB each may have: together, too much; and
+    2.6 GiB in a memfd file, which no process maps, so that no resident size shows it."""
     with topology(where) as runner:
         config = job.checkout / "mlflow-validator.yaml"
         config.write_text("sandbox: {memory_mb: 2048}\n")
-        command = ["validate", "models:/memory-hog/1", "--tracking-uri", probe_uri, "--stages", "venv"]
+        command = ["validate", f"models:/{model}/1", "--tracking-uri", probe_uri, "--stages", "venv"]
         command += ["--requests", str(one_request(job.base / "requests"))]
         result = runner.run(command, cwd=job.checkout, env=job.env(runner))
         config.unlink()
@@ -253,6 +262,18 @@ def test_memory_held_across_processes_is_bounded_for_the_cage_as_a_whole(probe_u
         assert result.returncode == 1, result.stdout + result.stderr
         assert "the model's processes together used" in result.stdout
         assert "sandbox.memory_mb: 2048" in result.stdout
+        assert_nothing_left(result.scratch)
+
+
+@pytest.mark.parametrize("where", ["root", "user"])
+def test_answers_the_validator_was_not_asked_for_fail_the_model_not_the_validation(probe_uri, job: Job, where):
+    with topology(where) as runner:
+        command = ["validate", "models:/forged-answers/1", "--tracking-uri", probe_uri, "--stages", "venv"]
+        command += ["--requests", str(one_request(job.base / "requests"))]
+        result = runner.run(command, cwd=job.checkout, env=job.env(runner))
+        shutil.rmtree(job.checkout / "mlflow-validator-report")
+        assert result.returncode == 1, result.stdout + result.stderr  # the gate failed; exit 2 would not gate
+        assert "the model process wrote answers the validator cannot read" in result.stdout
         assert_nothing_left(result.scratch)
 
 

@@ -11,7 +11,9 @@ What it tries, from its model_config:
   results, HOME and .pth files, Hypothesis' directory, the socket, the plan), its own virtualenv
   (whose files must not be uv's cache), the model, the host's /tmp;
 - undoing the cage: root, capabilities, a user namespace of its own to unmount what hides the host;
-- more processes than the cage allows; more memory, with `hog_mb`: `hogs` processes holding that much each.
+- more processes than the cage allows; more memory, with `hog_mb`: `hogs` processes holding that much each,
+  or with `memfd_mb`: that much in a memfd file, which no process maps;
+- with `forge_answers`: answers the validator was not asked for, written in place of the predictor's.
 """
 
 import glob
@@ -118,6 +120,26 @@ def _hog(megabytes: int, processes: int) -> None:
         hog.wait()
 
 
+def _hold_in_memfd(megabytes: int) -> int:
+    held = os.memfd_create("weights")
+    chunk = b"\0" * 2**20
+    for _ in range(megabytes):
+        os.write(held, chunk)
+    return held
+
+
+def _forge_answers() -> None:
+    """The predictor renames its answers file into place once it is written: write something else first."""
+    rename = os.replace
+
+    def forged(source, destination):
+        with open(source, "w") as answers:
+            answers.write('{"load_seconds": 0, "latency_seconds": [], "answers": {}}')
+        rename(source, destination)
+
+    os.replace = forged
+
+
 def probe(config: dict) -> dict:
     canary = config["canary"].encode()
     home = os.environ["HOME"]
@@ -160,6 +182,11 @@ class Hostile(PythonModel):
         self.config["model_dir"] = sys.argv[1]  # the predictor's argv: MODEL_DIR first
         if self.config.get("hog_mb"):
             _hog(int(self.config["hog_mb"]), int(self.config["hogs"]))
+        if self.config.get("memfd_mb"):
+            self.held = _hold_in_memfd(int(self.config["memfd_mb"]))
+            time.sleep(60)
+        if self.config.get("forge_answers"):
+            _forge_answers()
         self.found = None
 
     def predict(self, context, model_input, params=None):
