@@ -85,7 +85,7 @@ def validate(options: Options, env: Mapping[str, str], run_log: RunLog) -> int:
     if docker_problem and not options.given("stages"):
         print(f"warning: skipping the docker stage: no Docker engine reachable ({docker_problem})", file=sys.stderr)
     reporters: list[Reporter] = [
-        ConsoleReporter(sections=env.get("GITLAB_CI") == "true"),
+        ConsoleReporter(sections=env.get("GITLAB_CI") == "true", quiet=options.quiet),
         JUnitReporter(options.junit_path),
         RecordReporter(options.output_dir),
     ]

@@ -35,9 +35,10 @@ def gitlab_section(edge: str, stage: Stage, header: str = "") -> str:
 
 
 class ConsoleReporter(Reporter):
-    def __init__(self, stream: TextIO | None = None, sections: bool = False) -> None:
+    def __init__(self, stream: TextIO | None = None, sections: bool = False, quiet: bool = False) -> None:
         self.stream = stream or sys.stdout
         self.sections = sections  # GitLab's collapsible sections, one per stage
+        self.quiet = quiet  # --quiet: what passed or was skipped is left to the report
         self.open_section: Stage | None = None
 
     def _print(self, text: str) -> None:
@@ -61,6 +62,8 @@ class ConsoleReporter(Reporter):
             self.open_section = None
 
     def check_finished(self, result: CheckResult) -> None:
+        if self.quiet and result.status in (Status.PASSED, Status.SKIPPED):
+            return
         line = f"{MARKS[result.status]:>5}  {result.stage.value:<6} {result.name:<26} {result.duration_s:7.2f}s"
         if result.message:
             line += f"  {one_printable_line(result.message)}"

@@ -372,6 +372,13 @@ class Options:
         flag="--keep",
         env=("MLFLOW_VALIDATOR_KEEP",),
     )
+    quiet: bool = setting(
+        False,
+        t.BOOL,
+        "print only the checks that did not pass or skip, and the verdict",
+        flag="--quiet",
+        env=("MLFLOW_VALIDATOR_QUIET",),
+    )
     debug: bool = setting(
         False,
         t.BOOL,

@@ -1,0 +1,29 @@
+"""The console reporter: one line a check, and with --quiet only what did not pass or skip."""
+
+import io
+
+from mlflow_validator.reporters.console import ConsoleReporter
+from mlflow_validator.results import CheckResult, Stage, Status
+
+RESULTS = [
+    CheckResult(Stage.STATIC, "mlmodel", Status.PASSED, 0.01, "flavors: python_function"),
+    CheckResult(Stage.STATIC, "uv-lock", Status.SKIPPED, 0.0, "not a uv project"),
+    CheckResult(Stage.STATIC, "pinned", Status.WARNED, 0.0, "1 requirement unpinned"),
+    CheckResult(Stage.VENV, "load-model", Status.FAILED, 2.5, "the model failed to load"),
+]
+
+
+def printed(quiet: bool) -> str:
+    stream = io.StringIO()
+    console = ConsoleReporter(stream, quiet=quiet)
+    for result in RESULTS:
+        console.check_finished(result)
+    return stream.getvalue()
+
+
+def test_every_check_is_a_line():
+    assert [line.split()[0] for line in printed(quiet=False).splitlines()] == ["PASS", "SKIP", "WARN", "FAIL"]
+
+
+def test_quiet_leaves_what_passed_or_was_skipped_to_the_report():
+    assert [line.split()[0] for line in printed(quiet=True).splitlines()] == ["WARN", "FAIL"]
