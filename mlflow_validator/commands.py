@@ -105,6 +105,7 @@ def run(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     stdin_text: str | None = None,
+    stdin_file: Path | None = None,
     check: bool = True,
     stream_to: Path | None = None,
     on_line: Callable[[str], None] | None = None,
@@ -112,7 +113,8 @@ def run(
 ) -> CommandResult:
     """Run a command to completion and capture its output.
 
-    `env` replaces the environment entirely when given (callers build it on purpose).
+    `env` replaces the environment entirely when given (callers build it on purpose). The command reads
+    `stdin_text` or `stdin_file` (bytes, as they are), else nothing.
     With check=True a non-zero exit raises CommandError carrying the output's tail;
     with check=False the caller inspects the result (a failed install is a finding, not a crash).
     `stream_to` gets each line as it comes (a long build's log is readable while it runs, and after a
@@ -122,12 +124,12 @@ def run(
     argv, executable = _located(args, env)
     log.debug("$ %s", shlex.join(argv))
     started = time.monotonic()
-    with SPAWNING:
+    with open(stdin_file or os.devnull, "rb") as stdin, SPAWNING:
         process = subprocess.Popen(
             [executable, *argv[1:]],
             env=dict(env) if env is not None else None,
             cwd=cwd,
-            stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin_text is not None else stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -178,9 +180,11 @@ def background(
     output_file: Path,
     grace_s: float,
     pass_fds: Sequence[int] = (),
+    stdio: bool = False,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A process that runs while the block does (a model process serving questions), its output in
-    `output_file`, `pass_fds` inherited. Leaving the block stops it: SIGTERM, then SIGKILL after `grace_s`."""
+    `output_file`, `pass_fds` inherited; with `stdio`, its stdin and stdout are the caller's pipes and
+    only its stderr goes to `output_file`. Leaving the block stops it: SIGTERM, then SIGKILL after `grace_s`."""
     argv, executable = _located(args, env)
     log.debug("$ %s &", shlex.join(argv))
     with open(output_file, "wb") as output, SPAWNING:
@@ -188,9 +192,9 @@ def background(
             [executable, *argv[1:]],
             env=dict(env),
             cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
+            stdin=subprocess.PIPE if stdio else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdio else output,
+            stderr=output if stdio else subprocess.STDOUT,
             pass_fds=tuple(pass_fds),
         )
     try:

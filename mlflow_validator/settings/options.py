@@ -211,8 +211,16 @@ class ModelEnvironment:
 
 @dataclass(frozen=True)
 class SandboxSettings:
-    """Limits of the cage the venv stage's model process runs in."""
+    """The cage the venv stage's model process runs in, and its limits."""
 
+    backend: str = setting(
+        "auto",
+        t.one_of("auto", "bubblewrap", "container"),
+        "what cages the model: bubblewrap on this machine, or a container of the run's dependency image on the "
+        "Docker engine (no network, no capability, read-only root); `auto` takes bubblewrap where it can start",
+        flag="--sandbox-backend",
+        env=("MLFLOW_VALIDATOR_SANDBOX_BACKEND",),
+    )
     memory_mb: int = setting(
         8192, t.WHOLE, "memory of the model's processes: each one's address space, and all together resident (MiB)"
     )

@@ -146,6 +146,17 @@ def parse_policy(value: Any) -> Policy:
     return Policy(str(value))
 
 
+def one_of(*choices: str) -> ValueType:
+    def parse(value: Any) -> str:
+        if str(value) not in choices:
+            raise ValueError(
+                f"unknown value{did_you_mean(str(value), list(choices))}; it is one of {', '.join(choices)}"
+            )
+        return str(value)
+
+    return ValueType(parse, {"enum": list(choices)}, ", ".join(f"`{choice}`" for choice in choices))
+
+
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

@@ -80,13 +80,13 @@ class Endpoint:
                 connection.settimeout(self.timeout_s)
                 connection.connect(f"/proc/self/fd/{directory}/{path.name}")
                 connection.sendall(json.dumps({"body": body, "content_type": content_type}).encode() + b"\n")
-                line = _line_before(connection, deadline)
+                line = line_before(connection, deadline)
         finally:
             os.close(directory)
         return decoded_answer(line)
 
 
-def _line_before(connection: socket.socket, deadline: float) -> bytes:
+def line_before(connection: socket.socket, deadline: float) -> bytes:
     """One line, whole before `deadline` and at most MAX_ANSWER_BYTES: a model sending a byte at a time
     must not hold the validator."""
     received = bytearray()

@@ -5,6 +5,7 @@ reached over TCP with TLS and client certificates, whose published ports live on
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ ENV_NAMES = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
 START_TIMEOUT_S = 300  # dockerd answers within 60 s (the script's bound), then the base image is copied in
 STOP_TIMEOUT_S = 180  # dockerd's shutdown (30 s bound), SIGKILL rounds, unmounting
 PROBE_TIMEOUT_S = 30
+DOCKER = os.environ.get("MLFLOW_VALIDATOR_DOCKER_CLI", "docker")
 
 
 def netns_problem() -> str | None:
@@ -70,3 +72,14 @@ def remote_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         stopped = _script("stop", str(directory), timeout_s=STOP_TIMEOUT_S)
         if stopped.returncode != 0:
             pytest.fail(f"remote-engine.sh stop failed ({stopped.returncode}):\n{stopped.stdout}{stopped.stderr}")
+
+
+def move_dependency_image(console: str, to_engine: dict[str, str]) -> None:
+    """What a long-lived runner's cache holds: the dependency image a local validation named on its console,
+    copied over (the remote engine has no way out to Debian's mirror)."""
+    local_env = {k: v for k, v in os.environ.items() if k not in to_engine}
+    image = re.search(r"mlflow-validator/serving-dependencies:[0-9a-f]{16}", console)
+    assert image, "the local validation named no dependency image"
+    save = subprocess.Popen([DOCKER, "save", image.group(0)], env=local_env, stdout=subprocess.PIPE)
+    subprocess.run([DOCKER, "load"], env={**os.environ, **to_engine}, stdin=save.stdout, timeout=600, check=True)
+    assert save.wait(timeout=60) == 0

@@ -1,11 +1,16 @@
-"""The cage, tried as an attacker who has read the code would, in the topologies users run: the
-validator as root (CI's default here, most GitLab jobs' images), as an ordinary user, and in the
-project's image as root in a privileged job container (GitLab's privileged runners). The hostile
-probe (models/hostile_model.py) reaches nothing, forks no more than the bound, cannot change the
-verdict, and leaves nothing in uv's cache; a model that holds too much memory across its processes is
-stopped. Where the cage cannot start (root without capabilities in an unprivileged job container, a
-user whose user namespaces are refused) the validation is exit 2, never a failed gate, and the shipped
-example passes, caged, wherever the cage starts."""
+"""The cage, tried as an attacker who has read the code would, in the topologies users run:
+
+- bubblewrap: the validator as root (CI's default here, most GitLab jobs' images), as an ordinary user,
+  and in the project's image as root of a privileged job container on a TLS engine (GitLab's dind);
+- a container on the engine, where bubblewrap cannot start: root without capabilities (an unprivileged
+  job container), a user whose user namespaces are refused (GitHub's ubuntu-24.04 without the profile),
+  the project's image unprivileged with the socket bound (GitLab's socket binding) and on a TLS engine
+  (Kubernetes with a dind sidecar).
+
+The hostile probe (models/hostile_model.py) reaches nothing, forks no more than the bound, cannot change
+the verdict, and leaves nothing in uv's cache; a model that holds too much memory across its processes
+is stopped. The shipped example passes, caged, in each; where neither backend can start the validation
+is exit 2, never a failed gate."""
 
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import MODELS_DIR, CliResult, assert_nothing_left, pins
-from tests.integration.reports import read_report, saved_answer
+from tests.integration.remote_engine import move_dependency_image
+from tests.integration.reports import docker_leftovers, read_report, saved_answer
 from tests.integration.services import Listener, NetnsHost, netns_host
 from tests.integration.topologies import Topology, topology
 from tests.integration.validator_image import run_in_image
@@ -35,6 +41,15 @@ PRIVILEGED = (
     "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--security-opt", "seccomp=unconfined",
     "--security-opt", "apparmor=unconfined", "--security-opt", "systempaths=unconfined",
 )  # fmt: skip
+BACKEND_SAYS = {"bubblewrap": "bubblewrap:", "container": "container on the Docker engine"}
+# Where each topology's validator cages the model when the engine is reachable.
+BACKENDS = {
+    "root": "bubblewrap",
+    "user": "bubblewrap",
+    "root-without-capabilities": "container",
+    "user-without-user-namespaces": "container",
+}
+NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
 
 @dataclass(frozen=True)
@@ -101,7 +116,7 @@ def job() -> Iterator[Job]:
 
 
 @pytest.fixture(scope="module")
-def probe_uri(registered, job: Job) -> str:
+def probe_uri(registered, job: Job, remote_engine: dict[str, str]) -> str:
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
@@ -122,6 +137,7 @@ def probe_uri(registered, job: Job) -> str:
         "writes": {"checkout": str(job.checkout / "probe-wrote-this"), "job-home": str(job.home / ".bashrc")},
         "forks": 400,
         "test_host": f"{job.test_host.address}:{job.test_host.port}",
+        "engine": remote_engine["DOCKER_HOST"].removeprefix("tcp://"),
     }
     variants = {
         "probe": probe,
@@ -153,7 +169,11 @@ def connections(job: Job) -> tuple[int, int]:
     return job.listener.connections, job.test_host.connections
 
 
-def assert_probe_held(job: Job, output_dir: Path, uv_cache: Path, connections_before: tuple[int, int]) -> None:
+def assert_probe_held(
+    job: Job, result: CliResult, output_dir: Path, uv_cache: Path, connections_before: tuple[int, int], backend: str
+) -> None:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert BACKEND_SAYS[backend] in result.stdout
     report = read_report(output_dir / "junit.xml")
     assert report["venv"]["sandbox"] == "passed", report
     found = json.loads(saved_answer(output_dir, "venv", "user-one")["predictions"][0])
@@ -185,16 +205,17 @@ def cache_files_written_by_the_model(cache: Path) -> list[Path]:
     return [path for path in cache.rglob("pandas/__init__.py") if WROTE in path.read_bytes()]
 
 
-@pytest.mark.parametrize("where", ["root", "user"])
+@pytest.mark.parametrize("where", list(BACKENDS))
 def test_the_probe_reaches_nothing_and_cannot_change_the_verdict(probe_uri, job: Job, where):
     with topology(where) as runner:
         checks, requests = failing_team_check(job.base / "checks"), one_request(job.base / "requests")
         before = connections(job)
         result = runner.run(probe_run(job, checks, requests, probe_uri), cwd=job.checkout, env=job.env(runner))
-        assert result.returncode == 1, result.stdout + result.stderr
-        assert_probe_held(job, job.checkout / "mlflow-validator-report", job.uv_cache(runner), before)
+        report_dir = job.checkout / "mlflow-validator-report"
+        assert_probe_held(job, result, report_dir, job.uv_cache(runner), before, BACKENDS[where])
         assert_nothing_left(result.scratch)
-        shutil.rmtree(job.checkout / "mlflow-validator-report")
+        shutil.rmtree(report_dir)
+    assert docker_leftovers() == []
 
 
 def test_without_the_cage_the_same_probe_reaches_what_the_cage_hides(probe_uri, job: Job):
@@ -221,32 +242,67 @@ def test_without_the_cage_the_same_probe_reaches_what_the_cage_hides(probe_uri, 
         assert connections(job)[0] > before[0] and connections(job)[1] > before[1]
 
 
-@pytest.mark.docker
-def test_in_the_image_as_root_of_a_privileged_job_container_the_probe_reaches_nothing(
-    probe_uri, job: Job, validator_image
-):
-    """The job container shares the host's network here, so the probe has the host's loopback (the
-    registry, the listener) right there unless the cage holds. `--privileged` stands in as what it
-    does (SYS_ADMIN, NET_ADMIN; no seccomp, AppArmor or masked /proc paths): this machine's engine
-    lacks CAP_SYS_RESOURCE itself, so it cannot start a container with every capability."""
+def run_probe_in_image(
+    job: Job, probe_uri: str, image: str, options: tuple[str, ...], engine: dict[str, str] | None = None
+) -> CliResult:
+    """The probe validated by the project's image in a job container that shares the host's network (the
+    registry, the listener and the TLS engine are right there unless the cage holds), with the job's
+    directory at the same path, on the engine the socket gives or on `engine` (its certificates mounted)."""
     checks, requests = failing_team_check(job.base / "checks"), one_request(job.base / "requests")
-    env = job.env(Topology("root", (), None, 0)) | {"UV_CACHE_DIR": str(job.home / ".cache" / "uv")}
-    before = connections(job)
-    result = run_in_image(
-        validator_image, *probe_run(job, checks, requests, probe_uri),
-        mounts=(f"{job.base}:{job.base}",),
+    env = job.env(Topology("root", (), None, 0)) | {"UV_CACHE_DIR": str(job.home / ".cache" / "uv")} | (engine or {})
+    certificates = (f"{engine['DOCKER_CERT_PATH']}:{engine['DOCKER_CERT_PATH']}:ro",) if engine else ()
+    done = run_in_image(
+        image, *probe_run(job, checks, requests, probe_uri),
+        mounts=(f"{job.base}:{job.base}", *certificates),
         options=(
-            *PRIVILEGED, "--user", "0", "--network", "host", "--workdir", str(job.checkout),
+            *options, "--user", "0", "--network", "host", "--workdir", str(job.checkout),
             *(arg for name, value in env.items() for arg in ("--env", f"{name}={value}")),
         ),
     )  # fmt: skip
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert_probe_held(job, job.checkout / "mlflow-validator-report", job.home / ".cache" / "uv", before)
-    shutil.rmtree(job.checkout / "mlflow-validator-report")
+    print(done.stdout, done.stderr)
+    return CliResult(done.returncode, done.stdout, done.stderr, job.base)
+
+
+@pytest.mark.docker
+def test_in_the_projects_image_of_a_privileged_job_on_a_tls_engine_the_probe_reaches_nothing(
+    probe_uri, job: Job, validator_image, remote_engine
+):
+    """GitLab's dind: bubblewrap cages the model. `--privileged` stands in as what it does (SYS_ADMIN,
+    NET_ADMIN; no seccomp, AppArmor or masked /proc paths): this machine's engine lacks CAP_SYS_RESOURCE
+    itself, so it cannot start a container with every capability."""
+    before = connections(job)
+    result = run_probe_in_image(job, probe_uri, validator_image, PRIVILEGED, remote_engine)
+    report_dir = job.checkout / "mlflow-validator-report"
+    assert_probe_held(job, result, report_dir, job.home / ".cache" / "uv", before, "bubblewrap")
+    shutil.rmtree(report_dir)
+
+
+@pytest.mark.docker
+def test_in_the_projects_image_of_an_unprivileged_job_the_probe_is_caged_in_a_container_and_reaches_nothing(
+    probe_uri, job: Job, validator_image, remote_engine
+):
+    """GitLab's socket binding (the host's engine through its socket), then Kubernetes with a dind sidecar
+    (a TLS engine, which holds the dependency image the first run built, as a runner's cache would)."""
+    report_dir = job.checkout / "mlflow-validator-report"
+    for engine in (None, remote_engine):
+        before = connections(job)
+        result = run_probe_in_image(job, probe_uri, validator_image, (), engine)
+        assert_probe_held(job, result, report_dir, job.home / ".cache" / "uv", before, "container")
+        shutil.rmtree(report_dir)
+        assert docker_leftovers() == []
+        if engine is None:
+            move_dependency_image(result.stdout, remote_engine)
 
 
 @pytest.mark.parametrize(
-    ("where", "model"), [("root", "memory-hog"), ("user", "memory-hog"), ("root", "memfd-hog"), ("user", "memfd-hog")]
+    ("where", "model"),
+    [
+        ("root", "memory-hog"),
+        ("user", "memory-hog"),
+        ("root", "memfd-hog"),
+        ("user", "memfd-hog"),
+        ("root-without-capabilities", "memory-hog"),
+    ],
 )
 def test_memory_held_across_processes_is_bounded_for_the_cage_as_a_whole(probe_uri, job: Job, where, model):
     """Three processes of 900 MiB each, every one under the 2 GiB each may have: together, too much; and
@@ -277,23 +333,26 @@ def test_answers_the_validator_was_not_asked_for_fail_the_model_not_the_validati
         assert_nothing_left(result.scratch)
 
 
-def validate_the_example(runner: Topology, job: Job) -> tuple[CliResult, dict[str, dict[str, str]]]:
+def validate_the_example(
+    runner: Topology, job: Job, env: dict[str, str] | None = None
+) -> tuple[CliResult, dict[str, dict[str, str]]]:
     """The shipped example, copied into the checkout as a user's model directory would be."""
     example = job.checkout / "iris-classifier"
     shutil.copytree(ROOT / "examples" / "iris-classifier", example)
-    result = runner.run(["validate", str(example), "--stages", "static,venv"], cwd=job.checkout, env=job.env(runner))
+    command = ["validate", str(example), "--stages", "static,venv"]
+    result = runner.run(command, cwd=job.checkout, env=job.env(runner) | (env or {}))
     report = read_report(job.checkout / "mlflow-validator-report" / "junit.xml")
     shutil.rmtree(example)
     shutil.rmtree(job.checkout / "mlflow-validator-report")
     return result, report
 
 
-@pytest.mark.parametrize("where", ["root", "user"])
+@pytest.mark.parametrize("where", list(BACKENDS))
 def test_the_shipped_example_passes_caged_under_ci(job: Job, where):
     with topology(where) as runner:
         result, report = validate_the_example(runner, job)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert report["venv"]["sandbox"] == "passed" and "bubblewrap:" in result.stdout
+        assert report["venv"]["sandbox"] == "passed" and BACKEND_SAYS[BACKENDS[where]] in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -303,11 +362,12 @@ def test_the_shipped_example_passes_caged_under_ci(job: Job, where):
         ("user-without-user-namespaces", "ENOSPC"),
     ],
 )
-def test_where_the_cage_cannot_start_ci_cannot_validate_rather_than_fail_the_model(job: Job, where, said):
+def test_where_neither_cage_can_start_ci_cannot_validate_rather_than_fail_the_model(job: Job, where, said):
     with topology(where) as runner:
-        result, report = validate_the_example(runner, job)
+        result, report = validate_the_example(runner, job, env=NO_ENGINE)
         assert result.returncode == 2, result.stdout + result.stderr
         assert report["venv"]["sandbox"] == "error"
         last = result.stderr.strip().splitlines()[-1]
         assert said in last and "bubblewrap" in last and "Traceback" not in result.stderr
+        assert "the Docker engine: Cannot connect" in last and "DOCKER_HOST" in last
         assert_nothing_left(result.scratch)

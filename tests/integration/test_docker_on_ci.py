@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import MODELS_DIR, assert_nothing_left, pins
+from tests.integration.remote_engine import move_dependency_image
 from tests.integration.reports import docker_leftovers, properties, read_report
 from tests.integration.services import direct_session
 
@@ -57,16 +57,6 @@ def loading_models(registered) -> str:
 
 def docker_stage(run_cli, tracking_uri: str, model: str, *flags: str, env: dict[str, str] | None = None):
     return run_cli("validate", model, "--tracking-uri", tracking_uri, "--stages", "docker", *flags, env=env)
-
-
-def move_dependency_image(console: str, to_engine: dict[str, str]) -> None:
-    """What a long-lived runner's cache holds: the dependency image the local validation used, copied over."""
-    local_env = {k: v for k, v in os.environ.items() if k not in to_engine}
-    image = re.search(r"mlflow-validator/serving-dependencies:[0-9a-f]{16}", console)
-    assert image, "the local validation named no dependency image"
-    save = subprocess.Popen([DOCKER, "save", image.group(0)], env=local_env, stdout=subprocess.PIPE)
-    subprocess.run([DOCKER, "load"], env={**os.environ, **to_engine}, stdin=save.stdout, timeout=600, check=True)
-    assert save.wait(timeout=60) == 0
 
 
 @pytest.mark.docker

@@ -45,5 +45,3 @@ def run_in_image(
         *(arg for mount in mounts for arg in ("--volume", mount)), image, *args,
         timeout=900,
     )  # fmt: skip
-
-

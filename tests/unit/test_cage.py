@@ -102,10 +102,13 @@ def test_where_the_cage_fails_under_error_the_validation_stops_and_the_model_is_
     resolver = Resolver(model.files, tmp_path, tmp_path, None, {}, timeout_s=1)  # resolves nothing here
     stage = venv_stage.VenvStage(RunContext(options, {}, model, [], tmp_path, "run", {}, resolver, options.build))
     monkeypatch.setattr(venv_stage, "cage_problem", lambda env, euid: "bwrap: setting up uid map: Permission denied")
+    monkeypatch.setattr(venv_stage, "engine_problem", lambda env, cli: "Cannot connect to the Docker daemon")
 
     with pytest.raises(InfrastructureError) as refused:  # the validator's trouble (exit 2), not the model's
         stage.build_cage()
-    assert "Permission denied" in str(refused.value) and "apt-get install bubblewrap" in str(refused.value)
+    said = str(refused.value)
+    assert "Permission denied" in said and "apt-get install bubblewrap" in said
+    assert "Cannot connect to the Docker daemon" in said and "DOCKER_HOST" in said
     loaded = stage.load_model()
     assert loaded.status is Status.SKIPPED
     assert "would run uncaged" in loaded.message

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import requests
 
 from mlflow_validator.expectations.packages import canonical
-from mlflow_validator.stages.docker.engine import Docker
+from mlflow_validator.stages.docker.engine import Docker, oom_killed, printed
 from mlflow_validator.stages.docker.image import SERVING_PORT
 from mlflow_validator.stages.docker.relay import relayed
 
@@ -59,24 +59,18 @@ class Container:
 
     def state(self) -> Mapping[str, object]:
         found = self.docker.run("inspect", "--format", "{{json .State}}", self.name, timeout_s=30, check=False)
-        return json.loads(found.output) if found.ok else {"Running": False, "Status": "removed"}
+        return json.loads(printed(found)) if found.ok else {"Running": False, "Status": "removed"}
 
     def installed(self) -> dict[str, str]:
         """What the serving interpreter imports: for each name, the first distribution on its sys.path."""
         listed = self.docker.run("exec", self.name, "python", "-I", "-c", LIST_DISTRIBUTIONS, timeout_s=60)
-        return canonical(json.loads(listed.output.strip().splitlines()[-1]))
+        return canonical(json.loads(printed(listed)))
 
     def running(self) -> bool:
         return bool(self.state().get("Running"))
 
     def oom_killed(self) -> bool:
-        """Whether the kernel killed a process of this container for memory, worker or main process alike."""
-        events = self.docker.run(
-            "events", "--since", "30m", "--until", "0s", "--filter", f"container={self.name}",
-            "--filter", "event=oom", "--format", "{{.Status}}",
-            timeout_s=30, check=False,
-        )  # fmt: skip
-        return self.state().get("OOMKilled") is True or "oom" in events.output
+        return oom_killed(self.docker, self.name)
 
 
 @contextmanager

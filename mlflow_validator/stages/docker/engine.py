@@ -38,10 +38,35 @@ class Docker:
         check: bool = True,
         stream_to: Path | None = None,
         on_line: Callable[[str], None] | None = None,
+        stdin_file: Path | None = None,
     ) -> commands.CommandResult:
         return commands.run(
-            [self.cli, *args], env=self.env, timeout_s=timeout_s, check=check, stream_to=stream_to, on_line=on_line
+            [self.cli, *args],
+            env=self.env,
+            timeout_s=timeout_s,
+            check=check,
+            stream_to=stream_to,
+            on_line=on_line,
+            stdin_file=stdin_file,
         )
+
+
+def printed(result: commands.CommandResult) -> str:
+    """What a `--format` query printed: its last line. The CLI may warn first on the same output, about a
+    config file it cannot read."""
+    lines = result.output.strip().splitlines()
+    return lines[-1].strip() if lines else ""
+
+
+def oom_killed(docker: Docker, container: str) -> bool:
+    """Whether the kernel killed a process of `container` for memory, its main process or any other."""
+    events = docker.run(
+        "events", "--since", "30m", "--until", "0s", "--filter", f"container={container}",
+        "--filter", "event=oom", "--format", "{{.Status}}",
+        timeout_s=30, check=False,
+    )  # fmt: skip
+    found = docker.run("inspect", "--format", "{{.State.OOMKilled}}", container, timeout_s=30, check=False)
+    return printed(found) == "true" or "oom" in events.output
 
 
 def engine_problem(env: Mapping[str, str], cli: str = "docker") -> str:
@@ -49,7 +74,7 @@ def engine_problem(env: Mapping[str, str], cli: str = "docker") -> str:
     docker = Docker(cli, docker_env(env))
     try:
         server = docker.run("version", "--format", "{{.Server.Version}}", timeout_s=PROBE_TIMEOUT_S, check=False)
-        if not (server.ok and server.output.strip()):
+        if not (server.ok and printed(server)):
             problem = commands.last_line(server.output)
             if "permission denied" in problem:
                 problem += (
@@ -66,7 +91,7 @@ def buildkit_problem(docker: Docker) -> str:
     if docker.run("buildx", "version", timeout_s=PROBE_TIMEOUT_S, check=False).ok:
         return ""
     client = docker.run("version", "--format", "{{.Client.Version}}", timeout_s=PROBE_TIMEOUT_S, check=False)
-    version = client.output.strip()
+    version = printed(client)
     if version.split(".")[0].isdigit() and int(version.split(".")[0]) < 23:
         return ""  # before 23.0 the CLI builds with BuildKit itself when DOCKER_BUILDKIT=1
     return (

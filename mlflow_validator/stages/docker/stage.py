@@ -4,8 +4,6 @@ the answers (`answers.py`), the venv's answers among them. `close()` removes wha
 from __future__ import annotations
 
 import json
-import re
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +38,7 @@ from mlflow_validator.expectations.team import ChecksContext, run_team_checks
 from mlflow_validator.results import Outcome, Stage, Status, failed, passed, skipped
 from mlflow_validator.stages.context import RunContext
 from mlflow_validator.stages.docker import LABEL
+from mlflow_validator.stages.docker.builder import DependencyImage, ImageBuilder
 from mlflow_validator.stages.docker.container import (
     Container,
     NotServing,
@@ -48,39 +47,17 @@ from mlflow_validator.stages.docker.container import (
     wait_until_serving,
 )
 from mlflow_validator.stages.docker.engine import Docker, docker_env
-from mlflow_validator.stages.docker.image import (
-    CACHE_LABEL,
-    ServingDockerfile,
-    build,
-    dependency_tag,
-    fetch_wheels,
-    generate,
-    image_exists,
-    image_id,
-    keep,
-    pip_env,
-)
+from mlflow_validator.stages.docker.image import ServingDockerfile, keep
 from mlflow_validator.stages.endpoint import BadAnswer, read_bounded
 from mlflow_validator.steps import Step, steps_for
 
 T = TypeVar("T")
 IMAGE_RECORD = "image.json"  # the kept image's tag, ID and digest, in the output directory
-BUILD_STEP = re.compile(r"^#\d+ \[\d+/\d+\] ")  # BuildKit's plain progress names each step once
-
-
-@dataclass(frozen=True)
-class DependencyImage:
-    """The serving image's dependency layer: an existing one with the same key, or one built now."""
-
-    tag: str
-    how: str  # "reused …" or "built … from …", for the console
-    failure: Outcome | None = None  # the build failed
 
 
 @dataclass(frozen=True)
 class DockerPaths:
     context: Path  # MLflow's generated context; the model image is built from it
-    dependency_context: Path  # the lock and its wheels
     answers: Path  # in the output directory: kept next to the report
     build_log: Path
     image_record: Path  # image.json: the kept image's tag, ID and digest
@@ -95,7 +72,6 @@ class DockerStage:
         self.options = run.options
         self.paths = DockerPaths(
             run.workdir / "docker-context",
-            run.workdir / "docker-dependencies",
             run.output_dir / "answers" / "container",
             run.output_dir / "docker-build.log",
             run.output_dir / IMAGE_RECORD,
@@ -105,10 +81,10 @@ class DockerStage:
         self.tag = f"mlflow-validator/model:{run.run_id}"
         # `docker run --env NAME` takes the value from the CLI's environment, so none is on a command line.
         self.docker = Docker(run.options.docker.cli, {**docker_env(run.env), **run.options.model_env})
-        self.dockerfile: ServingDockerfile | None = None
+        self.builder = ImageBuilder(run, self.docker, self.paths.context, self.paths.build_log)
         self.container: Container | None = None
         self.kept_id = ""  # the image --image-tag keeps: the cleanup leaves it alone
-        self.early: tuple[Future[None], Future[DependencyImage]] | None = None
+        self.early: tuple[Future[ServingDockerfile], Future[DependencyImage]] | None = None
         self.cleanup = ExitStack()
         self.cleanup.callback(self.remove_what_this_run_made)
 
@@ -131,16 +107,16 @@ class DockerStage:
 
         def dependencies_once_generated() -> DependencyImage:
             generated.result()  # a failed generation fails this too
-            return self._dependency_image()
+            return self.builder.dependencies(during=" during the venv stage")
 
-        generated = worker.submit(abortable(self._generate))
+        generated = worker.submit(abortable(self.builder.generate))
         self.early = (generated, worker.submit(abortable(dependencies_once_generated)))
         self.cleanup.callback(worker.shutdown, wait=True, cancel_futures=True)
         self.cleanup.callback(abort.set)  # callbacks run last in, first out: the abort comes first
 
     def resume(self, run: RunContext) -> DockerStage:
         """The stage started early, given what the stages before it answered."""
-        self.run = run
+        self.run = self.builder.run = run
         return self
 
     def steps(self) -> list[Step]:
@@ -175,15 +151,10 @@ class DockerStage:
 
     def generate_dockerfile(self) -> Outcome:
         if self.early:
-            self.early[0].result(timeout=self.options.timeouts.docker_build)
+            dockerfile = self.early[0].result(timeout=self.options.timeouts.docker_build)
         else:
-            self._generate()
-        assert self.dockerfile is not None
-        return passed(f"FROM {self.dockerfile.base_image}", (self.paths.context / "Dockerfile").read_text())
-
-    def _generate(self) -> None:
-        generator_env = {**self.docker.env, "MLFLOW_TRACKING_URI": str(self.paths.context / "mlruns")}
-        self.dockerfile = generate(self.model_dir, self.paths.context, generator_env)
+            dockerfile = self.builder.generate()
+        return passed(f"FROM {dockerfile.base_image}", (self.paths.context / "Dockerfile").read_text())
 
     def build_image(self) -> Outcome:
         """The dependency image (built during the venv stage when it started early); then the model image
@@ -191,62 +162,15 @@ class DockerStage:
         if self.early:
             dependencies = self.early[1].result(timeout=self.options.timeouts.docker_build)
         else:
-            dependencies = self._dependency_image()
+            dependencies = self.builder.dependencies()
         if dependencies.failure:
             return dependencies.failure
-        assert self.dockerfile is not None
-        built = self._build(self.paths.context, self.dockerfile.model(dependencies.tag), self.tag, self.labels)
+        assert self.builder.dockerfile is not None
+        model_dockerfile = self.builder.dockerfile.model(dependencies.tag)
+        built = self.builder.build(self.paths.context, model_dockerfile, self.tag, self.labels)
         if not built.ok:
-            return self._build_failed(built)
+            return self.builder.failure(built)
         return passed(f"{self.tag} built in {built.duration_s:.0f} s; dependencies: {dependencies.how}")
-
-    def _dependency_image(self) -> DependencyImage:
-        """Reused when one with the same key exists; else the lock's wheels are fetched and it is built."""
-        assert self.dockerfile is not None
-        timeout = self.options.timeouts.docker_build
-        lock = self.run.resolver.lock()
-        base_id = image_id(self.docker, self.dockerfile.base_image, timeout)
-        tag = dependency_tag(self.dockerfile, base_id, lock)
-        self.paths.build_log.parent.mkdir(parents=True, exist_ok=True)
-        self.paths.build_log.write_text("")
-        if image_exists(self.docker, tag):
-            return DependencyImage(tag, f"reused {tag}")
-        python_version = self.run.model.files.python_env.python
-        wheels = self.paths.dependency_context / "wheels"
-        fetch_wheels(lock, python_version, wheels, pip_env(self.run.env, self.run.network), timeout)
-        labels = {CACHE_LABEL: "serving-dependencies"}
-        built = self._build(self.paths.dependency_context, self.dockerfile.dependencies(), tag, labels)
-        if not built.ok:
-            return DependencyImage(tag, "", self._build_failed(built))
-        during = " during the venv stage" if self.early else ""
-        return DependencyImage(tag, f"built {tag} from {lock.described}{during}")
-
-    def _build(self, context: Path, dockerfile: str, tag: str, labels: dict[str, str]) -> commands.CommandResult:
-        with self.paths.build_log.open("a") as log:
-            log.write(f"### docker build --tag {tag}\n")
-        part = self.paths.build_log.with_suffix(".part")
-        # The console's progress lines come from the main thread only: an early build must not interleave
-        # them with the venv stage's results.
-        progress = self._progress if threading.current_thread() is threading.main_thread() else None
-        result = build(
-            self.docker, context, dockerfile, tag, labels, self.run.network, part,
-            self.options.timeouts.docker_build, on_line=progress,
-        )  # fmt: skip
-        with self.paths.build_log.open("a") as log:
-            log.write(part.read_text())
-        part.unlink()
-        return result
-
-    @staticmethod
-    def _progress(line: str) -> None:
-        if BUILD_STEP.match(line):
-            print(f"        docker build {line.split(' ', 1)[1]}", file=sys.stderr, flush=True)
-
-    def _build_failed(self, result: commands.CommandResult) -> Outcome:
-        return failed(
-            f"docker build failed: {commands.last_line(result.output)}. The full log is in {self.paths.build_log}",
-            result.tail(),
-        )
 
     def start_container(self) -> Outcome:
         memory_mb = self.options.docker.memory_mb

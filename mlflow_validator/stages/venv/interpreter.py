@@ -45,4 +45,3 @@ def find_interpreter(uv: str, requested: str, tool_env: Mapping[str, str], timeo
         f"no Python {minor} interpreter on this machine (the model needs {requested})",
         f"install Python {minor} on the runner (apt, pyenv or actions/setup-python) and put it on PATH",
     )
-

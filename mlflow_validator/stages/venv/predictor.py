@@ -3,14 +3,15 @@
 It answers each request with `invocations`, the function behind the scoring server's /invocations,
 and turns exceptions into statuses the way the server does, so this stage and the container answer
 the same question. Each request is answered twice, to catch non-determinism; then the first request
-is repeated to measure latency. Then, when a listening socket is given, it goes on answering: one JSON
-line per connection ({"body", "content_type"} in, {"status", "body", "seconds"} out), for the generated
-inputs and the team's checks, until it is stopped. The validator made that socket where the model
-cannot write, and hands its descriptor down.
+is repeated to measure latency. Then it goes on answering, one JSON line per question ({"body",
+"content_type"} in, {"status", "body", "seconds"} out), for the generated inputs and the team's checks,
+until it is stopped: one question per connection on a listening socket the validator made where the
+model cannot write and handed down (bubblewrap), or questions on stdin (a container, ANSWERS_JSON `-`).
 
 Usage: python -I predictor.py MODEL_DIR PLAN_JSON ANSWERS_JSON [LISTENING_FD]
-PLAN_JSON: {"requests": [{"name", "body_file", "content_type"}, ...], "latency_samples": n}
-ANSWERS_JSON: {"load_seconds": s, "answers": {name: [{"status", "body", "seconds"} x 2]}, "latency_seconds": [...]}
+PLAN_JSON: {"requests": [{"name", "body_file" (relative to PLAN_JSON), "content_type"}, ...], "latency_samples": n}
+ANSWERS_JSON: {"load_seconds": s, "answers": {name: [{"status", "body", "seconds"} x 2]}, "latency_seconds": [...]},
+written to the file, or as the first line on stdout when it is `-` (the model's own prints then go to stderr).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ import socket
 import sys
 import time
 from typing import Any
+
+if sys.argv[3:4] == ["-"]:  # before any import that may print: what the model prints goes to its log
+    ANSWERS_OUT = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
 
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import load_model
@@ -49,6 +54,13 @@ def serve(model: Any, schema: Any, listening_fd: int) -> None:
             stream.write(json.dumps(answer(model, schema, request["body"], request["content_type"])).encode() + b"\n")
 
 
+def serve_stdio(model: Any, schema: Any, answers: Any) -> None:
+    for line in sys.stdin.buffer:
+        request = json.loads(line)
+        answers.write(json.dumps(answer(model, schema, request["body"], request["content_type"])).encode() + b"\n")
+        answers.flush()
+
+
 def main(model_dir: str, plan_path: str, answers_path: str, listening_fd: str = "") -> None:
     with open(plan_path) as plan_file:
         plan = json.load(plan_file)
@@ -58,7 +70,7 @@ def main(model_dir: str, plan_path: str, answers_path: str, listening_fd: str = 
     schema = model.metadata.get_input_schema()
     bodies = {}
     for request in plan["requests"]:
-        with open(request["body_file"]) as body_file:
+        with open(os.path.join(os.path.dirname(plan_path), request["body_file"])) as body_file:
             bodies[request["name"]] = body_file.read()
     answers = {
         request["name"]: [answer(model, schema, bodies[request["name"]], request["content_type"]) for _ in range(2)]
@@ -69,8 +81,14 @@ def main(model_dir: str, plan_path: str, answers_path: str, listening_fd: str = 
         answer(model, schema, bodies[first["name"]], first["content_type"])["seconds"]
         for _ in range(plan["latency_samples"])
     ]
+    written = {"load_seconds": load_seconds, "answers": answers, "latency_seconds": latency}
+    if answers_path == "-":
+        ANSWERS_OUT.write(json.dumps(written).encode() + b"\n")
+        ANSWERS_OUT.flush()
+        serve_stdio(model, schema, ANSWERS_OUT)
+        return
     with open(answers_path + ".partial", "w") as out:  # renamed once complete: its existence says "answered"
-        json.dump({"load_seconds": load_seconds, "answers": answers, "latency_seconds": latency}, out)
+        json.dump(written, out)
     os.replace(answers_path + ".partial", answers_path)
     if listening_fd:
         serve(model, schema, int(listening_fd))

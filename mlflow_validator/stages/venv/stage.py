@@ -3,8 +3,11 @@ over the answers (`answers.py`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import secrets
 import shlex
 import socket
 import subprocess
@@ -39,13 +42,44 @@ from mlflow_validator.expectations.generated import JSON, CannotGenerate, explor
 from mlflow_validator.expectations.packages import canonical
 from mlflow_validator.expectations.requests import SampleRequest
 from mlflow_validator.expectations.team import ChecksContext, run_team_checks
-from mlflow_validator.isolation import UntrustedFileError, install_tool_env, model_process_env, read_untrusted
+from mlflow_validator.isolation import (
+    MODEL_ENV_ALLOWED,
+    UntrustedFileError,
+    install_tool_env,
+    model_process_env,
+    read_untrusted,
+)
 from mlflow_validator.model.mlmodel import ModelFileError
 from mlflow_validator.results import Outcome, Stage, Status, failed, passed, skipped
 from mlflow_validator.stages.context import RunContext
-from mlflow_validator.stages.endpoint import SOCKET_SCHEME, Endpoint
+from mlflow_validator.stages.docker import LABEL
+from mlflow_validator.stages.docker.builder import ImageBuilder
+from mlflow_validator.stages.docker.engine import Docker, docker_env, engine_problem, oom_killed
+from mlflow_validator.stages.endpoint import SOCKET_SCHEME, BadAnswer, Endpoint
 from mlflow_validator.stages.venv.cage import ENABLE_HINT as CAGE_HINT
-from mlflow_validator.stages.venv.cage import Bounds, Cage, Watch, cage_for, cage_problem, caged, hidden_paths, watched
+from mlflow_validator.stages.venv.cage import (
+    Bounds,
+    Cage,
+    Watch,
+    cage_for,
+    cage_problem,
+    caged,
+    hidden_paths,
+    watched,
+)
+from mlflow_validator.stages.venv.container_cage import (
+    CONTAINER_UIDS,
+    ENGINE_HINT,
+    FILES,
+    Channel,
+    ContainerCage,
+    EngineRefused,
+    bridged,
+    created,
+    start_problem,
+    started,
+)
+from mlflow_validator.stages.venv.container_cage import HOME as CONTAINER_HOME
 from mlflow_validator.stages.venv.interpreter import Interpreter, find_interpreter
 from mlflow_validator.steps import Step, run_steps, steps_for
 from mlflow_validator.uv import repair_hint, summarize_failure, uv_binary
@@ -87,6 +121,11 @@ class VenvPaths:
         return self.work / "socket" / "model.sock"
 
     @property
+    def image_build_log(self) -> Path:
+        """Where a container cage's image was built, when it was."""
+        return self.answers.parent.parent / "sandbox-image-build.log"
+
+    @property
     def python(self) -> Path:
         return self.venv / "bin" / "python"
 
@@ -97,8 +136,8 @@ class VenvPaths:
 
 
 def _number(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{value!r} is not a number")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TypeError(f"{shorten(repr(value), 40)} is not a finite number")
     return float(value)
 
 
@@ -128,7 +167,8 @@ class VenvStage:
         self.tool_env = install_tool_env(run.env, run.network)
         self.uv = ""
         self.interpreter: Interpreter | None = None
-        self.cage: Cage | None = None  # set by the sandbox step when this machine can cage the model
+        self.cage: Cage | ContainerCage | None = None  # set by the sandbox step when the model can be caged
+        self.docker: Docker | None = None  # the engine of a container cage
         self.watch: Watch | None = None  # the cage's processes together, while the model process runs
         self.endpoint: Endpoint | None = None  # the model process, serving, once it has answered the plan
         self.baseline_endpoint: Endpoint | None = None  # the baseline's, once changed-vs-baseline ran
@@ -216,23 +256,38 @@ class VenvStage:
         return canonical({entry["name"]: entry["version"] for entry in listing})
 
     def build_cage(self) -> Outcome:
-        """Under the `error` policy (CI's default) a machine that cannot cage is the validator's trouble,
-        never the model's: exit 2. Under `warn` the model runs uncaged, said so."""
-        if problem := cage_problem(self.env, os.geteuid()):
-            if self.options.policy("sandbox") is Policy.ERROR:
-                raise InfrastructureError(f"the model process cannot be caged here ({problem})", CAGE_HINT)
-            return failed(f"the model process cannot be caged here ({problem}): {CAGE_HINT}")
+        """bubblewrap where it starts (or where `sandbox.backend` asks for it), else a container on the
+        Docker engine. Under the `error` policy (CI's default) a machine that can cage neither way is the
+        validator's trouble, never the model's: exit 2. Under `warn` the model runs uncaged, said so."""
+        wanted = self.options.sandbox.backend
+        problems = []
+        if wanted != "container":
+            if not (problem := cage_problem(self.env, os.geteuid())):
+                return self._bubblewrap_cage()
+            problems.append(f"bubblewrap: {problem}")
+        if wanted != "bubblewrap":
+            if not (problem := engine_problem(self.env, self.options.docker.cli)):
+                return self._container_cage()
+            problems.append(f"the Docker engine: {problem}")
+        found = "; ".join(problems)
+        hint = {"bubblewrap": CAGE_HINT, "container": ENGINE_HINT}.get(wanted, f"{CAGE_HINT}; or {ENGINE_HINT}")
+        if self.options.policy("sandbox") is Policy.ERROR:
+            raise InfrastructureError(f"the model process cannot be caged here ({found})", hint)
+        return failed(f"the model process cannot be caged here ({found}): {hint}")
+
+    def _bounds(self) -> Bounds:
+        sandbox = self.options.sandbox
+        cpu_seconds = int(self.options.timeouts.predict * (os.cpu_count() or 1))
+        return Bounds(sandbox.memory_mb, cpu_seconds, sandbox.max_processes)
+
+    def _bubblewrap_cage(self) -> Outcome:
         interpreter = self.interpreter.path if self.interpreter else Path(sys.executable)
         prefix = Path(os.path.realpath(interpreter)).parent.parent
-        sandbox = self.options.sandbox
-        bounds = Bounds(
-            sandbox.memory_mb, int(self.options.timeouts.predict * (os.cpu_count() or 1)), sandbox.max_processes
-        )
         self.cage = cage = cage_for(
             self.paths.home,
             readable=(prefix, self.paths.venv, self.paths.plan, self.model_dir, PREDICTOR.parent),
             hidden=hidden_paths(self.env, Path.cwd(), extra=[self.run.workdir]),
-            bounds=bounds,
+            bounds=self._bounds(),
             euid=os.geteuid(),
         )
         self.paths.home.mkdir(parents=True, exist_ok=True)
@@ -240,27 +295,70 @@ class VenvStage:
         if cage.model_uid is not None:
             os.chown(self.paths.home, cage.model_uid, cage.model_uid)
             who = f"uid {cage.model_uid}, no file on the host its own"
+        bounds = cage.bounds
         return passed(
             f"bubblewrap: {who}, no capability; own PID, network, mount and IPC namespaces; host read-only; "
             f"{len(cage.hidden)} directories hidden; at most {bounds.memory_mb} MiB, {bounds.processes} tasks and "
             f"{bounds.cpu_seconds} CPU seconds all processes together"
         )
 
+    def _container_cage(self) -> Outcome:
+        """The run's dependency image (the docker stage's, reused or built now) on the engine."""
+        docker = Docker(self.options.docker.cli, docker_env(self.env))
+        builder = ImageBuilder(self.run, docker, self.paths.work / "docker-context", self.paths.image_build_log)
+        image = builder.dependencies()
+        if image.failure:
+            return replace(image.failure, message=f"the cage's image cannot be built: {image.failure.message}")
+        self.docker = docker
+        name = f"mlflow-validator-{self.run.run_id}-{self.label}"
+        uid = CONTAINER_UIDS.start + secrets.randbelow(len(CONTAINER_UIDS))
+        self.cage = cage = ContainerCage(image.tag, name, {LABEL: self.run.run_id}, uid, self._bounds())
+        bounds = cage.bounds
+        return passed(
+            f"container on the Docker engine ({image.how}): uid {cage.uid}, which owns nothing in the image; no "
+            f"capability, no new privileges; no network; read-only root; nothing of the job mounted; at most "
+            f"{bounds.memory_mb} MiB and {bounds.processes} tasks all processes together, {bounds.cpu_seconds} CPU "
+            "seconds each"
+        )
+
     def load_model(self) -> Outcome:
-        """Load the model once in the fresh virtualenv, caged, and answer every sample request twice. The
+        """Load the model once in the fresh environment, caged, and answer every sample request twice. The
         process then stays, serving on a socket, until the stage closes (generated inputs, team checks)."""
         if self.cage is None and self.options.policy("sandbox") is Policy.ERROR:
             return skipped("not run: the model would run uncaged (see sandbox; `checks: {sandbox: warn}` allows it)")
         self.requests = self.run.requests()
         self.paths.home.mkdir(parents=True, exist_ok=True)
+        plan = self._write_plan()
         listening = self.exit_stack.enter_context(self._listen())
+        if isinstance(self.cage, ContainerCage):
+            answered = self._answers_from_container(self.cage, listening)
+        else:
+            answered = self._answers_from_host(plan, listening)
+        if isinstance(answered, Outcome):
+            return answered
+        try:
+            self.answers = self._read_answers(answered)
+        except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:
+            return failed(f"the model process wrote answers the validator cannot read: {exc}", self._model_output())
+        self.answers.save(self.paths.answers)
+        self.endpoint = Endpoint(f"{SOCKET_SCHEME}{self.paths.socket}", self.options.timeouts.request)
+        first = self.answers.answers[self.requests[0].name].seconds * 1000
+        return passed(
+            f"loaded in {self.answers.load_seconds:.1f} s; {len(self.requests)} request(s) answered twice, "
+            f"the first in {first:.0f} ms; answers saved to {self.paths.answers}",
+            self._model_output(),
+        )
+
+    def _answers_from_host(self, plan: Path, listening: socket.socket) -> bytes | Outcome:
+        """The model process on this machine, in bubblewrap's cage (or none, under `warn`): it writes its
+        answers into its HOME and answers on the socket whose listening end it inherits."""
         command: list[str | Path] = [
-            self.paths.python, "-I", PREDICTOR, self.model_dir, self._write_plan(), self.paths.answers_file,
+            self.paths.python, "-I", PREDICTOR, self.model_dir, plan, self.paths.answers_file,
             str(listening.fileno()),
         ]  # fmt: skip
         process = self.exit_stack.enter_context(
             commands.background(
-                caged(self.cage, command) if self.cage else command,
+                caged(self.cage, command) if isinstance(self.cage, Cage) else command,
                 env=model_process_env(
                     self.env, home=self.paths.home, bin_dir=self.paths.python.parent, declared=self.options.model_env
                 ),
@@ -270,20 +368,62 @@ class VenvStage:
                 pass_fds=[listening.fileno()],
             )
         )
-        if self.cage:
+        if isinstance(self.cage, Cage):
             self.watch = self.exit_stack.enter_context(watched(process, self.cage.bounds))
         if problem := self._await(process, self.paths.answers_file):
             return problem
         try:
-            self.answers = self._read_answers()
-        except (UntrustedFileError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            return read_untrusted(self.paths.answers_file, MAX_ANSWERS_BYTES)
+        except UntrustedFileError as exc:
             return failed(f"the model process wrote answers the validator cannot read: {exc}", self._model_output())
-        self.answers.save(self.paths.answers)
-        self.endpoint = Endpoint(f"{SOCKET_SCHEME}{self.paths.socket}", self.options.timeouts.request)
-        first = self.answers.answers[self.requests[0].name].seconds * 1000
-        return passed(
-            f"loaded in {self.answers.load_seconds:.1f} s; {len(self.requests)} request(s) answered twice, "
-            f"the first in {first:.0f} ms; answers saved to {self.paths.answers}",
+
+    def _answers_from_container(self, cage: ContainerCage, listening: socket.socket) -> bytes | Outcome:
+        """The model process in its container: its answers are the first line it sends back; then the
+        bridge answers the validator's socket through it."""
+        assert self.docker is not None
+        files = {"model": self.model_dir, "plan": self.paths.plan, "predictor.py": PREDICTOR}
+        command = ["python", "-I", f"{FILES}/predictor.py", f"{FILES}/model", f"{FILES}/plan/plan.json", "-"]
+        env = {"HOME": CONTAINER_HOME, "TMPDIR": CONTAINER_HOME, "PYTHONDONTWRITEBYTECODE": "1"}
+        env |= {name: self.env[name] for name in MODEL_ENV_ALLOWED if name in self.env}
+        argv = created(cage, command, env, passed=list(self.options.model_env))
+        process = self.exit_stack.enter_context(
+            started(
+                self.docker, cage, files, argv, self.options.model_env, self.paths.model_log,
+                timeout_s=self.options.timeouts.install,
+            )
+        )  # fmt: skip
+        channel = Channel(process, MAX_ANSWERS_BYTES)
+        try:
+            answers = channel.next_line(self.options.timeouts.predict)
+        except (TimeoutError, ConnectionError, BadAnswer) as exc:
+            return self._container_failure(cage, process, exc)
+        if oom_killed(self.docker, cage.name):  # a child killed for memory, the answers sent all the same
+            return self._out_of_memory(cage)
+        self.exit_stack.enter_context(bridged(listening, channel, self.options.timeouts.request))
+        return answers
+
+    def _container_failure(self, cage: ContainerCage, process: subprocess.Popen[bytes], problem: Exception) -> Outcome:
+        assert self.docker is not None
+        if isinstance(problem, TimeoutError):
+            return failed(
+                f"the model did not load and answer within {self.options.timeouts.predict:g} s "
+                "(timeouts.predict): loading or answering hangs",
+                self._model_output(),
+            )
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=STOP_GRACE_S)
+        if refused := start_problem(self.docker, cage.name):
+            raise EngineRefused(refused, "see the engine's log; the model never ran")
+        if oom_killed(self.docker, cage.name):
+            return self._out_of_memory(cage)
+        if isinstance(problem, BadAnswer):
+            return failed(f"the model process wrote answers the validator cannot read: {problem}")
+        return self._load_failure(self._model_log())
+
+    def _out_of_memory(self, cage: ContainerCage) -> Outcome:
+        return failed(
+            "the model's processes together used more memory than the cage allows "
+            f"(sandbox.memory_mb: {cage.bounds.memory_mb}): the kernel killed them",
             self._model_output(),
         )
 
@@ -346,14 +486,15 @@ class VenvStage:
         for request in self.requests:
             body_file = bodies / f"{request.name}.body"
             body_file.write_text(request.body)
-            entries.append({"name": request.name, "body_file": str(body_file), "content_type": request.content_type})
+            relative = str(body_file.relative_to(self.paths.plan))
+            entries.append({"name": request.name, "body_file": relative, "content_type": request.content_type})
         plan = self.paths.plan / "plan.json"
         plan.write_text(json.dumps({"requests": entries, "latency_samples": self.options.requests.latency_samples}))
         return plan
 
-    def _read_answers(self) -> StageAnswers:
-        """The model process's answers file, checked field by field: it may have written anything."""
-        raw = json.loads(read_untrusted(self.paths.answers_file, MAX_ANSWERS_BYTES))
+    def _read_answers(self, written: bytes) -> StageAnswers:
+        """The model process's answers, checked field by field: it may have written anything."""
+        raw = json.loads(written)
         answers = StageAnswers(
             self.label,
             load_seconds=_number(raw["load_seconds"]),

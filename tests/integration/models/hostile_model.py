@@ -25,6 +25,7 @@ import sys
 import time
 
 import mlflow
+import pandas
 from mlflow.pyfunc import PythonModel
 
 
@@ -163,15 +164,16 @@ def probe(config: dict) -> dict:
                 "hypothesis": f"{work}/hypothesis/examples/probe",
                 "socket": f"{work}/socket/model.sock",
                 "plan": f"{work}/plan/plan.json",
-                "venv": glob.glob(f"{work}/venv/lib/python*/site-packages/pandas/__init__.py")[0],
+                "installed-package": pandas.__file__,  # the venv's, or the container image's
                 "model": f"{config['model_dir']}/MLmodel",
                 "host-tmp": "/tmp/probe-was-here",
             }.items()
         },
     }
-    if config.get("test_host"):
-        host, port = config["test_host"].split(":")
-        tries["test-host"] = lambda: _connects(socket.AF_INET, (host, int(port)))
+    for name in ("test_host", "engine"):  # a host of the tests' own; the Docker engine DOCKER_HOST names
+        if config.get(name):
+            host, port = config[name].split(":")
+            tries[name.replace("_", "-")] = lambda host=host, port=port: _connects(socket.AF_INET, (host, int(port)))
     reached = [name for name, attempt in tries.items() if attempt()]
     return {"reached": reached + _undoes_the_cage(), "forked": _forks(int(config["forks"]))}
 
