@@ -13,6 +13,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any, NoReturn
 
+import shtab
+
 from mlflow_validator import PROG, __version__, commands
 from mlflow_validator.errors import EXIT_CANNOT_VALIDATE, EXIT_INTERNAL_ERROR, Cancelled, UsageError, ValidatorError
 from mlflow_validator.manifest import DEFAULT_MANIFEST
@@ -21,7 +23,7 @@ from mlflow_validator.runlog import RunLog
 from mlflow_validator.settings import Options, resolve_options
 from mlflow_validator.settings.declared import SETTINGS
 from mlflow_validator.settings.docs import default_text, describe
-from mlflow_validator.settings.types import BOOL
+from mlflow_validator.settings.types import BOOL, PATH
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -31,21 +33,30 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(message, f"see `{self.prog} --help`")
 
 
-def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    """A flag per declared setting that has one. default=SUPPRESS: a flag the user did not give
-    must not hide the config file or the environment."""
+# The settings the helper commands read: where the model registry is, and the config file that may say so.
+REGISTRY_SETTINGS = frozenset({"config", "tracking_uri", "registry_uri", "debug"})
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, only: frozenset[str] | None = None) -> None:
+    """A flag per declared setting that has one (of `only`, when given). default=SUPPRESS: a flag the user
+    did not give must not hide the config file or the environment."""
     for setting in SETTINGS:
         declaration = setting.declaration
-        if not declaration.flag:
+        if not declaration.flag or (only is not None and setting.key not in only):
             continue
         env = f"; env {', '.join(declaration.env)}" if declaration.env else ""
-        help_text = f"{declaration.help} (default: {default_text(setting)}{env})".replace("%", "%%")
+        accepted = f"; {declaration.type.describe}" if declaration.type.metavar else ""
+        help_text = f"{declaration.help} (default: {default_text(setting)}{env}{accepted})".replace("%", "%%")
         kind: dict[str, Any] = (
             {"action": argparse.BooleanOptionalAction}  # --push and --no-push: a flag beats the config file either way
             if declaration.type is BOOL
-            else {"metavar": setting.field.upper()}
+            else {"metavar": declaration.type.metavar or setting.field.upper()}
         )
-        parser.add_argument(declaration.flag, dest=setting.key, default=argparse.SUPPRESS, help=help_text, **kind)
+        flag = parser.add_argument(
+            declaration.flag, dest=setting.key, default=argparse.SUPPRESS, help=help_text, **kind
+        )
+        if declaration.type is PATH:
+            flag.complete = shtab.FILE  # type: ignore[attr-defined]  # read by shtab: complete file names
 
 
 # What to validate, rather than how: these are not settings (no config key, no environment variable).
@@ -97,13 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=COMPONENT,
         help=f"with --format gitlab, the component the child pipeline includes (default: {COMPONENT})",
     )
-    _add_setting_flags(plan)
+    _add_setting_flags(plan, only=REGISTRY_SETTINGS)
     init = commands.add_parser("init-checks", help="write an example of the team's own checks for a model")
     init.add_argument("checks_directory", metavar="DIR", type=Path, help="where to write test_model.py")
     init.add_argument("model_uri", metavar="MODEL_URI", nargs="*", help="the model the example is written for")
-    _add_setting_flags(init)
+    _add_setting_flags(init, only=REGISTRY_SETTINGS)
     config = commands.add_parser("config", help="print every setting as resolved here, and where it came from")
     _add_setting_flags(config)
+    completion = commands.add_parser(
+        "completion", help='print a completion script for your shell: eval "$(mlflow-validator completion bash)"'
+    )
+    completion.add_argument("shell", choices=shtab.SUPPORTED_SHELLS)
     return parser
 
 
@@ -140,8 +155,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     signal.signal(signal.SIGINT, commands.cancel)
     options: Options | None = None
     try:
-        args: dict[str, Any] = vars(build_parser().parse_args(argv))
+        parser = build_parser()
+        args: dict[str, Any] = vars(parser.parse_args(argv))
         command = args.pop("command")
+        if command == "completion":
+            print(shtab.complete(parser, args["shell"]))
+            return 0
         selection = {key: args.pop(key, None) for key in SELECTION}
         checks_directory = args.pop("checks_directory", None)
         uris = args.pop("model_uri", [])

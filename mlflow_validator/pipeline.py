@@ -222,7 +222,7 @@ class Pipeline:
             run.model.download_rest()
         runner = started or STAGES[stage](run)
         try:
-            for result in run_steps(stage, runner.steps()):
+            for result in run_steps(stage, runner.steps(), on_start=self._started):
                 self._record(report, result)
         finally:
             runner.close()
@@ -234,6 +234,10 @@ class Pipeline:
         earlier = [s for s in Stage if list(Stage).index(s) < list(Stage).index(stage)]
         failed = next((s for s in earlier if report.stage_failed(s)), None)
         return f"not run: the {failed.value} stage failed" if failed else ""
+
+    def _started(self, stage: Stage, name: str) -> None:
+        for reporter in self.reporters:
+            reporter.check_started(stage, name)
 
     def _record(self, report: ValidationReport, result: CheckResult) -> None:
         report.checks.append(result)

@@ -87,9 +87,12 @@ def _blocker(step: Step, outcomes: Mapping[str, Status]) -> str:
     return next((name for name in required if outcomes.get(name) is not Status.PASSED), "")
 
 
-def run_steps(stage: Stage, steps: Iterable[Step]) -> Iterator[CheckResult]:
-    """Yield a result per step as it finishes. Steps whose prerequisites did not pass are skipped;
-    an error of the validator's own (no engine, a tool that failed) skips the rest of the stage."""
+def run_steps(
+    stage: Stage, steps: Iterable[Step], on_start: Callable[[Stage, str], None] = lambda stage, name: None
+) -> Iterator[CheckResult]:
+    """Yield a result per step as it finishes (`on_start` is told as each one that runs starts). Steps whose
+    prerequisites did not pass are skipped; an error of the validator's own (no engine, a tool that failed)
+    skips the rest of the stage."""
     outcomes: dict[str, Status] = {}
     stopped = ""
     for step in steps:
@@ -99,6 +102,7 @@ def run_steps(stage: Stage, steps: Iterable[Step]) -> Iterator[CheckResult]:
             yield CheckResult(stage, step.name, Status.SKIPPED, 0.0, f"not run: '{blocker}' did not pass")
             continue
         started = time.monotonic()
+        on_start(stage, step.name)
         outcome, stop = _run_one(step)
         if stop:
             stopped = step.name

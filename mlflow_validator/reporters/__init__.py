@@ -14,6 +14,9 @@ class Reporter:
     def stage_started(self, stage: Stage) -> None:
         pass
 
+    def check_started(self, stage: Stage, name: str) -> None:
+        pass
+
     def check_finished(self, result: CheckResult) -> None:
         pass
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 import time
 from typing import TextIO
 
@@ -18,6 +19,10 @@ MARKS = {
     Status.ERROR: "ERROR",
 }
 VERDICTS = {0: "PASSED: the model may be promoted", 1: "FAILED: do not promote this model", 2: "COULD NOT VALIDATE"}
+# A check still running after RUNNING_AFTER_S says so, then every HEARTBEAT_S: a long build or install is
+# never silent, and a CI runner that kills jobs quiet for too long sees the job alive.
+RUNNING_AFTER_S = 5.0
+HEARTBEAT_S = 30.0
 
 
 # Control characters, line breaks among them: a model's output in a message must not move the terminal's
@@ -35,14 +40,39 @@ def gitlab_section(edge: str, stage: Stage, header: str = "") -> str:
 
 
 class ConsoleReporter(Reporter):
-    def __init__(self, stream: TextIO | None = None, sections: bool = False, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        sections: bool = False,
+        quiet: bool = False,
+        running_after_s: float = RUNNING_AFTER_S,
+        heartbeat_s: float = HEARTBEAT_S,
+    ) -> None:
         self.stream = stream or sys.stdout
         self.sections = sections  # GitLab's collapsible sections, one per stage
         self.quiet = quiet  # --quiet: what passed or was skipped is left to the report
         self.open_section: Stage | None = None
+        self.running_after_s = running_after_s
+        self.heartbeat_s = heartbeat_s
+        self.lock = threading.Lock()  # the heartbeat prints from its own thread
+        self.running: threading.Event | None = None  # set when the running check finishes
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        with self.lock:
+            print(text, file=self.stream, flush=True)
+
+    def check_started(self, stage: Stage, name: str) -> None:
+        if self.quiet:
+            return
+        self.running = finished = threading.Event()
+        threading.Thread(target=self._heartbeat, args=(stage, name, finished), daemon=True).start()
+
+    def _heartbeat(self, stage: Stage, name: str, finished: threading.Event) -> None:
+        started = time.monotonic()
+        wait = self.running_after_s
+        while not finished.wait(wait):
+            self._print(f"  ...  {stage.value:<6} {name:<26} {time.monotonic() - started:7.0f}s  running")
+            wait = self.heartbeat_s
 
     def model_fetched(self, identity: ModelIdentity) -> None:
         described = ", ".join(
@@ -62,6 +92,8 @@ class ConsoleReporter(Reporter):
             self.open_section = None
 
     def check_finished(self, result: CheckResult) -> None:
+        if self.running is not None:
+            self.running.set()
         if self.quiet and result.status in (Status.PASSED, Status.SKIPPED):
             return
         line = f"{MARKS[result.status]:>5}  {result.stage.value:<6} {result.name:<26} {result.duration_s:7.2f}s"

@@ -27,6 +27,7 @@ class ValueType:
     # A mapping-valued setting is one key in the config file, not a section of further keys.
     is_mapping: bool = False
     keys: tuple[str, ...] = ()  # the keys such a mapping may have, when they are fixed
+    metavar: str = ""  # what --help shows for the flag's value when the setting's name does not say it
 
 
 def did_you_mean(name: str, candidates: list[str]) -> str:
@@ -154,7 +155,8 @@ def one_of(*choices: str) -> ValueType:
             )
         return str(value)
 
-    return ValueType(parse, {"enum": list(choices)}, ", ".join(f"`{choice}`" for choice in choices))
+    described = ", ".join(f"`{choice}`" for choice in choices)
+    return ValueType(parse, {"enum": list(choices)}, described, metavar="{" + ",".join(choices) + "}")
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -220,19 +222,23 @@ PATH = ValueType(_path, {"type": "string"}, "a path")
 BOOL = ValueType(_bool, {"type": "boolean"}, "true or false")
 SECONDS = ValueType(_positive, {"type": "number", "exclusiveMinimum": 0}, "seconds (> 0)")
 POSITIVE = ValueType(_positive, {"type": "number", "exclusiveMinimum": 0}, "a number > 0")
-NON_NEGATIVE = ValueType(_non_negative, {"type": "number", "minimum": 0}, "a number >= 0")
+NON_NEGATIVE = ValueType(_non_negative, {"type": "number", "minimum": 0}, "a number >= 0", metavar="NUMBER")
 WHOLE = ValueType(_positive_int, {"type": "integer", "minimum": 1}, "a whole number >= 1")
 MEMORY = ValueType(
     _memory_mib,
     {"type": ["integer", "string"], "pattern": "^[0-9]+\\s*[kKmMgG]?[iI]?[bB]?$", "minimum": 6},
     "MiB, or docker's notation (512m, 2g)",
+    metavar="SIZE",
 )
 URLS = ValueType(
     _urls,
     {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
     "URLs, space-separated or a list",
+    metavar="URL",
 )
-IMAGE_REFERENCE = ValueType(_image_reference, {"type": "string"}, "NAME:TAG, as `docker tag` takes it")
+IMAGE_REFERENCE = ValueType(
+    _image_reference, {"type": "string"}, "NAME:TAG, as `docker tag` takes it", metavar="NAME:TAG"
+)
 FRACTION = ValueType(_fraction, {"type": "number", "minimum": 0, "maximum": 1}, "a fraction from 0 to 1")
 STAGES = ValueType(
     parse_stages,
@@ -243,6 +249,7 @@ STAGES = ValueType(
         ]
     },
     "a list (or comma-separated string) of " + ", ".join(s.value for s in Stage),
+    metavar="STAGE[,STAGE...]",
 )
 ENV_NAMES = ValueType(
     _env_names,

@@ -242,17 +242,16 @@ def test_without_the_cage_the_same_probe_reaches_what_the_cage_hides(probe_uri, 
         assert connections(job)[0] > before[0] and connections(job)[1] > before[1]
 
 
-def run_probe_in_image(
-    job: Job, probe_uri: str, image: str, options: tuple[str, ...], engine: dict[str, str] | None = None
+def run_in_job_container(
+    job: Job, image: str, args: list[str], options: tuple[str, ...], engine: dict[str, str] | None = None
 ) -> CliResult:
-    """The probe validated by the project's image in a job container that shares the host's network (the
-    registry, the listener and the TLS engine are right there unless the cage holds), with the job's
-    directory at the same path, on the engine the socket gives or on `engine` (its certificates mounted)."""
-    checks, requests = failing_team_check(job.base / "checks"), one_request(job.base / "requests")
+    """The project's image as root of a job container that shares the host's network (the registry, the
+    listener and the TLS engine are right there unless the cage holds), with the job's directory at the
+    same path, on the engine the socket gives or on `engine` (its certificates mounted)."""
     env = job.env(Topology("root", (), None, 0)) | {"UV_CACHE_DIR": str(job.home / ".cache" / "uv")} | (engine or {})
     certificates = (f"{engine['DOCKER_CERT_PATH']}:{engine['DOCKER_CERT_PATH']}:ro",) if engine else ()
     done = run_in_image(
-        image, *probe_run(job, checks, requests, probe_uri),
+        image, *args,
         mounts=(f"{job.base}:{job.base}", *certificates),
         options=(
             *options, "--user", "0", "--network", "host", "--workdir", str(job.checkout),
@@ -263,18 +262,34 @@ def run_probe_in_image(
     return CliResult(done.returncode, done.stdout, done.stderr, job.base)
 
 
+def run_probe_in_image(
+    job: Job, probe_uri: str, image: str, options: tuple[str, ...], engine: dict[str, str] | None = None
+) -> CliResult:
+    checks, requests = failing_team_check(job.base / "checks"), one_request(job.base / "requests")
+    return run_in_job_container(job, image, probe_run(job, checks, requests, probe_uri), options, engine)
+
+
 @pytest.mark.docker
 def test_in_the_projects_image_of_a_privileged_job_on_a_tls_engine_the_probe_reaches_nothing(
     probe_uri, job: Job, validator_image, remote_engine
 ):
-    """GitLab's dind: bubblewrap cages the model. `--privileged` stands in as what it does (SYS_ADMIN,
-    NET_ADMIN; no seccomp, AppArmor or masked /proc paths): this machine's engine lacks CAP_SYS_RESOURCE
-    itself, so it cannot start a container with every capability."""
+    """GitLab's dind: bubblewrap cages the probe, and the shipped example passes. `--privileged` stands in
+    as what it does (SYS_ADMIN, NET_ADMIN; no seccomp, AppArmor or masked /proc paths): this machine's
+    engine lacks CAP_SYS_RESOURCE itself, so it cannot start a container with every capability."""
     before = connections(job)
     result = run_probe_in_image(job, probe_uri, validator_image, PRIVILEGED, remote_engine)
     report_dir = job.checkout / "mlflow-validator-report"
     assert_probe_held(job, result, report_dir, job.home / ".cache" / "uv", before, "bubblewrap")
     shutil.rmtree(report_dir)
+
+    example = job.checkout / "iris-classifier"
+    shutil.copytree(ROOT / "examples" / "iris-classifier", example)
+    command = ["validate", str(example), "--stages", "static,venv"]
+    result = run_in_job_container(job, validator_image, command, PRIVILEGED, remote_engine)
+    shutil.rmtree(example)
+    shutil.rmtree(report_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert BACKEND_SAYS["bubblewrap"] in result.stdout
 
 
 @pytest.mark.docker

@@ -91,7 +91,7 @@ def test_a_model_that_cannot_load_in_the_container_fails_fast_and_says_why(
     assert result.returncode == 1, result.stdout + result.stderr
     assert report["docker"]["start-container"] == "failure"
     assert message in result.stdout
-    start_line = next(line for line in result.stdout.splitlines() if "start-container" in line)
+    start_line = next(line for line in result.stdout.splitlines() if " start-container " in line and "FAIL" in line)
     assert float(start_line.split()[3].rstrip("s")) < within_s
     assert time.monotonic() - started < 600
     assert report["docker"]["keep-image"] == "skipped"  # a failed image is never kept, whatever --image-tag says

@@ -236,3 +236,26 @@ def test_an_output_directory_that_is_a_file_is_refused_before_any_work(
     assert code == 2
     assert len(lines) == 1
     assert "is a file" in lines[0]
+
+
+@pytest.mark.parametrize("command", [["plan", "--manifest", "m.yaml"], ["init-checks", "checks", "m"]])
+def test_a_helper_command_takes_only_its_own_flags(command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture):
+    code = cli.main([*command, "--image-tag", "team/model:1"], env={}, cwd=tmp_path)
+    assert code == 2
+    assert "unrecognized arguments: --image-tag" in capsys.readouterr().err
+
+
+def test_the_flags_metavars_say_what_they_take(capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit):
+        cli.main(["validate", "--help"], env={})
+    helped = capsys.readouterr().out
+    assert "--memory SIZE" in helped and "(512m, 2g)" in helped
+    assert "--sandbox-backend {auto,bubblewrap,container}" in helped
+    assert "--stages STAGE[,STAGE...]" in helped
+
+
+def test_completion_scripts_come_from_the_parser(capsys: pytest.CaptureFixture[str]):
+    assert cli.main(["completion", "bash"], env={}) == 0
+    script = capsys.readouterr().out
+    assert "--sandbox-backend" in script and "init-checks" in script
+    assert cli.main(["completion", "cmd.exe"], env={}) == 2  # a shell shtab does not write for: one usage line

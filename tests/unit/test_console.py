@@ -1,6 +1,7 @@
 """The console reporter: one line a check, and with --quiet only what did not pass or skip."""
 
 import io
+import time
 
 from mlflow_validator.reporters.console import ConsoleReporter
 from mlflow_validator.results import CheckResult, Stage, Status
@@ -27,3 +28,23 @@ def test_every_check_is_a_line():
 
 def test_quiet_leaves_what_passed_or_was_skipped_to_the_report():
     assert [line.split()[0] for line in printed(quiet=True).splitlines()] == ["WARN", "FAIL"]
+
+
+def test_a_long_check_says_it_is_running_and_keeps_saying_it_until_it_ends():
+    stream = io.StringIO()
+    console = ConsoleReporter(stream, running_after_s=0.1, heartbeat_s=0.1)
+    console.check_started(Stage.DOCKER, "build-image")
+    time.sleep(0.35)
+    console.check_finished(CheckResult(Stage.DOCKER, "build-image", Status.PASSED, 0.35, "built"))
+    time.sleep(0.2)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) >= 3 and all("build-image" in line and "running" in line for line in lines[:-1])
+    assert lines[-1].startswith(" PASS")  # nothing after the check ended
+
+
+def test_a_quick_check_prints_its_result_alone():
+    stream = io.StringIO()
+    console = ConsoleReporter(stream)
+    console.check_started(Stage.STATIC, "mlmodel")
+    console.check_finished(RESULTS[0])
+    assert len(stream.getvalue().splitlines()) == 1

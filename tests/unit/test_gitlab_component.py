@@ -3,6 +3,8 @@ vendored copy); a component file is two YAML documents, its `spec:` header and i
 
 import json
 import re
+import types
+from importlib.machinery import SourceFileLoader
 from importlib.resources import files
 from pathlib import Path
 
@@ -14,7 +16,9 @@ from mlflow_validator import __version__
 
 ROOT = Path(__file__).parents[2]
 SCHEMA = json.loads((files("check_jsonschema") / "builtin_schemas" / "vendor" / "gitlab-ci.json").read_text())
-GITLAB_FILES = sorted([*(ROOT / "templates").glob("*.yml"), *(ROOT / "examples" / "gitlab").glob("*.yml")])
+GITLAB_FILES = sorted(
+    [*(ROOT / "templates").glob("*.yml"), *(ROOT / "examples" / "gitlab").glob("*.yml"), ROOT / ".gitlab-ci.yml"]
+)
 COMPONENT = ROOT / "templates" / "validate.yml"
 
 
@@ -36,6 +40,22 @@ def test_every_input_is_described_and_used():
     assert used == set(inputs)
 
 
-def test_the_image_is_pinned_to_this_version():
+def test_the_image_the_readmes_references_and_the_package_are_one_version():
+    """What a release publishes (the package, the image, the Action's tag, the component) under one version."""
     spec, _ = documents(COMPONENT)
     assert spec["spec"]["inputs"]["image"]["default"].endswith(f":{__version__}")
+    readme = (ROOT / "README.md").read_text()
+    assert set(re.findall(r"uses: mlflow-validator/mlflow-validator@(\S+)", readme)) == {f"v{__version__}"}
+    assert set(re.findall(r"mlflow-validator/validate@(\S+)", readme + COMPONENT.read_text())) == {__version__}
+    assert set(re.findall(r"registry\.gitlab\.com/mlflow-validator/mlflow-validator:([\w.]+)", readme)) == {__version__}
+
+
+def test_the_release_notes_are_the_changelogs_section_for_the_tag(capsys):
+    loader = SourceFileLoader("release_notes", str(ROOT / "scripts" / "release-notes"))
+    release_notes = types.ModuleType(loader.name)
+    release_notes.__file__ = loader.path
+    loader.exec_module(release_notes)
+    assert release_notes.main([f"v{__version__}", "--check"]) == 0
+    assert capsys.readouterr().out.startswith("### ")
+    assert release_notes.main(["v99.0.0"]) == 1  # no section for it: the release stops before publishing
+    assert "no `## [99.0.0]` section" in capsys.readouterr().err

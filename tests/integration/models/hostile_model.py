@@ -115,7 +115,7 @@ def _forks(attempts: int) -> int:
 
 
 def _hog(megabytes: int, processes: int) -> None:
-    hold = f"b = bytearray({megabytes} * 2**20); import time; time.sleep(60)"
+    hold = f"b = bytearray({megabytes} * 2**20); import time; time.sleep(20)"
     hogs = [subprocess.Popen([sys.executable, "-c", hold]) for _ in range(processes)]
     for hog in hogs:
         hog.wait()
