@@ -47,7 +47,8 @@ def test_the_image_the_readmes_references_and_the_package_are_one_version():
     readme = (ROOT / "README.md").read_text()
     assert set(re.findall(r"uses: mlflow-validator/mlflow-validator@(\S+)", readme)) == {f"v{__version__}"}
     assert set(re.findall(r"mlflow-validator/validate@(\d\S*)", readme + COMPONENT.read_text())) == {__version__}
-    assert set(re.findall(r"registry\.gitlab\.com/mlflow-validator/mlflow-validator:(\d[\w.]*)", readme)) == {__version__}
+    image_tags = re.findall(r"registry\.gitlab\.com/mlflow-validator/mlflow-validator:(\d[\w.]*)", readme)
+    assert set(image_tags) == {__version__}
 
 
 def test_the_release_notes_are_the_changelogs_section_for_the_tag(capsys):
