@@ -100,18 +100,26 @@ def dependency_image(model: Path) -> str:
 def timed_in_container(image: str, model: Path, plan: Path, work: Path) -> float:
     """From `docker create` to the first answers, the container removed: what the venv stage does."""
     from mlflow_validator.stages.docker.engine import Docker, docker_env
-    from mlflow_validator.stages.venv.cage import Bounds, fresh_uid
-    from mlflow_validator.stages.venv.container_cage import FILES, Channel, ContainerCage, created, started
+    from mlflow_validator.stages.venv.cage import Bounds
+    from mlflow_validator.stages.venv.container_cage import (
+        CONTAINER_UIDS,
+        FILES,
+        Channel,
+        ContainerCage,
+        created,
+        started,
+    )
     from mlflow_validator.stages.venv.stage import PREDICTOR
 
     docker = Docker(os.environ.get("MLFLOW_VALIDATOR_DOCKER_CLI", "docker"), docker_env(os.environ))
     bounds = Bounds(memory_mb=8192, cpu_seconds=600, processes=256)
-    cage = ContainerCage(image, f"mlflow-validator-benchmark-{fresh_uid()}", {}, fresh_uid(), bounds)
+    uid = CONTAINER_UIDS.start + os.getpid() % len(CONTAINER_UIDS)
+    cage = ContainerCage(image, f"mlflow-validator-benchmark-{time.monotonic_ns()}", {}, uid, bounds)
     command = ["python", "-I", f"{FILES}/predictor.py", f"{FILES}/model", f"{FILES}/plan/plan.json", "-"]
     argv = created(cage, command, {"HOME": "/home/model", "TMPDIR": "/home/model"}, passed=[])
     files = {"model": model, "plan": plan, "predictor.py": PREDICTOR}
     started_at = time.monotonic()
-    with started(docker, cage, files, argv, work / "model.log", grace_s=5) as process:
+    with started(docker, cage, files, argv, {}, work / "model.log", timeout_s=300) as process:
         Channel(process, 2**25).next_line(300)
     return time.monotonic() - started_at
 

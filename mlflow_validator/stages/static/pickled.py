@@ -33,7 +33,17 @@ def check_unsafe_pickle(ctx: StaticContext) -> Outcome:
             "you trust",
             details,
         )
-    summary = f"{len(pickles)} file(s) read as opcodes, nothing runs at load time"
+    doubtful = [f"{p.file}: {reason}" for p in pickles for reason in p.unverified]
+    if doubtful:
+        summary = (
+            f"{sum(p.verdict == 'unverified' for p in pickles)} of {len(pickles)} file(s) unverified, which the static "
+            f"stage cannot vouch for: they are loaded only inside the cage. {_listed(doubtful)}"
+        )
+        details = "\n".join([*doubtful, details])
+    else:
+        summary = (
+            f"{len(pickles)} file(s) read to their end: everything they name builds data, nothing runs at load time"
+        )
     if untrusted:
         summary += f"; skops lists types to trust explicitly when loading: {_listed(untrusted)}"
     return passed(summary, details)

@@ -7,17 +7,21 @@ The bytecode of code objects that cloudpickle carries by value is decoded (never
 
 from __future__ import annotations
 
+import io
+import pickletools
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from fickling.fickle import InterpreterLimits
+from numpy.lib import format as npy_format
 
 from mlflow_validator.stages.static.pickles.bytecode import NAME_LOADS as NAME_LOADS
 from mlflow_validator.stages.static.pickles.bytecode import _instructions as _instructions
 from mlflow_validator.stages.static.pickles.bytecode import code_facts
 from mlflow_validator.stages.static.pickles.judge import MAX_RENDERED as MAX_RENDERED
 from mlflow_validator.stages.static.pickles.judge import is_unsafe_global as is_unsafe_global
-from mlflow_validator.stages.static.pickles.judge import unsafe
+from mlflow_validator.stages.static.pickles.judge import unsafe, unverified
 from mlflow_validator.stages.static.pickles.program import read_program
 from mlflow_validator.stages.static.pickles.stream import Decompiled, NotRead, decompile, decompressed
 from mlflow_validator.stages.static.pickles.stream import _Feed as _Feed
@@ -35,7 +39,10 @@ INTERPRETER_LIMITS = InterpreterLimits()
 
 PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib", ".cloudpickle"})
 SKOPS_SUFFIX = ".skops"
-PICKLE_MARKER = b"\x80"  # PROTO, the first opcode of every pickle of protocol 2 or later
+PICKLE_MARKER = b"\x80"  # PROTO, the first opcode of every pickle of protocol 2 or later when it has one
+NPY_MAGIC = b"\x93NUMPY"  # .npy: a header, then the array's bytes, or a pickle of them for an object array
+ZIP_MAGIC = b"PK\x03\x04"  # .npz: .npy files in a zip
+SNIFF_BYTES = 1024**2  # how far a file of any name is read as opcodes to tell whether it is a pickle
 
 
 @dataclass(frozen=True)
@@ -51,40 +58,94 @@ class PickleFindings:
     numpy_core: bool  # references numpy._core (numpy 2 internals)
     note: str = ""  # e.g. "bytecode of Python 3.10 not read on 3.11", "array data not read"
     error: str = ""  # the file could not be read as a pickle
+    # Why the static stage cannot vouch for it: outside the allow-list, or not read to its end.
+    unverified: tuple[str, ...] = ()
+
+    @property
+    def verdict(self) -> str:
+        return "unsafe" if self.unsafe else "unverified" if self.unverified else "safe"
 
 
 def _unread(file: str, kind: str, note: str = "", error: str = "") -> PickleFindings:
-    return PickleFindings(file, kind, (), (), (), (), (), (), False, note=note, error=error)
+    """A file not read (to its end): never `safe`."""
+    return PickleFindings(
+        file, kind, (), (), (), (), (), (), False, note=note, error=error, unverified=(note or error,)
+    )
 
 
 # Which files -------------------------------------------------------------------------------------------------
 
 
-def _starts_like_pickle(path: Path) -> bool:
+def _parses_as_pickle(head: bytes) -> bool:
+    """Whether the file's start reads as pickle opcodes up to a STOP, or for all of SNIFF_BYTES: a pickle of
+    any protocol, with or without PROTO, whatever the file is called (a loader unpickles it all the same)."""
+    opcodes = 0
+    try:
+        for info, _, _ in pickletools.genops(io.BytesIO(head)):
+            opcodes += 1
+            if info.name == "STOP":
+                return opcodes > 1
+    except ValueError as exc:
+        return opcodes > 1 and "exhausted" in str(exc) and len(head) == SNIFF_BYTES  # still going at the cut
+    return False
+
+
+def _kind(path: Path) -> str:
+    """ "pickle", "skops", "npy", "npz" or "" (no pickle in it), from the suffix and the content."""
+    suffix = path.suffix.lower()
+    if suffix == SKOPS_SUFFIX:
+        return "skops"
     try:
         with path.open("rb") as handle:
-            return handle.read(1) == PICKLE_MARKER
+            head = handle.read(SNIFF_BYTES)
     except OSError:
-        return False  # the integrity check reports unreadable files
+        return ""  # the integrity check reports unreadable files
+    if head.startswith(NPY_MAGIC):
+        return "npy"
+    if head.startswith(ZIP_MAGIC):
+        return "npz" if _npz_members(path) else ""
+    if suffix in PICKLE_SUFFIXES or head[:1] == PICKLE_MARKER or _parses_as_pickle(head):
+        return "pickle"
+    return ""
 
 
 def pickle_files(model_dir: Path) -> list[Path]:
-    """Every pickle (by suffix or by its first byte) and skops file in the model directory, sorted."""
+    """Every file of the model directory that holds a pickle (by its suffix or its content: a pickle of any
+    protocol, a .npy or .npz array) and every skops file, sorted."""
     found = []
     for path in sorted(model_dir.rglob("*")):
         # A symlink can point anywhere on the validating machine; only the model's own files are read.
-        if path.is_symlink() or not path.is_file():
-            continue
-        suffix = path.suffix.lower()
-        if suffix in PICKLE_SUFFIXES or suffix == SKOPS_SUFFIX or _starts_like_pickle(path):
+        if not path.is_symlink() and path.is_file() and _kind(path):
             found.append(path)
     return found
+
+
+def _npz_members(path: Path) -> list[str]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return [name for name in archive.namelist() if name.endswith(".npy")]
+    except (zipfile.BadZipFile, OSError):
+        return []
+
+
+def _npy_pickle(data: bytes) -> bytes | None:
+    """The pickle an object array's .npy holds after its header; None when the array holds no object."""
+    stream = io.BytesIO(data)
+    try:
+        version = npy_format.read_magic(stream)
+        read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        _, _, dtype = read_header(stream)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"not a .npy file: {exc}") from exc
+    return data[stream.tell() :] if dtype.hasobject else None
 
 
 # Public entry points -----------------------------------------------------------------------------------------
 
 
-def _findings(relative: str, decompiled: Decompiled, python_version: str) -> PickleFindings:
+def _findings(relative: str, decompiled: Decompiled, python_version: str, *, whole: bool = True) -> PickleFindings:
+    """`whole`: the reading must reach the end, or the pickle is unverified (pickle.load's second reading of a
+    joblib file does not: it stops at the first array's data, as pickle.load itself would)."""
     program = read_program(decompiled.body)
     facts = code_facts(program, python_version)
     globals_ = tuple(dict.fromkeys(f"{m}.{n}" for _, m, n in program.imports if not n.startswith("<")))
@@ -100,6 +161,8 @@ def _findings(relative: str, decompiled: Decompiled, python_version: str) -> Pic
         numpy_core=any(g.startswith("numpy._core.") for g in globals_),
         note="; ".join(n for n in (decompiled.note, facts.note) if n),
         error=decompiled.error,
+        # A reading that stopped early vouches for nothing after where it stopped.
+        unverified=tuple(r for r in (decompiled.note, decompiled.error if whole else "") if r) + unverified(program),
     )
 
 
@@ -121,6 +184,7 @@ def _merged(first: PickleFindings, second: PickleFindings) -> PickleFindings:
         numpy_core=first.numpy_core or second.numpy_core,
         note=first.note,
         error=first.error,
+        unverified=ordered(first.unverified, second.unverified),
     )
 
 
@@ -135,21 +199,41 @@ def _analyze_skops(path: Path, relative: str) -> PickleFindings:
     return PickleFindings(relative, "skops", (), (), (), (), (), tuple(untrusted), False)
 
 
-def analyze_pickle(path: Path, model_dir: Path, python_version: str) -> PickleFindings:
-    """What one pickle (or skops file) of the model imports, calls and reads when loaded; nothing is loaded."""
+def analyze_pickle(path: Path, model_dir: Path, python_version: str) -> list[PickleFindings]:
+    """What one file of the model imports, calls and reads when loaded (an .npz: each of its object arrays);
+    nothing is loaded."""
     relative = path.relative_to(model_dir).as_posix()
-    if path.suffix.lower() == SKOPS_SUFFIX:
-        return _analyze_skops(path, relative)
+    kind = _kind(path)
+    if kind == "skops":
+        return [_analyze_skops(path, relative)]
     size = path.stat().st_size
     if size > MAX_DECOMPILED_BYTES:
-        return _unread(
-            relative, "pickle", note=f"not read: {size} bytes, more than the {MAX_DECOMPILED_BYTES} decompiled"
-        )
+        note = f"not read: {size} bytes, more than the {MAX_DECOMPILED_BYTES} decompiled"
+        return [_unread(relative, "pickle", note=note)]
+    if kind == "npz":
+        with zipfile.ZipFile(path) as archive:
+            members = [(f"{relative}/{name}", archive.read(name)) for name in _npz_members(path)]
+        return [found for name, data in members if (found := _analyze_npy(name, data, python_version))]
+    if kind == "npy":
+        found = _analyze_npy(relative, path.read_bytes(), python_version)
+        return [found] if found else []
+    return [_analyze_stream(relative, path.read_bytes(), python_version)]
+
+
+def _analyze_npy(relative: str, data: bytes, python_version: str) -> PickleFindings | None:
     try:
-        data = decompressed(path.read_bytes(), MAX_DECOMPRESSED_BYTES)
+        embedded = _npy_pickle(data)
+    except ValueError as exc:
+        return _unread(relative, "pickle", error=str(exc))
+    return None if embedded is None else _analyze_stream(relative, embedded, python_version)
+
+
+def _analyze_stream(relative: str, raw: bytes, python_version: str) -> PickleFindings:
+    try:
+        data = decompressed(raw, MAX_DECOMPRESSED_BYTES)
     except NotRead as exc:
         return _unread(relative, "pickle", note=str(exc))
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
         return _unread(relative, "pickle", error=str(exc))
     if not data:
         return _unread(relative, "pickle", error="not a pickle: the file is empty")
@@ -159,10 +243,10 @@ def analyze_pickle(path: Path, model_dir: Path, python_version: str) -> PickleFi
         # pickle.load, unlike joblib.load, reads what follows an array wrapper as opcodes: a made-up wrapper must
         # not hide them. On a real joblib file this reading stops at the first array.
         as_pickle_load = decompile(data, joblib=False, limits=INTERPRETER_LIMITS)
-        findings = _merged(findings, _findings(relative, as_pickle_load, python_version))
+        findings = _merged(findings, _findings(relative, as_pickle_load, python_version, whole=False))
     return findings
 
 
 def analyze_model(model_dir: Path, python_version: str) -> list[PickleFindings]:
     """Findings for every pickle and skops file in the model directory, sorted by path."""
-    return [analyze_pickle(path, model_dir, python_version) for path in pickle_files(model_dir)]
+    return [found for path in pickle_files(model_dir) for found in analyze_pickle(path, model_dir, python_version)]

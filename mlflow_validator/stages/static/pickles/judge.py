@@ -1,5 +1,6 @@
-"""Which imports and calls of a decompiled pickle are unsafe: picklescan's dangerous globals and a few more,
-cloudpickle's reconstructors allowed, code carried in the pickle called at load time."""
+"""Which imports and calls of a decompiled pickle are unsafe (picklescan's dangerous globals and a few more,
+code carried in the pickle that runs at load time), and which are unverified: outside the allow-list
+(allowed.py), so that the static stage cannot vouch for them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ from collections.abc import Iterable
 
 from picklescan.scanner import _unsafe_globals
 
+from mlflow_validator.stages.static.pickles.allowed import (
+    METACLASSES,
+    is_builder,
+    is_harmless_import,
+    is_library_value,
+)
 from mlflow_validator.stages.static.pickles.program import (
     CLOUDPICKLE_MODULES,
     GETATTR,
@@ -53,7 +60,8 @@ CLOUDPICKLE_RECONSTRUCTORS = frozenset(
         "instance",
     }
 )
-# Dangerous globals picklescan does not list: each imports, runs or reaches arbitrary code.
+# Dangerous globals picklescan does not list: each imports, runs or reaches arbitrary code, or loads an inner
+# pickle (which runs whatever that one holds).
 EXTRA_UNSAFE_GLOBALS: dict[str, Iterable[str] | str] = {
     "builtins": {"__import__", "setattr", "delattr", "globals", "vars"},
     "importlib": "*",
@@ -63,7 +71,39 @@ EXTRA_UNSAFE_GLOBALS: dict[str, Iterable[str] | str] = {
     "multiprocessing": "*",
     "codeop": "*",
     "zipimport": "*",
+    "cloudpickle": {"load", "loads"},
+    "cloudpickle.cloudpickle": {"load", "loads"},
+    "dill": "*",
+    "joblib": {"load"},
+    "joblib.numpy_pickle": {"load", "_unpickle", "NumpyUnpickler"},
+    "numpy": {"load", "fromfile"},
+    "numpy.lib.npyio": {"load"},
+    "numpy.lib._npyio_impl": {"load"},
+    "numpy.lib.format": {"read_array", "open_memmap"},
+    "pandas": {"read_pickle", "eval", "read_clipboard"},
+    "pandas.io.pickle": {"read_pickle"},
+    "pandas.core.computation.eval": {"eval"},
+    "scipy.io": {"loadmat"},
+    "torch": {"load"},
 }
+# What picklescan lists but builds a value and runs nothing: a UUID (picklescan lists all of `uuid`, whose
+# other functions start processes), and what keeps a function without calling it (calling what they made is
+# a call of a computed callable, judged where it happens).
+NOT_UNSAFE = frozenset(
+    {"uuid.UUID", "uuid.SafeUUID", "functools.partial", "operator.itemgetter", "operator.attrgetter"}
+    | {"operator.methodcaller"}
+)
+# Hooks a class carried in the pickle may define. These run while it loads whatever else is in it: the
+# finaliser when an instance made on the way is dropped.
+UNSAFE_HOOKS = frozenset({"__del__"})
+# These may run while it loads, depending on what else is in it (a key's hash, an attribute set by BUILD's
+# slot state, a descriptor in a class's namespace): the static stage cannot vouch for them.
+UNVERIFIED_HOOKS = frozenset(
+    {
+        "__set_name__", "__setattr__", "__hash__", "__eq__", "__getattr__", "__getattribute__", "__missing__",
+        "__class_getitem__", "__instancecheck__", "__subclasscheck__", "__init_subclass__", "__index__",
+    }
+)  # fmt: skip
 # Globals that take a function to keep it, never to call it while unpickling.
 FUNCTION_HOLDERS = METHOD_WRAPPERS | {"builtins.property", "collections.defaultdict", "copyreg._reconstructor"}
 # cloudpickle pickles sys.stdout and sys.stderr as getattr(sys, ...): harmless.
@@ -99,7 +139,7 @@ UNSAFE_RULES = _rules()
 
 def is_unsafe_global(module: str, name: str) -> bool:
     """Whether a pickle importing `module.name` can run arbitrary code, by picklescan's list and a few more."""
-    if module in CLOUDPICKLE_MODULES and name in CLOUDPICKLE_RECONSTRUCTORS:
+    if (module in CLOUDPICKLE_MODULES and name in CLOUDPICKLE_RECONSTRUCTORS) or f"{module}.{name}" in NOT_UNSAFE:
         return False
     parts = module.split(".")
     for depth in range(len(parts), 0, -1):
@@ -185,8 +225,29 @@ def _judge(program: Program, site: Site) -> str:
     return f"calls {_render(site.call, '<computed>')} at load time: a callable the pickle computed"
 
 
+def _carried_class_hooks(program: Program) -> list[tuple[int, str]]:
+    """Code of carried classes that runs because they are made: a finaliser, a metaclass carried too, a
+    carried base's __init_subclass__."""
+    found = []
+    for cls, methods in program.methods.items():
+        name = program.value_of(cls).name
+        for hook in sorted(methods & UNSAFE_HOOKS):
+            found.append((0, f"the class `{name}` carried in the pickle defines {hook}, which runs once it is loaded"))
+        hooked = [base for base in program.bases.get(cls, []) if "__init_subclass__" in program.class_methods(base)]
+        if hooked:
+            base = program.value_of(hooked[0]).name
+            found.append(
+                (0, f"making the carried class `{name}` runs the __init_subclass__ of its carried base `{base}`")
+            )
+    for cls, maker in program.metaclasses.items():
+        if maker.kind == "class":
+            name = program.value_of(cls).name
+            found.append((0, f"making the carried class `{name}` runs its carried metaclass `{maker.name}`"))
+    return found
+
+
 def unsafe(program: Program) -> tuple[str, ...]:
-    found: list[tuple[int, str]] = []
+    found: list[tuple[int, str]] = _carried_class_hooks(program)
     for site in program.sites:
         if reason := _judge(program, site):
             found.append((site.index, reason))
@@ -201,3 +262,39 @@ def unsafe(program: Program) -> tuple[str, ...]:
         if DECOMPILER_NAME.fullmatch(name):
             found.append((index, f"{dotted} (a global named like a decompiler variable, which can hide a call)"))
     return tuple(dict.fromkeys(reason for _, reason in sorted(found, key=lambda item: item[0])))
+
+
+def unverified(program: Program) -> tuple[str, ...]:
+    """What the allow-list does not cover: calls of globals not known to build data only, globals that are no
+    library's class or function, modules imported while loading, carried classes' hooks and metaclasses."""
+    found: list[str] = []
+    called = set()
+    for site in program.sites:
+        callee = site.callee
+        if site.method or callee.kind not in ("global", "attribute", "class"):
+            continue  # methods the unpickler calls, carried functions and computed callables: unsafe() judges them
+        called.add(callee.name)
+        if callee.kind == "class":
+            found.append(f"calls the class `{callee.name}` carried in the pickle: its bases' constructors run")
+        elif callee.name not in GETATTR and not is_builder(callee.name):
+            found.append(f"calls {callee.name} while loading, which is not known to build data only")
+    for _, module, name in program.imports:
+        dotted = f"{module}.{name}"
+        if dotted in called or is_builder(dotted) or dotted in METACLASSES or is_library_value(module, name):
+            continue
+        found.append(f"names {dotted}, which is not known to be a library's class or function")
+    for _, value in program.attributes:
+        if (
+            value.name not in called
+            and value.module
+            and not is_library_value(value.module, value.name[len(value.module) + 1 :])
+        ):
+            found.append(f"fetches {value.name} while loading, which is not known to be a library's class or function")
+    found += [f"imports {module} while loading" for module in program.modules if not is_harmless_import(module)]
+    for cls, maker in program.metaclasses.items():
+        if maker.kind == "global" and maker.name not in METACLASSES:
+            found.append(f"the carried class `{program.value_of(cls).name}` is made by {maker.name}")
+    for cls, methods in program.methods.items():
+        for hook in sorted(methods & UNVERIFIED_HOOKS):
+            found.append(f"the class `{program.value_of(cls).name}` carried in the pickle defines {hook}")
+    return tuple(dict.fromkeys(found))

@@ -55,6 +55,7 @@ class Program:
     codes: dict[str, list[ast.expr]] = field(default_factory=dict)  # variable -> types.CodeType arguments
     methods: dict[str, set[str]] = field(default_factory=dict)  # by-value class variable -> its carried methods
     bases: dict[str, list[str]] = field(default_factory=dict)  # by-value class variable -> its bases' names
+    metaclasses: dict[str, Value] = field(default_factory=dict)  # by-value class variable -> what made it
     modules: list[str] = field(default_factory=list)  # subimport / dynamic_subimport
     count: int = 0  # statements read
 
@@ -154,6 +155,7 @@ class Program:
             return Value("function", self._code_name(args[0]))
         if short == "_make_skeleton_class" and len(args) > 2:
             self.bases[name] = [b.id for b in elements(args[2]) if isinstance(b, ast.Name)]
+            self.metaclasses[name] = self.value_of(args[0].id) if isinstance(args[0], ast.Name) else OTHER
             return Value("class", str(constant(args[1])))
         if short == "_make_skeleton_enum" and len(args) > 1:
             return Value("enum", str(constant(args[1])))

@@ -1,0 +1,49 @@
+"""How long the static stage takes to read a large joblib artifact to its end, without loading it.
+
+    python benchmarks/pickle_reading.py [--megabytes 200] [--repeat 5]
+
+A scikit-learn-style payload of that size (float64 arrays in a dict, as joblib.dump writes them, the array
+data inline) is dumped once; `analyze_pickle` reads it --repeat times. Prints the median and the verdict.
+For comparison, joblib.load of the same file (which loads it: what the validator never does) is timed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import joblib
+import numpy as np
+
+from mlflow_validator.stages.static.pickles import analyze_pickle
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--megabytes", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "weights.joblib"
+        parts = 8
+        rows = args.megabytes * 2**20 // 8 // parts // 64
+        joblib.dump({f"layer{i}": np.random.default_rng(i).random((rows, 64)) for i in range(parts)}, path)
+        reads, loads = [], []
+        for _ in range(args.repeat):
+            started = time.monotonic()
+            (found,) = analyze_pickle(path, path.parent, "3.11")
+            reads.append(time.monotonic() - started)
+            started = time.monotonic()
+            joblib.load(path)
+            loads.append(time.monotonic() - started)
+        size = path.stat().st_size / 2**20
+    print(f"{size:.0f} MiB joblib file, {args.repeat} runs, medians")
+    print(f"read to its end, nothing loaded: {statistics.median(reads):.2f} s (verdict: {found.verdict})")
+    print(f"joblib.load, for comparison:     {statistics.median(loads):.2f} s")
+
+
+if __name__ == "__main__":
+    main()

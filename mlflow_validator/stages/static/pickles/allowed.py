@@ -1,0 +1,119 @@
+"""What unpickling may build: the allow-list that lets the static stage call a pickle `safe`.
+
+A pickle is safe only when every call the unpickler makes (REDUCE) calls a global listed in BUILDERS (or
+cloudpickle's machinery, or a Cython `__pyx_unpickle_…` helper of a library), and every other global it
+names is a class or function of a library models are made of. Anything else is `unverified`: not known to
+be harmful, but nothing the static stage can vouch for, so it is loaded only inside the cage. Hand-written
+because the scanners on PyPI keep deny-lists (picklescan) or an allow-list of imports that does not tell
+a call from a reference (fickling's ML_ALLOWLIST).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from functools import cache
+
+from mlflow_validator.stages.static.pickles.program import CLOUDPICKLE_MODULES
+
+# Called by the unpickler, they make a value from plain arguments and run nothing of the pickle's choosing.
+BUILDERS = frozenset(
+    {
+        # builtins and the standard library's value types
+        *(f"builtins.{name}" for name in ("set", "frozenset", "list", "dict", "tuple", "bytearray", "bytes")),
+        *(f"builtins.{name}" for name in ("complex", "int", "float", "str", "bool", "slice", "range", "object")),
+        *(f"builtins.{name}" for name in ("staticmethod", "classmethod", "property")),  # keep a function
+        "_codecs.encode",  # protocols 0-2 write bytes as encode(text, 'latin1')
+        "copyreg._reconstructor",
+        "copyreg.__newobj__",
+        "copyreg.__newobj_ex__",
+        *(f"collections.{name}" for name in ("OrderedDict", "defaultdict", "deque", "Counter")),
+        *(f"datetime.{name}" for name in ("datetime", "date", "time", "timedelta", "timezone")),
+        "decimal.Decimal",
+        "fractions.Fraction",
+        "uuid.UUID",
+        "uuid.SafeUUID",
+        "pathlib.PurePosixPath",
+        "pathlib.PosixPath",
+        # They keep what they are given (a function among it) without calling it.
+        "functools.partial",
+        *(f"operator.{name}" for name in ("itemgetter", "attrgetter", "methodcaller")),
+        # numpy
+        *(f"numpy.{core}.multiarray.{name}" for core in ("core", "_core") for name in ("_reconstruct", "scalar")),
+        *(f"numpy.{core}.numeric._frombuffer" for core in ("core", "_core")),
+        "numpy.dtype",
+        "numpy.ma.core._mareconstruct",
+        *(
+            f"numpy.random._pickle.{name}"
+            for name in ("__randomstate_ctor", "__bit_generator_ctor", "__generator_ctor")
+        ),
+        # pandas
+        "pandas._libs.internals._unpickle_block",
+        "pandas.core.internals.managers.BlockManager",
+        "pandas.core.internals.managers.SingleBlockManager",
+        "pandas.core.indexes.base._new_Index",
+        "pandas._libs.tslibs.timestamps._unpickle_timestamp",
+        "pandas._libs.tslibs.timedeltas._timedelta_unpickle",
+        "pandas._libs.tslibs.nattype.__nat_unpickle",
+        "pandas.StringDtype",
+        "pandas.CategoricalDtype",
+        "pandas.core.dtypes.dtypes.CategoricalDtype",
+        "pandas.core.arrays.string_.StringDtype",
+        # pyarrow, which pandas' string columns are made of
+        *(f"pyarrow.lib.{name}" for name in ("_restore_array", "py_buffer", "type_for_alias", "field", "schema")),
+    }
+)
+# Libraries whose classes a pickle may name (made with __new__ and given their state, their own code doing the
+# rest) and whose plain functions it may hold (FunctionTransformer(np.log1p)) without calling them.
+LIBRARIES = frozenset(
+    {
+        "numpy", "pandas", "scipy", "sklearn", "lightgbm", "xgboost", "statsmodels", "catboost", "pyarrow",
+        "joblib", "skops", "mlflow", "collections", "datetime", "decimal", "fractions", "uuid", "enum", "abc",
+        "typing", "math", "operator", "functools", "re", "builtins", "numbers", "dataclasses",
+    }
+)  # fmt: skip
+# Classes a by-value class may be made by (cloudpickle's type_constructor): type's own machinery.
+METACLASSES = frozenset({"builtins.type", "abc.ABCMeta", "enum.EnumMeta", "enum.EnumType"})
+# Standard-library modules whose import has an effect of its own.
+EFFECTFUL_IMPORTS = frozenset({"antigravity", "this", "turtle", "idlelib", "tkinter", "webbrowser", "pdb", "code"})
+
+
+def is_builder(dotted: str) -> bool:
+    module, _, name = dotted.rpartition(".")
+    if module in CLOUDPICKLE_MODULES:
+        return True
+    if name.startswith("__pyx_unpickle_") and module.split(".")[0] in LIBRARIES:
+        return True  # Cython's generated unpickler: a checksum of the fields, then their values set
+    return dotted in BUILDERS
+
+
+@cache
+def _resolved(module: str, name: str) -> object | None:
+    """The library object `module.name` names, imported here (the library's code, never the pickle's);
+    None when it is not a library's or does not exist."""
+    if module.split(".")[0] not in LIBRARIES:
+        return None
+    try:
+        found: object = importlib.import_module(module)
+        for part in name.split("."):
+            found = getattr(found, part)
+    except Exception:  # ImportError, AttributeError, or whatever a library's import raises here
+        return None
+    return found
+
+
+def is_library_value(module: str, name: str) -> bool:
+    """A class, or a function held without being called, of a library models are made of."""
+    found = _resolved(module, name)
+    return isinstance(found, type | types.FunctionType | types.BuiltinFunctionType) or type(found).__name__ in (
+        "ufunc",
+        "_ArrayFunctionDispatcher",
+        "cython_function_or_method",
+    )
+
+
+def is_harmless_import(module: str) -> bool:
+    """cloudpickle's subimport: importing a library, or the standard library, runs nothing of the pickle's."""
+    root = module.split(".")[0]
+    return root in LIBRARIES or (root in sys.stdlib_module_names and root not in EFFECTFUL_IMPORTS)
