@@ -1,5 +1,5 @@
 """Every check the validator runs, in report order: the one list the stages' steps, the policies in
-the config file and the README's check table are derived from."""
+the config file and the docs' check table are derived from."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class Policy(str, enum.Enum):
 class Check:
     stage: Stage
     name: str
-    fails_when: str  # the README's wording; "(exit 2)" where the validator, not the model, is stopped
+    fails_when: str  # the docs' wording; "(exit 2)" where the validator, not the model, is stopped
     # Earlier checks of the stage that must have passed; None means every earlier one.
     requires: tuple[str, ...] | None = None
     has_policy: bool = False  # `checks: {name: error|warn|off}` applies

@@ -151,7 +151,7 @@ def _pairs(node: yaml.MappingNode, path: Path) -> Iterator[tuple[str, tuple[yaml
 
 def _mapping(node: yaml.Node, path: Path, problem: str) -> yaml.MappingNode:
     if not isinstance(node, yaml.MappingNode):
-        raise ManifestError(path, _line(node), problem, "see the manifest format in the README")
+        raise ManifestError(path, _line(node), problem, "see the manifest format in docs/ci.md")
     return node
 
 

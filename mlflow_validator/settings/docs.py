@@ -1,5 +1,5 @@
 """What is derived from the declarations for people and editors: the JSON Schema of
-mlflow-validator.yaml, the README's options table, and `mlflow-validator config`'s listing."""
+mlflow-validator.yaml, the docs' options table, and `mlflow-validator config`'s listing."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def _code(items: list[str] | tuple[str, ...]) -> str:
 
 
 def options_table() -> str:
-    """The README's options table: one row per setting, in declaration order."""
+    """The docs' options table: one row per setting, in declaration order."""
     rows = [
         "| flag | config key | environment | default | what it sets |",
         "| --- | --- | --- | --- | --- |",

@@ -1,6 +1,6 @@
 """The frozen options object. Each setting is declared once, as a field: its default, type, flag,
 environment variables and help. Argument parsing, the environment, the config file, the JSON Schema
-and the README's options table are all derived from these fields (`settings.declared`).
+and the docs' options table are all derived from these fields (`settings.declared`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class Declaration:
     in_config_file: bool = True
     key: str = ""  # the config key where the field name cannot be it (`pass` is a Python keyword)
     secret: bool = False  # printed redacted by `mlflow-validator config`
-    default_text: str = ""  # what the README says the default is, where the value alone would mislead
+    default_text: str = ""  # what the docs say the default is, where the value alone would mislead
 
 
 def setting(default: Any, type: t.ValueType, help: str, **declared: Any) -> Any:

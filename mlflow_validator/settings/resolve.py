@@ -60,7 +60,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(tree, Mapping):
         raise UsageError(
-            f"config file {path} must be a mapping of settings", "see the README's options table", file=path
+            f"config file {path} must be a mapping of settings", "see docs/configuration.md for the settings", file=path
         )
     flat = _flatten(tree)
     inner = [
@@ -74,7 +74,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
         if key not in CONFIG_KEYS + FIXED_KEYS:
             raise UsageError(
                 f"unknown setting '{key}' in {path}{did_you_mean(key, CONFIG_KEYS + FIXED_KEYS)}",
-                "see the README's options table for the known settings",
+                "see docs/configuration.md for the known settings",
                 file=path,
             )
     return flat

@@ -23,7 +23,7 @@ class ValueType:
 
     parse: Callable[[Any], Any]
     schema: Mapping[str, Any]  # the JSON Schema of the value as written in mlflow-validator.yaml
-    describe: str  # what the README says the value is
+    describe: str  # what the docs say the value is
     # A mapping-valued setting is one key in the config file, not a section of further keys.
     is_mapping: bool = False
     keys: tuple[str, ...] = ()  # the keys such a mapping may have, when they are fixed

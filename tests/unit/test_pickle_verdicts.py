@@ -5,6 +5,7 @@ pickle is read whatever the file is called. Nothing is ever unpickled."""
 from __future__ import annotations
 
 import collections
+import copyreg
 import datetime
 import decimal
 import functools
@@ -12,9 +13,11 @@ import logging.config
 import operator
 import os
 import pickle
+import struct
 import sys
 import timeit
 import uuid
+import zlib
 from pathlib import Path
 
 import cloudpickle
@@ -129,6 +132,22 @@ class Hashed:
         return 1
 
 
+class Runs:
+    def __init__(self, command):
+        os.system(command)
+
+
+class RunsInitThroughCopyreg:
+    def __reduce__(self):
+        return copyreg._reconstructor, (Runs, Runs, "true")
+
+
+def text(value: str) -> bytes:
+    """SHORT_BINUNICODE/BINUNICODE of `value`, for pickles written opcode by opcode."""
+    encoded = value.encode()
+    return b"X" + struct.pack("<I", len(encoded)) + encoded
+
+
 def payloads(marker: Path) -> dict[str, tuple[bytes, str]]:
     """Each payload with the verdict it must at least get. The marker file is what running one would make."""
     command = f"touch {marker}"
@@ -153,6 +172,40 @@ def payloads(marker: Path) -> dict[str, tuple[bytes, str]]:
         "a metaclass carried by value": (by_value(MadeByMeta), "unsafe"),
         "a key whose hash is carried code": (by_value({Hashed(): 1}), "unverified"),
         "a truncated stream": (pickle.dumps(Reduces(print, "x"))[:-3], "unverified"),
+        # From an attack on the allow-list: builders that call what they are given, planted methods, library
+        # classes whose own __new__ does I/O, names that reach through a module.
+        "a builder that calls its second argument": (
+            b"\x80\x04"
+            + text("numpy.random._pickle")
+            + text("__randomstate_ctor")
+            + b"\x93"
+            + text(command)
+            + text("posix")
+            + text("system")
+            + b"\x93\x86R.",
+            "unverified",
+        ),
+        "a method planted by BUILD, called by the next BUILD": (
+            b"\x80\x02ccollections\nOrderedDict\n)R}"
+            + text("__setstate__")
+            + b"cposixpath\njoin\nsb"
+            + text(command)
+            + b"b.",
+            "unverified",
+        ),
+        "a carried __init__ run by copyreg": (by_value(RunsInitThroughCopyreg()), "unverified"),
+        "a library class whose __new__ opens files": (
+            b"\x80\x04cnumpy\nmemmap\n("
+            + text(str(marker))
+            + b"cnumpy\nuint8\n"
+            + text("w+")
+            + b"K\x00K\x10\x85t\x81.",
+            "unsafe",
+        ),
+        "a name that reaches through a module": (
+            b"\x80\x04" + text("joblib") + text("os.system") + b"\x93" + text(command) + b"\x85R.",
+            "unsafe",
+        ),
     }
 
 
@@ -176,6 +229,7 @@ def test_a_pickle_is_read_whatever_the_file_is_called_and_whatever_holds_it(tmp_
     (model / "artifacts" / "state.bin").write_bytes(pickle.dumps(payload, protocol=5)[2:])  # no PROTO opcode
     np.save(model / "artifacts" / "objects.npy", np.array([payload], dtype=object), allow_pickle=True)
     np.savez(model / "artifacts" / "arrays.npz", plain=np.arange(3), objects=np.array([payload], dtype=object))
+    (model / "artifacts" / "model.joblib.z").write_bytes(zlib.compress(pickle.dumps(payload)))
     np.save(model / "artifacts" / "plain.npy", np.arange(3))
     (model / "artifacts" / "weights.bin").write_bytes(np.random.default_rng(0).bytes(200_000))
     (model / "input_example.json").write_text('{"columns": ["x"], "data": [[1]]}')
@@ -185,6 +239,7 @@ def test_a_pickle_is_read_whatever_the_file_is_called_and_whatever_holds_it(tmp_
         "artifacts/state.bin": "unsafe",
         "artifacts/objects.npy": "unsafe",
         "artifacts/arrays.npz/objects.npy": "unsafe",
+        "artifacts/model.joblib.z": "unsafe",
     }
 
 

@@ -11,16 +11,17 @@ import yaml
 
 from mlflow_validator.checks import CHECKS, POLICY_CHECKS
 from mlflow_validator.cli import SELECTION, build_parser
-from mlflow_validator.docs import README, with_generated_blocks
+from mlflow_validator.docs import DOCS, documents, with_generated_blocks
 from mlflow_validator.settings import resolve_options
 from mlflow_validator.settings.declared import SETTINGS
 from mlflow_validator.settings.docs import SCHEMA_FILE, describe, json_schema, render_json_schema
 from mlflow_validator.settings.types import BOOL
 
 
-def test_the_readme_tables_are_generated_from_the_declarations():
-    text = README.read_text()
-    assert with_generated_blocks(text) == text, "README tables are stale: run scripts/update-docs"
+@pytest.mark.parametrize("page", documents(), ids=lambda page: page.name)
+def test_the_docs_tables_are_generated_from_the_declarations(page):
+    text = page.read_text()
+    assert with_generated_blocks(text) == text, f"{page.name}'s tables are stale: run scripts/update-docs"
 
 
 def test_the_shipped_json_schema_is_generated_from_the_declarations():
@@ -34,8 +35,8 @@ def is_ci_file(config: dict) -> bool:
     return "jobs" in config or "environments" in config or jobs
 
 
-def test_every_yaml_example_in_the_readme_that_configures_the_validator_fits_the_schema():
-    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(), re.DOTALL)
+def test_every_yaml_example_in_the_docs_that_configures_the_validator_fits_the_schema():
+    blocks = [block for page in documents() for block in re.findall(r"```yaml\n(.*?)```", page.read_text(), re.DOTALL)]
     configs = [yaml.safe_load(block) for block in blocks if not block.lstrip().startswith(("- ", "include", "name"))]
     configs = [config for config in configs if isinstance(config, dict) and not is_ci_file(config)]
     assert configs
@@ -87,3 +88,25 @@ def test_each_value_remembers_its_source_and_secrets_are_redacted(tmp_path):
     listing = describe(options)
     assert "hunter2" not in listing
     assert "http://me:***@proxy:3128" in listing
+
+
+CONSOLE_LINE = re.compile(r"^ *(?:PASS|FAIL|SKIP|WARN|ERROR|\.\.\.) +(static|venv|docker) +([\w-]+) ", re.MULTILINE)
+
+
+def test_the_docs_console_samples_name_only_checks_that_exist():
+    """A sample printed before a check was renamed or removed would teach the wrong name."""
+    known = {(check.stage.value, check.name) for check in CHECKS}
+    shown = {match for page in documents() for match in CONSOLE_LINE.findall(page.read_text())}
+    assert shown and shown <= known | {(stage, stage) for stage in ("static", "venv", "docker")}, shown - known
+
+
+def test_the_docs_say_the_core_count_and_check_counts_the_code_has():
+    from mlflow_validator.settings.options import EARLY_BUILD_CORES
+
+    ci = (DOCS / "ci.md").read_text()
+    assert re.findall(r"On a machine with (\d+) cores or more", ci) == [str(EARLY_BUILD_CORES)]
+    static = sum(check.stage.value == "static" for check in CHECKS)
+    said = {
+        int(n) for page in documents() for n in re.findall(r"static stage, sum of its (\d+) checks", page.read_text())
+    }
+    assert said == {static}

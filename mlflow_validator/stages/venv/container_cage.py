@@ -52,7 +52,6 @@ ENGINE_HINT = (
     "or DOCKER_HOST (a dind service), and a docker CLI that builds with BuildKit"
 )
 ENGINE_TIMEOUT_S = 120
-STOP_GRACE_S = 5
 ACCEPT_POLL_S = 0.2
 PIPE_BUF = select.PIPE_BUF  # a write of at most this much to a pipe that select says is writable never blocks
 
@@ -135,7 +134,9 @@ def started(
             env=docker.env,
             cwd=log_file.parent,
             output_file=log_file,
-            grace_s=STOP_GRACE_S,
+            # No grace: the model is PID 1 of its container, which ignores a SIGTERM it has no handler for;
+            # killing the CLI and removing the container ends it at once.
+            grace_s=0,
             stdio=True,
         ) as process:
             yield process

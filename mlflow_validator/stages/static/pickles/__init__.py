@@ -23,7 +23,7 @@ from mlflow_validator.stages.static.pickles.judge import MAX_RENDERED as MAX_REN
 from mlflow_validator.stages.static.pickles.judge import is_unsafe_global as is_unsafe_global
 from mlflow_validator.stages.static.pickles.judge import unsafe, unverified
 from mlflow_validator.stages.static.pickles.program import read_program
-from mlflow_validator.stages.static.pickles.stream import Decompiled, NotRead, decompile, decompressed
+from mlflow_validator.stages.static.pickles.stream import Decompiled, NotRead, decompile, decompressed, is_compressed
 from mlflow_validator.stages.static.pickles.stream import _Feed as _Feed
 
 __all__ = ["PickleFindings", "analyze_model", "analyze_pickle", "is_unsafe_global", "pickle_files"]
@@ -85,8 +85,8 @@ def _parses_as_pickle(head: bytes) -> bool:
             opcodes += 1
             if info.name == "STOP":
                 return opcodes > 1
-    except ValueError as exc:
-        return opcodes > 1 and "exhausted" in str(exc) and len(head) == SNIFF_BYTES  # still going at the cut
+    except ValueError as exc:  # an unknown opcode ends it; an argument longer than the sniff read may be a pickle's
+        return len(head) == SNIFF_BYTES and "unknown" not in str(exc)
     return False
 
 
@@ -104,7 +104,9 @@ def _kind(path: Path) -> str:
         return "npy"
     if head.startswith(ZIP_MAGIC):
         return "npz" if _npz_members(path) else ""
-    if suffix in PICKLE_SUFFIXES or head[:1] == PICKLE_MARKER or _parses_as_pickle(head):
+    # Compressed (joblib's compress=, whatever the file is called): read as a pickle once decompressed.
+    compressed = is_compressed(head)
+    if suffix in PICKLE_SUFFIXES or head[:1] == PICKLE_MARKER or compressed or _parses_as_pickle(head):
         return "pickle"
     return ""
 
@@ -121,10 +123,16 @@ def pickle_files(model_dir: Path) -> list[Path]:
 
 
 def _npz_members(path: Path) -> list[str]:
+    """The members numpy.load would read as arrays: every one that is a .npy, whatever it is called."""
     try:
         with zipfile.ZipFile(path) as archive:
-            return [name for name in archive.namelist() if name.endswith(".npy")]
-    except (zipfile.BadZipFile, OSError):
+            members = []
+            for name in archive.namelist():
+                with archive.open(name) as member:
+                    if member.read(len(NPY_MAGIC)) == NPY_MAGIC:
+                        members.append(name)
+            return members
+    except (zipfile.BadZipFile, OSError, RuntimeError, ValueError):
         return []
 
 

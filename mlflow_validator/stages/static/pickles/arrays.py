@@ -46,8 +46,13 @@ def dtype_has_object(program: Program, expr: ast.expr, depth: int = 0) -> bool:
     code, state = _dtype_parts(program, expr)
     if code.startswith("O"):
         return True
+    if depth > 32:
+        return True  # nested beyond reason: taken for what it may hide
+    subarray = elements(state[2]) if len(state) > 2 else []  # (base dtype, shape) of `(object, (2,))`
+    if subarray and dtype_has_object(program, subarray[0], depth + 1):
+        return True
     fields = state[4] if len(state) > 4 else None  # {name: (dtype, offset), ...} for structured dtypes
-    if depth > 32 or not isinstance(fields, ast.Dict):
+    if not isinstance(fields, ast.Dict):
         return False
     return any(dtype_has_object(program, e[0], depth + 1) for e in map(elements, fields.values) if e)
 

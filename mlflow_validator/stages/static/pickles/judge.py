@@ -5,6 +5,7 @@ code carried in the pickle that runs at load time), and which are unverified: ou
 from __future__ import annotations
 
 import ast
+import collections
 import re
 from collections.abc import Iterable
 
@@ -12,9 +13,11 @@ from picklescan.scanner import _unsafe_globals
 
 from mlflow_validator.stages.static.pickles.allowed import (
     METACLASSES,
+    ONE_ARGUMENT_BUILDERS,
     is_builder,
     is_harmless_import,
     is_library_value,
+    made_without_code,
 )
 from mlflow_validator.stages.static.pickles.program import (
     CLOUDPICKLE_MODULES,
@@ -24,6 +27,7 @@ from mlflow_validator.stages.static.pickles.program import (
     Site,
     Value,
     constant,
+    elements,
 )
 
 MAX_RENDERED = 120
@@ -76,7 +80,6 @@ EXTRA_UNSAFE_GLOBALS: dict[str, Iterable[str] | str] = {
     "dill": "*",
     "joblib": {"load"},
     "joblib.numpy_pickle": {"load", "_unpickle", "NumpyUnpickler"},
-    "numpy": {"load", "fromfile"},
     "numpy.lib.npyio": {"load"},
     "numpy.lib._npyio_impl": {"load"},
     "numpy.lib.format": {"read_array", "open_memmap"},
@@ -85,6 +88,8 @@ EXTRA_UNSAFE_GLOBALS: dict[str, Iterable[str] | str] = {
     "pandas.core.computation.eval": {"eval"},
     "scipy.io": {"loadmat"},
     "torch": {"load"},
+    "joblib.numpy_pickle_compat": "*",  # its wrappers load files named in the pickle (np.load, allow_pickle)
+    "numpy": {"load", "fromfile", "memmap"},
 }
 # What picklescan lists but builds a value and runs nothing: a UUID (picklescan lists all of `uuid`, whose
 # other functions start processes), and what keeps a function without calling it (calling what they made is
@@ -96,14 +101,19 @@ NOT_UNSAFE = frozenset(
 # Hooks a class carried in the pickle may define. These run while it loads whatever else is in it: the
 # finaliser when an instance made on the way is dropped.
 UNSAFE_HOOKS = frozenset({"__del__"})
-# These may run while it loads, depending on what else is in it (a key's hash, an attribute set by BUILD's
-# slot state, a descriptor in a class's namespace): the static stage cannot vouch for them.
-UNVERIFIED_HOOKS = frozenset(
+# The dunders a carried class may define and still be vouched for: none of them is called by unpickling
+# (__init__ and __new__ are judged where a call reaches them). Any other dunder may be run by a protocol
+# while the pickle loads (a key's hash, str() of an instance, a descriptor, __init_subclass__, __eq__):
+# the static stage cannot vouch for it.
+PLAIN_DUNDERS = frozenset(
     {
-        "__set_name__", "__setattr__", "__hash__", "__eq__", "__getattr__", "__getattribute__", "__missing__",
-        "__class_getitem__", "__instancecheck__", "__subclasscheck__", "__init_subclass__", "__index__",
+        "__init__", "__new__", "__module__", "__qualname__", "__doc__", "__dict__", "__weakref__", "__slots__",
+        "__annotations__", "__firstlineno__", "__static_attributes__", "__orig_bases__", "__parameters__",
+        "__getstate__", "__reduce__", "__reduce_ex__", "__call__", "__repr__", "__abstractmethods__",
     }
 )  # fmt: skip
+# Keys that make BUILD's state an instance's method: a later BUILD, APPEND or APPENDS would call it.
+CALLED_BY_UNPICKLING = frozenset({"__setstate__", "append", "extend"})
 # Globals that take a function to keep it, never to call it while unpickling.
 FUNCTION_HOLDERS = METHOD_WRAPPERS | {"builtins.property", "collections.defaultdict", "copyreg._reconstructor"}
 # cloudpickle pickles sys.stdout and sys.stderr as getattr(sys, ...): harmless.
@@ -141,6 +151,12 @@ def is_unsafe_global(module: str, name: str) -> bool:
     """Whether a pickle importing `module.name` can run arbitrary code, by picklescan's list and a few more."""
     if (module in CLOUDPICKLE_MODULES and name in CLOUDPICKLE_RECONSTRUCTORS) or f"{module}.{name}" in NOT_UNSAFE:
         return False
+    if (
+        "." in name
+    ):  # protocol 4 names `module` + `a.b`: judge it as module.a + b, and as a + b (`joblib` + `os.system`)
+        head, _, tail = name.rpartition(".")
+        if is_unsafe_global(f"{module}.{head}", tail) or is_unsafe_global(head, tail):
+            return True
     parts = module.split(".")
     for depth in range(len(parts), 0, -1):
         rule = UNSAFE_RULES.get(".".join(parts[:depth]))
@@ -264,13 +280,68 @@ def unsafe(program: Program) -> tuple[str, ...]:
     return tuple(dict.fromkeys(reason for _, reason in sorted(found, key=lambda item: item[0])))
 
 
+def _carried(program: Program, expr: ast.expr) -> str:
+    """The name of the class carried in the pickle that `expr` is, or is an instance of; ''."""
+    if not isinstance(expr, ast.Name):
+        return ""
+    held = program.value_of(expr.id)
+    owner = program.value_of(held.name) if held.kind == "instance" else held
+    return owner.name if owner.kind == "class" else ""
+
+
+def _builder_call(program: Program, site: Site) -> str:
+    """Why a builder call cannot be vouched for (a carried class or instance in its arguments, whose code
+    the builder may run: __init__, __new__, __array_finalize__, __str__ …; a callable handed to a ctor), or ''."""
+    callee = site.callee.name
+    if callee in ONE_ARGUMENT_BUILDERS and len(site.call.args) + len(site.call.keywords) > 1:
+        return f"calls {callee} with a constructor of the pickle's choosing"
+    if site.callee.module in CLOUDPICKLE_MODULES:
+        return ""  # cloudpickle's machinery takes carried classes; what runs of them is judged elsewhere
+    for index, arg in enumerate(site.call.args):
+        if not (name := _carried(program, arg)):
+            continue
+        base = site.call.args[1] if len(site.call.args) > 1 else None
+        if (
+            callee == "copyreg._reconstructor"
+            and index == 0
+            and program.value_of(getattr(base, "id", "")).name in ("builtins.object",)
+        ):
+            continue  # object.__new__(cls): nothing of the class runs
+        return f"passes the class `{name}` carried in the pickle to {callee}, which may run its code"
+    return ""
+
+
+def _build_states(program: Program) -> list[str]:
+    """BUILD that puts a method into an instance's dict for a later BUILD, APPEND or APPENDS to call, and a
+    second BUILD on one object."""
+    found: list[str] = []
+    built: collections.Counter[str] = collections.Counter()
+    for site in program.sites:
+        if site.method != "__setstate__" or not site.call.args:
+            continue
+        built[program.root(site.target)] += 1
+        state = site.call.args[0]
+        for part in [state, *elements(state)]:
+            keys = [constant(key) for key in part.keys] if isinstance(part, ast.Dict) else []
+            if any(key is None or key in CALLED_BY_UNPICKLING or str(key).startswith("__") for key in keys):
+                found.append(f"BUILD gives `{site.target}` a state that sets a method or a dunder")
+    found += [f"BUILD runs twice on `{target}`" for target, count in built.items() if count > 1]
+    return found
+
+
 def unverified(program: Program) -> tuple[str, ...]:
-    """What the allow-list does not cover: calls of globals not known to build data only, globals that are no
-    library's class or function, modules imported while loading, carried classes' hooks and metaclasses."""
+    """What the allow-list does not cover: calls of globals not known to build data only (or builders given
+    what may run code), globals that are no library's class or function, library classes NEWOBJ makes with
+    their own __new__, modules imported while loading, carried classes' dunders, descriptors and metaclasses,
+    BUILD states that plant methods."""
     found: list[str] = []
     called = set()
     for site in program.sites:
         callee = site.callee
+        if site.method == "__new__" and callee.kind == "global" and not is_builder(callee.name):
+            module, _, name = callee.name.rpartition(".")
+            if not made_without_code(callee.module or module, callee.name[len(callee.module) + 1 :] or name):
+                found.append(f"makes {callee.name} with its own __new__ while loading")
         if site.method or callee.kind not in ("global", "attribute", "class"):
             continue  # methods the unpickler calls, carried functions and computed callables: unsafe() judges them
         called.add(callee.name)
@@ -278,23 +349,25 @@ def unverified(program: Program) -> tuple[str, ...]:
             found.append(f"calls the class `{callee.name}` carried in the pickle: its bases' constructors run")
         elif callee.name not in GETATTR and not is_builder(callee.name):
             found.append(f"calls {callee.name} while loading, which is not known to build data only")
+        elif reason := _builder_call(program, site):
+            found.append(reason)
     for _, module, name in program.imports:
         dotted = f"{module}.{name}"
         if dotted in called or is_builder(dotted) or dotted in METACLASSES or is_library_value(module, name):
             continue
         found.append(f"names {dotted}, which is not known to be a library's class or function")
     for _, value in program.attributes:
-        if (
-            value.name not in called
-            and value.module
-            and not is_library_value(value.module, value.name[len(value.module) + 1 :])
-        ):
+        attribute = value.name[len(value.module) + 1 :]
+        if value.name not in called and value.module and not is_library_value(value.module, attribute):
             found.append(f"fetches {value.name} while loading, which is not known to be a library's class or function")
     found += [f"imports {module} while loading" for module in program.modules if not is_harmless_import(module)]
     for cls, maker in program.metaclasses.items():
         if maker.kind == "global" and maker.name not in METACLASSES:
             found.append(f"the carried class `{program.value_of(cls).name}` is made by {maker.name}")
     for cls, methods in program.methods.items():
-        for hook in sorted(methods & UNVERIFIED_HOOKS):
+        for hook in sorted(method for method in methods if method.startswith("__") and method not in PLAIN_DUNDERS):
             found.append(f"the class `{program.value_of(cls).name}` carried in the pickle defines {hook}")
+    for cls, held in program.descriptors.items():
+        found.append(f"the class `{program.value_of(cls).name}` carried in the pickle holds {', '.join(sorted(held))}")
+    found += _build_states(program)
     return tuple(dict.fromkeys(found))

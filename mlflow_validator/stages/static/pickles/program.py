@@ -56,6 +56,7 @@ class Program:
     methods: dict[str, set[str]] = field(default_factory=dict)  # by-value class variable -> its carried methods
     bases: dict[str, list[str]] = field(default_factory=dict)  # by-value class variable -> its bases' names
     metaclasses: dict[str, Value] = field(default_factory=dict)  # by-value class variable -> what made it
+    descriptors: dict[str, set[str]] = field(default_factory=dict)  # by-value class -> attributes holding objects
     modules: list[str] = field(default_factory=list)  # subimport / dynamic_subimport
     count: int = 0  # statements read
 
@@ -198,12 +199,13 @@ class Program:
         if not isinstance(cls, ast.Name) or not isinstance(class_dict, ast.Dict):
             return
         for key, value in zip(class_dict.keys, class_dict.values, strict=True):
-            if (
-                isinstance(key, ast.Constant)
-                and isinstance(value, ast.Name)
-                and self.value_of(value.id).kind == "function"
-            ):
+            if not (isinstance(key, ast.Constant) and isinstance(value, ast.Name)):
+                continue
+            held = self.value_of(value.id)
+            if held.kind == "function":
                 self.methods.setdefault(cls.id, set()).add(str(key.value))
+            elif held.kind == "instance":  # a property, a descriptor: code that attribute access may run
+                self.descriptors.setdefault(cls.id, set()).add(str(key.value))
 
     def class_methods(self, cls: str) -> set[str]:
         """The methods a by-value class carries, its by-value bases' included."""

@@ -43,9 +43,16 @@ def _decompressor(data: bytes) -> tuple[str, Callable[[], _Decompressor]] | None
     return None
 
 
+def is_compressed(head: bytes) -> bool:
+    return head[:4] == LZ4_MAGIC or _decompressor(head) is not None
+
+
+LZ4_MAGIC = b"\x04\x22\x4d\x18"
+
+
 def decompressed(data: bytes, limit: int) -> bytes:
     """The pickle inside a compressed joblib file, of at most `limit` bytes; `data` itself when it is not compressed."""
-    if data[:4] == b"\x04\x22\x4d\x18":
+    if data[:4] == LZ4_MAGIC:
         raise NotRead("not read: lz4-compressed (joblib compress='lz4'), which the validator does not decompress")
     found = _decompressor(data)
     if found is None:
