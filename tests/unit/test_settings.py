@@ -110,3 +110,10 @@ def test_the_docs_say_the_core_count_and_check_counts_the_code_has():
         int(n) for page in documents() for n in re.findall(r"static stage, sum of its (\d+) checks", page.read_text())
     }
     assert said == {static}
+
+
+def test_the_quickstarts_full_run_shows_every_check_of_the_stages_it_ran():
+    """The sample of a whole run lists what a run prints today: no check missing, none renamed."""
+    sample = re.search(r"```\n(Validating .*?)```", (DOCS / "quickstart.md").read_text(), re.DOTALL)
+    assert sample
+    assert set(CONSOLE_LINE.findall(sample.group(1))) == {(check.stage.value, check.name) for check in CHECKS}
