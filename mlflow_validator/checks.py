@@ -104,11 +104,17 @@ CHECKS = (
     Check(
         STATIC,
         "unsafe-pickle",
-        "a pickle (pickle, cloudpickle, joblib) calls at load time what a model does not need: commands, "
-        "`eval`/`exec`, sockets, files, the pickle's own code; each is named with its literal arguments. Pickles "
-        "are read as opcodes ([fickling](https://github.com/trailofbits/fickling) decompiles them, "
-        "[picklescan](https://github.com/mmaitre314/picklescan)'s list says what is dangerous), never loaded. "
-        "For skops files, the untrusted types skops reports are listed",
+        "a pickle is `unsafe`: loading it runs a known way to execute code (commands, `eval`/`exec`, a loader of "
+        "an inner pickle such as `numpy.load` or `pandas.read_pickle`, carried code that runs at load: a "
+        "finaliser, a carried metaclass), named with its literal arguments. An `unverified` pickle passes and says "
+        "so: it names or calls something outside the allow-list (what numpy, pandas, scipy, scikit-learn, "
+        "LightGBM, pyarrow and the standard library's values are rebuilt with; cloudpickle's machinery; a "
+        "library's classes and functions held without being called; the modules `pickles.trusted` names), carries "
+        "class hooks that may run while it loads, or could not be read to its end; it is then loaded only in the "
+        "cage. Pickles are found by content as well as by name (protocols 0 to 5, with or without PROTO; "
+        "joblib's compressed files; object arrays in `.npy` and `.npz`) and read as opcodes "
+        "([fickling](https://github.com/trailofbits/fickling) decompiles them), never loaded. For skops files, "
+        "the untrusted types skops reports are listed",
         requires=("mlmodel",),
         has_policy=True,
     ),
@@ -184,10 +190,12 @@ CHECKS = (
     Check(
         VENV,
         "sandbox",
-        "the model process cannot be caged here (bubblewrap missing, user namespaces refused, root without "
-        "capabilities); the message says what to enable. With the policy `error` (the default where `CI` is set) "
-        "the run cannot validate (exit 2) and the model is not loaded; with `warn` (the default elsewhere) or `off` "
-        "it runs uncaged",
+        "the model process cannot be caged here: neither bubblewrap (missing, user namespaces refused, root "
+        "without capabilities) nor a container on the Docker engine (none reachable, no BuildKit, the cage's "
+        "image cannot be built); the message says what to enable for each. When it passes, it says which "
+        "backend caged the model and what that backend guarantees. With the policy `error` (the default where "
+        "`CI` is set) the run cannot validate (exit 2) and the model is not loaded; with `warn` (the default "
+        "elsewhere) or `off` it runs uncaged",
         requires=(),
         has_policy=True,
     ),

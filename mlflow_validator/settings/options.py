@@ -210,6 +210,20 @@ class ModelEnvironment:
 
 
 @dataclass(frozen=True)
+class PickleSettings:
+    """How the static stage judges the model's pickles."""
+
+    trusted: tuple[str, ...] = setting(
+        (),
+        t.MODULE_NAMES,
+        "modules (with their submodules) whose classes your team vouches for: a pickle may name them and have "
+        "them made and given their state, and is still `safe`; the report lists what was trusted, and every "
+        "other rule still applies (calling them while loading is not trusted)",
+        default_text="none",
+    )
+
+
+@dataclass(frozen=True)
 class SandboxSettings:
     """The cage the venv stage's model process runs in, and its limits."""
 
@@ -402,6 +416,7 @@ class Options:
     generated: GeneratedInputs = GeneratedInputs()
     budgets: Budgets = Budgets()
     env: ModelEnvironment = ModelEnvironment()
+    pickles: PickleSettings = PickleSettings()
     sandbox: SandboxSettings = SandboxSettings()
     docker: DockerSettings = DockerSettings()
     write_back: WriteBack = WriteBack()

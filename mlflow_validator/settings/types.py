@@ -170,6 +170,17 @@ def _env_names(value: Any) -> tuple[str, ...]:
     return tuple(str(name) for name in names)
 
 
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _module_names(value: Any) -> tuple[str, ...]:
+    names = value.split(",") if isinstance(value, str) else list(value)
+    for name in names:
+        if not _MODULE.fullmatch(str(name).strip()):
+            raise ValueError(f"'{name}' is not a module name (like team_features or team.models)")
+    return tuple(str(name).strip() for name in names)
+
+
 def _env_values(value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise ValueError("must map variable names to values")
@@ -255,6 +266,11 @@ ENV_NAMES = ValueType(
     _env_names,
     {"type": "array", "items": {"type": "string", "pattern": _ENV_NAME.pattern}},
     "a list of environment variable names",
+)
+MODULE_NAMES = ValueType(
+    _module_names,
+    {"type": "array", "items": {"type": "string", "pattern": _MODULE.pattern}},
+    "a list of module names",
 )
 ENV_VALUES = ValueType(
     _env_values,

@@ -257,3 +257,24 @@ def test_a_mutated_or_cut_pickle_never_crashes_the_reader_and_a_cut_one_is_never
         (found,) = analyze_pickle(path, tmp_path, PYTHON)
         if name == "cut.pkl":
             assert found.verdict != "safe", found
+
+
+def test_a_teams_trusted_modules_make_their_classes_safe_and_the_report_says_so(tmp_path: Path):
+    """`pickles.trusted: [tests]`: this module's classes, named and made by the pickle, are vouched for; a
+    call of one while loading is not."""
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(Hashless(), protocol=4))
+    (untrusted,) = analyze_pickle(path, tmp_path, PYTHON)
+    (trusted,) = analyze_pickle(path, tmp_path, PYTHON, trusted=["tests"])
+    assert untrusted.verdict == "unverified"
+    assert trusted.verdict == "safe" and trusted.trusted == (f"{__name__}.Hashless",)
+    path.write_bytes(pickle.dumps(Reduces(Hashless, 1)))
+    (called,) = analyze_pickle(path, tmp_path, PYTHON, trusted=["tests"])
+    assert called.verdict == "unverified"
+
+
+class Hashless:
+    """A team's own class, pickled by reference."""
+
+    def __init__(self, value=0):
+        self.value = value

@@ -71,7 +71,9 @@ def make_model(
         (root / name).write_text(text)
     listing = {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
     files = ModelFiles(root, listing)
-    return StaticContext(files, "models:/m/1", ResolvedLock(lock or {}), read_pickles_in_background(files, EXECUTOR))
+    return StaticContext(
+        files, "models:/m/1", ResolvedLock(lock or {}), read_pickles_in_background(files, EXECUTOR, ())
+    )
 
 
 def test_requirement_kinds():

@@ -38,7 +38,7 @@ class StaticStage:
             files,
             options.model_uri,
             run.resolver,
-            read_pickles_in_background(files, self.background),
+            read_pickles_in_background(files, self.background, options.pickles.trusted),
             declared_env=(*options.env.passed, *options.env.values),
         )
         self.policy = options.policy

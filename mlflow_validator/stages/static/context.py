@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -40,11 +40,13 @@ class StaticContext:
             ) from None
 
 
-def read_pickles_in_background(files: ModelFiles, executor: ThreadPoolExecutor) -> Future[list[PickleFindings]]:
+def read_pickles_in_background(
+    files: ModelFiles, executor: ThreadPoolExecutor, trusted: Sequence[str]
+) -> Future[list[PickleFindings]]:
     """Start reading the pickles at once: skops' first import takes seconds, which the resolution with uv,
     a subprocess, can hide."""
 
     def read() -> list[PickleFindings]:
-        return analyze_model(files.directory, files.mlmodel.python_function.python_version)
+        return analyze_model(files.directory, files.mlmodel.python_function.python_version, trusted)
 
     return executor.submit(read)

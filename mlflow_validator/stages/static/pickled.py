@@ -44,6 +44,8 @@ def check_unsafe_pickle(ctx: StaticContext) -> Outcome:
         summary = (
             f"{len(pickles)} file(s) read to their end: everything they name builds data, nothing runs at load time"
         )
+    if vouched := sorted({name for p in pickles for name in p.trusted}):
+        summary += f"; trusted by pickles.trusted: {_listed(vouched)}"
     if untrusted:
         summary += f"; skops lists types to trust explicitly when loading: {_listed(untrusted)}"
     return passed(summary, details)

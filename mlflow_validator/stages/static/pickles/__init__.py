@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import pickletools
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,7 @@ class PickleFindings:
     error: str = ""  # the file could not be read as a pickle
     # Why the static stage cannot vouch for it: outside the allow-list, or not read to its end.
     unverified: tuple[str, ...] = ()
+    trusted: tuple[str, ...] = ()  # globals accepted because the team vouches for their module (pickles.trusted)
 
     @property
     def verdict(self) -> str:
@@ -151,11 +153,14 @@ def _npy_pickle(data: bytes) -> bytes | None:
 # Public entry points -----------------------------------------------------------------------------------------
 
 
-def _findings(relative: str, decompiled: Decompiled, python_version: str, *, whole: bool = True) -> PickleFindings:
+def _findings(
+    relative: str, decompiled: Decompiled, python_version: str, trusted: Sequence[str], *, whole: bool = True
+) -> PickleFindings:
     """`whole`: the reading must reach the end, or the pickle is unverified (pickle.load's second reading of a
     joblib file does not: it stops at the first array's data, as pickle.load itself would)."""
     program = read_program(decompiled.body)
     facts = code_facts(program, python_version)
+    doubts, vouched = unverified(program, trusted)
     globals_ = tuple(dict.fromkeys(f"{m}.{n}" for _, m, n in program.imports if not n.startswith("<")))
     return PickleFindings(
         file=relative,
@@ -170,7 +175,8 @@ def _findings(relative: str, decompiled: Decompiled, python_version: str, *, who
         note="; ".join(n for n in (decompiled.note, facts.note) if n),
         error=decompiled.error,
         # A reading that stopped early vouches for nothing after where it stopped.
-        unverified=tuple(r for r in (decompiled.note, decompiled.error if whole else "") if r) + unverified(program),
+        unverified=tuple(r for r in (decompiled.note, decompiled.error if whole else "") if r) + doubts,
+        trusted=vouched,
     )
 
 
@@ -193,6 +199,7 @@ def _merged(first: PickleFindings, second: PickleFindings) -> PickleFindings:
         note=first.note,
         error=first.error,
         unverified=ordered(first.unverified, second.unverified),
+        trusted=ordered(first.trusted, second.trusted),
     )
 
 
@@ -207,7 +214,9 @@ def _analyze_skops(path: Path, relative: str) -> PickleFindings:
     return PickleFindings(relative, "skops", (), (), (), (), (), tuple(untrusted), False)
 
 
-def analyze_pickle(path: Path, model_dir: Path, python_version: str) -> list[PickleFindings]:
+def analyze_pickle(
+    path: Path, model_dir: Path, python_version: str, trusted: Sequence[str] = ()
+) -> list[PickleFindings]:
     """What one file of the model imports, calls and reads when loaded (an .npz: each of its object arrays);
     nothing is loaded."""
     relative = path.relative_to(model_dir).as_posix()
@@ -221,22 +230,22 @@ def analyze_pickle(path: Path, model_dir: Path, python_version: str) -> list[Pic
     if kind == "npz":
         with zipfile.ZipFile(path) as archive:
             members = [(f"{relative}/{name}", archive.read(name)) for name in _npz_members(path)]
-        return [found for name, data in members if (found := _analyze_npy(name, data, python_version))]
+        return [found for name, data in members if (found := _analyze_npy(name, data, python_version, trusted))]
     if kind == "npy":
-        found = _analyze_npy(relative, path.read_bytes(), python_version)
+        found = _analyze_npy(relative, path.read_bytes(), python_version, trusted)
         return [found] if found else []
-    return [_analyze_stream(relative, path.read_bytes(), python_version)]
+    return [_analyze_stream(relative, path.read_bytes(), python_version, trusted)]
 
 
-def _analyze_npy(relative: str, data: bytes, python_version: str) -> PickleFindings | None:
+def _analyze_npy(relative: str, data: bytes, python_version: str, trusted: Sequence[str]) -> PickleFindings | None:
     try:
         embedded = _npy_pickle(data)
     except ValueError as exc:
         return _unread(relative, "pickle", error=str(exc))
-    return None if embedded is None else _analyze_stream(relative, embedded, python_version)
+    return None if embedded is None else _analyze_stream(relative, embedded, python_version, trusted)
 
 
-def _analyze_stream(relative: str, raw: bytes, python_version: str) -> PickleFindings:
+def _analyze_stream(relative: str, raw: bytes, python_version: str, trusted: Sequence[str]) -> PickleFindings:
     try:
         data = decompressed(raw, MAX_DECOMPRESSED_BYTES)
     except NotRead as exc:
@@ -246,15 +255,18 @@ def _analyze_stream(relative: str, raw: bytes, python_version: str) -> PickleFin
     if not data:
         return _unread(relative, "pickle", error="not a pickle: the file is empty")
     decompiled = decompile(data, joblib=True, limits=INTERPRETER_LIMITS)
-    findings = _findings(relative, decompiled, python_version)
+    findings = _findings(relative, decompiled, python_version, trusted)
     if decompiled.arrays:
         # pickle.load, unlike joblib.load, reads what follows an array wrapper as opcodes: a made-up wrapper must
         # not hide them. On a real joblib file this reading stops at the first array.
         as_pickle_load = decompile(data, joblib=False, limits=INTERPRETER_LIMITS)
-        findings = _merged(findings, _findings(relative, as_pickle_load, python_version, whole=False))
+        findings = _merged(findings, _findings(relative, as_pickle_load, python_version, trusted, whole=False))
     return findings
 
 
-def analyze_model(model_dir: Path, python_version: str) -> list[PickleFindings]:
-    """Findings for every pickle and skops file in the model directory, sorted by path."""
-    return [found for path in pickle_files(model_dir) for found in analyze_pickle(path, model_dir, python_version)]
+def analyze_model(model_dir: Path, python_version: str, trusted: Sequence[str] = ()) -> list[PickleFindings]:
+    """Findings for every pickle and skops file in the model directory, sorted by path. `trusted`: modules
+    whose classes the team vouches for (`pickles.trusted`)."""
+    return [
+        found for path in pickle_files(model_dir) for found in analyze_pickle(path, model_dir, python_version, trusted)
+    ]

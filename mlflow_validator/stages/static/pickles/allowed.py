@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+from collections.abc import Sequence
 from functools import cache
 
 from mlflow_validator.stages.static.pickles.program import CLOUDPICKLE_MODULES
@@ -132,6 +133,11 @@ def made_without_code(module: str, name: str) -> bool:
     state then comes through __setstate__ or the instance dict); numpy.memmap's own __new__ opens files."""
     found = _resolved(module, name)
     return isinstance(found, type) and getattr(found, "__new__", None) is object.__new__
+
+
+def is_trusted(module: str, trusted: Sequence[str]) -> bool:
+    """`module` is one of the team's trusted modules (`pickles.trusted`) or inside one."""
+    return any(module == prefix or module.startswith(prefix + ".") for prefix in trusted)
 
 
 def is_harmless_import(module: str) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 import collections
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from picklescan.scanner import _unsafe_globals
 
@@ -17,6 +17,7 @@ from mlflow_validator.stages.static.pickles.allowed import (
     is_builder,
     is_harmless_import,
     is_library_value,
+    is_trusted,
     made_without_code,
 )
 from mlflow_validator.stages.static.pickles.program import (
@@ -329,18 +330,21 @@ def _build_states(program: Program) -> list[str]:
     return found
 
 
-def unverified(program: Program) -> tuple[str, ...]:
+def unverified(program: Program, trusted: Sequence[str] = ()) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """What the allow-list does not cover: calls of globals not known to build data only (or builders given
     what may run code), globals that are no library's class or function, library classes NEWOBJ makes with
     their own __new__, modules imported while loading, carried classes' dunders, descriptors and metaclasses,
-    BUILD states that plant methods."""
+    BUILD states that plant methods. Also the globals accepted only because `trusted` names their module."""
     found: list[str] = []
+    accepted: list[str] = []
     called = set()
     for site in program.sites:
         callee = site.callee
         if site.method == "__new__" and callee.kind == "global" and not is_builder(callee.name):
             module, _, name = callee.name.rpartition(".")
-            if not made_without_code(callee.module or module, callee.name[len(callee.module) + 1 :] or name):
+            if is_trusted(callee.module or module, trusted):
+                accepted.append(callee.name)
+            elif not made_without_code(callee.module or module, callee.name[len(callee.module) + 1 :] or name):
                 found.append(f"makes {callee.name} with its own __new__ while loading")
         if site.method or callee.kind not in ("global", "attribute", "class"):
             continue  # methods the unpickler calls, carried functions and computed callables: unsafe() judges them
@@ -354,6 +358,9 @@ def unverified(program: Program) -> tuple[str, ...]:
     for _, module, name in program.imports:
         dotted = f"{module}.{name}"
         if dotted in called or is_builder(dotted) or dotted in METACLASSES or is_library_value(module, name):
+            continue
+        if is_trusted(module, trusted):
+            accepted.append(dotted)
             continue
         found.append(f"names {dotted}, which is not known to be a library's class or function")
     for _, value in program.attributes:
@@ -370,4 +377,4 @@ def unverified(program: Program) -> tuple[str, ...]:
     for cls, held in program.descriptors.items():
         found.append(f"the class `{program.value_of(cls).name}` carried in the pickle holds {', '.join(sorted(held))}")
     found += _build_states(program)
-    return tuple(dict.fromkeys(found))
+    return tuple(dict.fromkeys(found)), tuple(dict.fromkeys(accepted))
