@@ -402,3 +402,20 @@ def test_findings_are_frozen(tmp_path):
     findings = analyze(tmp_path, pickle.dumps(1))
     with pytest.raises(AttributeError):
         findings.unsafe = ()
+
+
+@pytest.mark.parametrize(
+    ("text", "is_path"),
+    [
+        ("/home/alice/lookup.csv", True),
+        ("/dbfs/FileStore/tables/prices.parquet", True),
+        ("/api/v1/predict", False),  # a URL route
+        ("/%Y/%m/%d", False),  # a strftime pattern
+        ("/items/{item_id}", False),
+        ("/proc/self/status", False),
+    ],
+)
+def test_only_file_paths_count_as_absolute_paths(text, is_path):
+    from mlflow_validator.stages.static.pickles.bytecode import _is_absolute_path
+
+    assert _is_absolute_path(text) is is_path

@@ -19,6 +19,15 @@ NAME_LOADS = frozenset({"LOAD_ATTR", "LOAD_METHOD", "LOAD_GLOBAL", "LOAD_NAME"})
 NO_OPS = frozenset({"PUSH_NULL", "CACHE", "PRECALL", "NOP", "EXTENDED_ARG", "RESUME"})
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 SYSTEM_PREFIXES = ("/dev/", "/proc/", "/sys/")
+# Where a notebook's files live: homes, mounts, data disks, the platforms' workspaces (Colab's /content,
+# Databricks' /dbfs and /Volumes, Kaggle's /kaggle).
+FILE_ROOTS = frozenset(
+    {
+        "home", "Users", "root", "tmp", "var", "opt", "mnt", "media", "srv", "data", "datasets", "models", "usr",
+        "etc", "workspace", "workspaces", "content", "dbfs", "Volumes", "Workspace", "kaggle", "scratch", "shared",
+        "efs", "nfs", "gpfs", "lustre", "storage", "app", "code", "notebooks", "project", "projects", "work",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -124,11 +133,14 @@ def _guessed_env(args: list[ast.expr]) -> set[str]:
 
 
 def _is_absolute_path(text: str) -> bool:
+    """A path on the machine the model was logged on: under a directory such machines keep files in. A URL
+    route (`/api/v1/predict`) or a format pattern (`/%Y/%m/%d`, `/items/{id}`) is none."""
     if not text.startswith("/") or text.startswith(("//", *SYSTEM_PREFIXES)) or len(text) > 4096:
         return False
-    if text != text.strip() or "\n" in text:
+    if text != text.strip() or "\n" in text or any(mark in text for mark in "%{}<>:?*"):
         return False
-    return len([part for part in text.split("/") if part]) >= 2
+    parts = [part for part in text.split("/") if part]
+    return len(parts) >= 2 and parts[0] in FILE_ROOTS
 
 
 @dataclass(frozen=True)
