@@ -117,3 +117,11 @@ def test_the_quickstarts_full_run_shows_every_check_of_the_stages_it_ran():
     sample = re.search(r"```\n(Validating .*?)```", (DOCS / "quickstart.md").read_text(), re.DOTALL)
     assert sample
     assert set(CONSOLE_LINE.findall(sample.group(1))) == {(check.stage.value, check.name) for check in CHECKS}
+
+
+def test_the_checks_reference_gives_a_failure_message_for_every_check():
+    page = (DOCS / "checks.md").read_text()
+    section = page[page.index("### What each check says when it fails") :]
+    section = section[: section.index("\n## ")]
+    shown = set(re.findall(r"^\| (static|venv|docker) `([\w-]+)` \|", section, re.MULTILINE))
+    assert shown == {(check.stage.value, check.name) for check in CHECKS}
