@@ -71,13 +71,9 @@ class Cage:
     tasks_before: int  # tasks that uid already has: the kernel counts them against the bound too
 
 
-def fresh_uid() -> int:
-    return CAGE_UIDS.start + secrets.randbelow(len(CAGE_UIDS))
-
-
 def cage_uid(euid: int) -> int | None:
     """A fresh uid for the model when the validator is root; None otherwise (it keeps the validator's)."""
-    return fresh_uid() if euid == 0 else None
+    return CAGE_UIDS.start + secrets.randbelow(len(CAGE_UIDS)) if euid == 0 else None
 
 
 def hidden_paths(env: Mapping[str, str], cwd: Path, extra: Sequence[Path] = ()) -> list[Path]:

@@ -121,11 +121,6 @@ class VenvPaths:
         return self.work / "socket" / "model.sock"
 
     @property
-    def image_build_log(self) -> Path:
-        """Where a container cage's image was built, when it was."""
-        return self.answers.parent.parent / "sandbox-image-build.log"
-
-    @property
     def python(self) -> Path:
         return self.venv / "bin" / "python"
 
@@ -305,7 +300,8 @@ class VenvStage:
     def _container_cage(self) -> Outcome:
         """The run's dependency image (the docker stage's, reused or built now) on the engine."""
         docker = Docker(self.options.docker.cli, docker_env(self.env))
-        builder = ImageBuilder(self.run, docker, self.paths.work / "docker-context", self.paths.image_build_log)
+        build_log = self.run.output_dir / "sandbox-image-build.log"  # next to the report, as the docker stage's
+        builder = ImageBuilder(self.run, docker, self.paths.work / "docker-context", build_log)
         image = builder.dependencies()
         if image.failure:
             return replace(image.failure, message=f"the cage's image cannot be built: {image.failure.message}")
