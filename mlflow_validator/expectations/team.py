@@ -99,10 +99,11 @@ def run_team_checks(context: ChecksContext, options: Options, env: Mapping[str, 
     if done.returncode == NO_TESTS:
         return skipped(f"no tests in {directory}")
     entries = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
-    if done.returncode not in (RAN, TESTS_FAILED) and not entries:
+    if not entries:  # pytest stopped before any test: a plugin that did not import, a bad option
         return Outcome(
             Status.ERROR,
-            f"pytest could not run the checks in {directory}: {commands.last_line(done.output)}",
+            f"pytest could not run the checks in {directory} (exit {done.returncode}): "
+            f"{commands.last_line(done.output)}",
             done.tail(),
         )
     cases = tuple(_result(entry, context.stage, options) for entry in entries)

@@ -4,11 +4,16 @@ compile, policies per file, the baseline fixture comparing two versions, and `in
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 from textwrap import dedent
 
 import pytest
 
+from mlflow_validator.expectations.team import ChecksContext, run_team_checks
+from mlflow_validator.results import ModelIdentity, Stage, Status
+from mlflow_validator.settings import Options
 from tests.integration.conftest import MODELS_DIR, pins
 from tests.integration.reports import read_report
 from tests.integration.test_inference import SECRETS
@@ -103,7 +108,7 @@ def test_team_checks_run_against_each_stages_model_and_one_fails_only_in_the_con
         "test_probe.py::test_answers_as_in_the_venv": "failure",
         "test_probe.py::test_the_container_is_reached_over_http": "passed",
         "test_probe.py::test_the_checks_see_no_ci_secret": "passed",
-    }
+    }, result.stdout
     assert "FAIL  docker test_probe.py::test_answers_as_in_the_venv" in result.stdout
     assert "AssertionError: outputs changed between environments" in result.stdout
 
@@ -134,6 +139,30 @@ def test_a_file_that_does_not_compile_is_an_error_of_its_own_and_policies_apply_
     assert venv["test_soft.py::test_a_rule_still_under_discussion"] == "passed", "warned: JUnit says passed"
     assert "WARN  venv   test_soft.py::test_a_rule_still_under_discussion" in result.stdout
     assert "SyntaxError" in result.stdout
+
+
+@pytest.mark.parametrize("exit_code", [0, 1])
+def test_checks_that_stop_before_any_test_ran_cannot_validate(tmp_path, exit_code):
+    """A conftest that ends pytest early (or a plugin that does not import) records nothing: never a pass."""
+    checks = write_checks(
+        tmp_path / "checks",
+        {
+            "conftest.py": f"""
+                import pytest
+
+                def pytest_collection_finish(session):
+                    pytest.exit("not today", returncode={exit_code})
+                """,
+            "test_a.py": "def test_a(): pass\n",
+        },
+    )
+    options = dataclasses.replace(Options("m"), checks_dir=checks)
+    context = ChecksContext(Stage.VENV, "http://127.0.0.1:9", None, tmp_path, ModelIdentity("m", "m"), {}, 5)
+
+    outcome = run_team_checks(context, options, os.environ, tmp_path / "work")
+
+    assert (outcome.status, outcome.cases) == (Status.ERROR, ())
+    assert f"pytest could not run the checks in {checks} (exit {exit_code})" in outcome.message
 
 
 def test_the_baseline_fixture_asks_the_version_in_production(run_cli, tracking_uri, tmp_path):

@@ -153,12 +153,51 @@ def test_bytecode_is_decoded_as_dis_decodes_it():
         assert [(i.opname, i.argval) for i in decoded if i.opname in {e[0] for e in expected}] == expected
 
 
-def test_bytecode_of_another_python_is_not_read_and_environment_variables_are_guessed(tmp_path):
-    findings = analyze(tmp_path, cloudpickle.dumps(by_value_model()), python_version="3.9.0")
-    assert "bytecode of Python 3.9 not read" in findings.note
-    assert findings.env_vars == ("MODEL_TOKEN", "OTHER")
+def test_bytecode_of_a_python_this_machine_lacks_is_not_read_and_nothing_is_guessed(tmp_path):
+    findings = analyze(tmp_path, cloudpickle.dumps(by_value_model()), python_version="3.99.0")
+    assert "bytecode of Python 3.99 not read: this machine has no Python 3.99" in findings.note
+    assert findings.env_vars == ()
     assert findings.imports == ("os",)  # only cloudpickle's subimport: the bytecode was not read
     assert findings.absolute_paths == ("/home/alice/data.csv",)
+
+
+SERVICE_KEY = "SERVICE_TOKEN"
+
+
+def reads_by_computed_names():
+    """A function cloudpickle carries by value (it is not importable), with the global it reads."""
+
+    def reads(prefix):
+        name = "API_" + "KEY"
+        variable = "DB_URL"
+        found = os.environ[variable], os.getenv(SERVICE_KEY), os.environ.get(name, "")
+        guessed = os.environ[f"{prefix}_X"], os.getenv(prefix), os.environ.get(prefix.upper())
+        whole = "X" in os.environ, dict(os.environ), os.environ.copy()
+        try:
+            import orjson
+        except ImportError:
+            orjson = None
+        return found, guessed, whole, orjson
+
+    return reads
+
+
+def test_a_name_held_by_a_variable_or_a_carried_global_is_followed_and_a_computed_one_is_not_guessed(tmp_path):
+    findings = analyze(tmp_path, cloudpickle.dumps(reads_by_computed_names()))
+    assert findings.env_vars == ("API_KEY", "DB_URL", "SERVICE_TOKEN")
+    assert findings.computed_env_reads == 3
+    assert "orjson" not in findings.imports  # `except ImportError` makes it optional, as in source
+
+
+def test_a_variable_stored_twice_is_not_a_constant(tmp_path):
+    def either(flag):
+        name = "FIRST"
+        if flag:
+            name = "SECOND"
+        return os.environ[name]
+
+    findings = analyze(tmp_path, cloudpickle.dumps(either))
+    assert (findings.env_vars, findings.computed_env_reads) == ((), 1)
 
 
 def test_subimport_and_module_level_references_are_harmless(tmp_path):

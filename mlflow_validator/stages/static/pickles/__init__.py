@@ -57,11 +57,13 @@ class PickleFindings:
     absolute_paths: tuple[str, ...]  # unique, sorted
     untrusted_types: tuple[str, ...]  # skops only
     numpy_core: bool  # references numpy._core (numpy 2 internals)
-    note: str = ""  # e.g. "bytecode of Python 3.10 not read on 3.11", "array data not read"
+    note: str = ""  # e.g. "bytecode of Python 3.10 not read: ...", "array data not read"
     error: str = ""  # the file could not be read as a pickle
     # Why the static stage cannot vouch for it: outside the allow-list, or not read to its end.
     unverified: tuple[str, ...] = ()
     trusted: tuple[str, ...] = ()  # globals accepted because the team vouches for their module (pickles.trusted)
+    computed_env_reads: int = 0  # reads of the environment whose name the pickled code computes when it runs
+    code_unread: str = ""  # why pickled code was not read: what it imports and reads is not known
 
     @property
     def verdict(self) -> str:
@@ -172,11 +174,13 @@ def _findings(
         absolute_paths=tuple(sorted(facts.paths)),
         untrusted_types=(),
         numpy_core=any(g.startswith("numpy._core.") for g in globals_),
-        note="; ".join(n for n in (decompiled.note, facts.note) if n),
+        note="; ".join(n for n in (decompiled.note, facts.unread) if n),
         error=decompiled.error,
         # A reading that stopped early vouches for nothing after where it stopped.
         unverified=tuple(r for r in (decompiled.note, decompiled.error if whole else "") if r) + doubts,
         trusted=vouched,
+        computed_env_reads=facts.computed_env_reads,
+        code_unread=facts.unread,
     )
 
 
@@ -200,6 +204,8 @@ def _merged(first: PickleFindings, second: PickleFindings) -> PickleFindings:
         error=first.error,
         unverified=ordered(first.unverified, second.unverified),
         trusted=ordered(first.trusted, second.trusted),
+        computed_env_reads=max(first.computed_env_reads, second.computed_env_reads),
+        code_unread=first.code_unread or second.code_unread,
     )
 
 
