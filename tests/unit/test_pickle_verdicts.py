@@ -27,17 +27,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse
+import statsmodels.api as sm
+import xgboost
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mlflow.pyfunc import PythonModel
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.utils import _testing as sklearn_testing
+from statsmodels.tsa.arima.model import ARIMA
+from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
 from mlflow_validator.stages.static.pickles import analyze_model, analyze_pickle
 
 PYTHON = "3.11.7"
 FEATURES, TARGET = np.random.default_rng(0).random((30, 3)), np.arange(30) % 2
+SERIES = np.cumsum(np.random.default_rng(1).random(40))  # a random walk, for the time-series models
 
 
 class Reduces:
@@ -80,6 +86,10 @@ def legitimate() -> dict[str, object]:
             FunctionTransformer(functools.partial(np.clip, a_min=0, a_max=1)), StandardScaler(), LogisticRegression()
         ).fit(FEATURES, TARGET),
         "lightgbm": lightgbm.LGBMClassifier(n_estimators=3, verbose=-1).fit(FEATURES, TARGET),
+        "xgboost": xgboost.XGBClassifier(n_estimators=3, max_depth=2).fit(FEATURES, TARGET),
+        "statsmodels-ols": sm.OLS(TARGET, sm.add_constant(FEATURES)).fit(),
+        "statsmodels-arima": ARIMA(SERIES, order=(1, 0, 0)).fit(),
+        "statsmodels-holt-winters": ExponentialSmoothing(SERIES, trend="add").fit(),
         "scipy-sparse": scipy.sparse.csr_matrix(np.eye(3)),
         "pandas-frame": pd.DataFrame({"x": [1.5], "when": pd.to_datetime(["2026-01-01"]), "s": ["a"]}),
         "pandas-categorical": pd.Categorical(["a", "b", "a"]),
@@ -135,6 +145,25 @@ class Hashed:
 class Runs:
     def __init__(self, command):
         os.system(command)
+
+
+class Hooked:
+    def __init_subclass__(cls, **kwargs):
+        os.system("true")
+
+
+class MadeThroughHook(Hooked):
+    pass
+
+
+class SetsThroughHook:
+    __slots__ = ("value",)
+
+    def __init__(self):
+        self.value = 1
+
+    def __setattr__(self, name, value):
+        os.system("true")
 
 
 class RunsInitThroughCopyreg:
@@ -202,6 +231,14 @@ def payloads(marker: Path) -> dict[str, tuple[bytes, str]]:
             + b"K\x00K\x10\x85t\x81.",
             "unsafe",
         ),
+        "an inner pickle through joblib": (pickle.dumps(Reduces(joblib.load, str(marker))), "unsafe"),
+        "an inner pickle through cloudpickle": (pickle.dumps(Reduces(cloudpickle.loads, b"\x80\x04N.")), "unsafe"),
+        "a launcher inside an ML library": (
+            pickle.dumps(Reduces(sklearn_testing.assert_run_python_script_without_output, command)),
+            "unverified",
+        ),
+        "a class-creation hook carried by value": (by_value(MadeThroughHook), "unverified"),
+        "an attribute hook carried by value": (by_value(SetsThroughHook()), "unverified"),
         "a name that reaches through a module": (
             b"\x80\x04" + text("joblib") + text("os.system") + b"\x93" + text(command) + b"\x85R.",
             "unsafe",

@@ -389,14 +389,14 @@ def test_large_files_are_not_decompiled(tmp_path, monkeypatch):
     monkeypatch.setattr(pickles, "MAX_DECOMPILED_BYTES", 10)
     findings = analyze(tmp_path, pickle.dumps(list(range(10))))
     assert findings.note.startswith("not read:")
-    assert findings.error == ""
+    assert (findings.error, findings.verdict) == ("", "unverified")
 
 
 def test_fickling_limits_leave_a_partial_reading(tmp_path, monkeypatch):
     monkeypatch.setattr(pickles, "INTERPRETER_LIMITS", InterpreterLimits(max_opcodes=50))
     findings = analyze(tmp_path, pickle.dumps([*range(100), Reduces(os.system, "id")]))
     assert findings.note.startswith("only the beginning was read: fickling's limit reached")
-    assert findings.error == ""
+    assert (findings.error, findings.verdict) == ("", "unverified")
 
 
 def test_decompression_is_bounded(tmp_path, monkeypatch):
@@ -404,7 +404,7 @@ def test_decompression_is_bounded(tmp_path, monkeypatch):
     path = tmp_path / "model.joblib"
     joblib.dump(np.zeros(10_000), path, compress=3)
     findings = analyze_pickle(path, tmp_path, PYTHON)[0]
-    assert findings.note == "not read: decompresses to more than 1000 bytes"
+    assert (findings.note, findings.verdict) == ("not read: decompresses to more than 1000 bytes", "unverified")
 
 
 def test_fickling_does_not_print(tmp_path, capsys):

@@ -67,6 +67,20 @@ BUILDERS = frozenset(
         "pandas.CategoricalDtype",
         "pandas.core.dtypes.dtypes.CategoricalDtype",
         "pandas.core.arrays.string_.StringDtype",
+        "types.SimpleNamespace",
+        # statsmodels' state-space models (ARIMA, SARIMAX...): Cython classes rebuilt from their arrays, in each of
+        # their four precisions
+        *(
+            f"statsmodels.tsa.statespace.{module}.{precision}{name}"
+            for module, name in (
+                ("_initialization", "Initialization"),
+                ("_representation", "Statespace"),
+                ("_kalman_filter", "KalmanFilter"),
+                ("_kalman_smoother", "KalmanSmoother"),
+                ("_simulation_smoother", "SimulationSmoother"),
+            )
+            for precision in "sdcz"
+        ),
         # pyarrow, which pandas' string columns are made of
         *(f"pyarrow.lib.{name}" for name in ("_restore_array", "py_buffer", "type_for_alias", "field", "schema")),
     }
@@ -128,11 +142,23 @@ def is_library_value(module: str, name: str) -> bool:
     )
 
 
+# `__new__` methods that allocate and ignore their arguments: object's and the builtin containers' (a dict
+# subclass's values come through SETITEMS, a list's through APPENDS), and scipy's LinearOperator's, which only
+# picks the class to allocate.
+HARMLESS_NEW = frozenset({"object.__new__", "dict.__new__", "list.__new__", "set.__new__", "LinearOperator.__new__"})
+
+
 def made_without_code(module: str, name: str) -> bool:
-    """NEWOBJ makes `cls.__new__(cls, *args)`: harmless for a library class whose __new__ is object's (its
-    state then comes through __setstate__ or the instance dict); numpy.memmap's own __new__ opens files."""
+    """NEWOBJ makes `cls.__new__(cls, *args)`: harmless for a library class whose __new__ allocates and nothing
+    else (its state then comes through __setstate__ or the instance dict); numpy.memmap's own __new__ opens files."""
     found = _resolved(module, name)
-    return isinstance(found, type) and getattr(found, "__new__", None) is object.__new__
+    new = getattr(found, "__new__", None)
+    defined_in = str(getattr(new, "__module__", None) or "builtins").split(".")[0]
+    return (
+        isinstance(found, type)
+        and getattr(new, "__qualname__", "") in HARMLESS_NEW
+        and (defined_in in ("builtins", "scipy"))
+    )
 
 
 def is_trusted(module: str, trusted: Sequence[str]) -> bool:

@@ -113,6 +113,8 @@ PLAIN_DUNDERS = frozenset(
         "__getstate__", "__reduce__", "__reduce_ex__", "__call__", "__repr__", "__abstractmethods__",
     }
 )  # fmt: skip
+# Dunders an instance's state may name without effect: statsmodels' results document themselves this way.
+NAMING_DUNDERS = frozenset({"__doc__", "__module__", "__name__", "__qualname__"})
 # Keys that make BUILD's state an instance's method: a later BUILD, APPEND or APPENDS would call it.
 CALLED_BY_UNPICKLING = frozenset({"__setstate__", "append", "extend"})
 # Globals that take a function to keep it, never to call it while unpickling.
@@ -324,7 +326,10 @@ def _build_states(program: Program) -> list[str]:
         state = site.call.args[0]
         for part in [state, *elements(state)]:
             keys = [constant(key) for key in part.keys] if isinstance(part, ast.Dict) else []
-            if any(key is None or key in CALLED_BY_UNPICKLING or str(key).startswith("__") for key in keys):
+            if any(
+                key is None or key in CALLED_BY_UNPICKLING or (str(key).startswith("__") and key not in NAMING_DUNDERS)
+                for key in keys
+            ):
                 found.append(f"BUILD gives `{site.target}` a state that sets a method or a dunder")
     found += [f"BUILD runs twice on `{target}`" for target, count in built.items() if count > 1]
     return found
