@@ -1,5 +1,6 @@
 """Reading pickles without loading them: real pickles made here, never loaded by anyone."""
 
+import ast
 import builtins
 import collections
 import dis
@@ -13,12 +14,16 @@ import joblib
 import numpy as np
 import pytest
 from fickling.fickle import InterpreterLimits
+from hypothesis import given
+from hypothesis import strategies as st
 from joblib.numpy_pickle import NumpyArrayWrapper
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from mlflow_validator.stages.static import pickles
 from mlflow_validator.stages.static.pickles import analyze_model, analyze_pickle, is_unsafe_global, pickle_files
+from mlflow_validator.stages.static.pickles.bytecode import code_facts
+from mlflow_validator.stages.static.pickles.program import Program
 
 PYTHON = "3.11.7"
 CARRIED = "calls code carried in the pickle at load time"
@@ -198,6 +203,28 @@ def test_a_variable_stored_twice_is_not_a_constant(tmp_path):
 
     findings = analyze(tmp_path, cloudpickle.dumps(either))
     assert (findings.env_vars, findings.computed_env_reads) == ((), 1)
+
+
+def code_arguments(code: bytes, table: bytes) -> list[ast.expr]:
+    """types.CodeType's arguments as the decompiled pickle holds them, around hostile bytecode and table."""
+    model = reads_by_computed_names().__code__
+    constants = [ast.Constant(c) for c in model.co_consts if isinstance(c, str | int | type(None))]
+    names = [ast.Constant(n) for n in model.co_names]
+    zeros = [ast.Constant(0)] * 6
+    return [*zeros, ast.Constant(code), ast.Tuple(constants), ast.Tuple(names), *zeros, ast.Constant(table)]
+
+
+@given(code=st.binary(max_size=4000), table=st.binary(max_size=600))
+def test_hostile_bytecode_and_exception_tables_are_read_without_crash_or_hang(code, table):
+    program = Program(codes={"_var1": code_arguments(code, table)})
+    facts = code_facts(program, "3.11.7")
+    assert all(name and "=" not in name for name in facts.env_vars)
+
+
+def test_a_long_run_of_varint_chunks_is_no_exception_table():
+    continuation = reads_by_computed_names().__code__.co_code
+    program = Program(codes={"_var1": code_arguments(continuation, b"\x7f" * 1_000_000)})
+    assert code_facts(program, "3.11.7").env_vars == frozenset({"API_KEY", "DB_URL"})
 
 
 def test_subimport_and_module_level_references_are_harmless(tmp_path):

@@ -221,11 +221,16 @@ def _name_given(following: list[_Instruction], through_methods: bool, constants:
 
 
 def _varint(data: bytes, position: int) -> tuple[int, int]:
-    """One of the 6-bit varints the exception table is written in (CPython's Objects/exception_handling_notes)."""
+    """One of the 6-bit varints the exception table is written in (CPython's Objects/exception_handling_notes):
+    at most five chunks, as CPython writes no larger one (a hostile run of them would make a huge integer)."""
     value = data[position] & 63
-    while data[position] & 64:
+    for _ in range(4):
+        if not data[position] & 64:
+            break
         position += 1
         value = (value << 6) | (data[position] & 63)
+    else:
+        raise IndexError("a varint longer than five chunks")
     return value, position + 1
 
 
@@ -255,19 +260,29 @@ def _setup_blocks(instructions: list[_Instruction], version: tuple[int, int]) ->
     ]
 
 
-def _guarded_offsets(instructions: list[_Instruction], blocks: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
-    """The ranges of code whose ImportError a handler catches (as `except ImportError:` in source)."""
+def _guarded_offsets(instructions: list[_Instruction], blocks: list[tuple[int, int, int]]) -> set[int]:
+    """The offsets of the instructions whose ImportError a handler catches (as `except ImportError:` in source)."""
     at = {instruction.offset: index for index, instruction in enumerate(instructions)}
-    ranges = []
+    edges = []
     for start, end, handler in blocks:
         index = at.get(handler)
-        if index is None:
+        if index is None or end <= start:
             continue
         head = instructions[index : index + 8]
         match = next((n for n, i in enumerate(head) if i.opname in EXCEPTION_MATCHES), None)
         if match is not None and IMPORT_GUARDS & {str(i.argval) for i in head[:match] if i.opname in VARIABLE_LOADS}:
-            ranges.append((start, end))
-    return ranges
+            edges += [(start, 1), (end, -1)]
+    # One sweep over the instructions in offset order: a hostile table may hold as many blocks as instructions.
+    edges.sort()
+    inside: set[int] = set()
+    depth = passed = 0
+    for instruction in instructions:
+        while passed < len(edges) and edges[passed][0] <= instruction.offset:
+            depth += edges[passed][1]
+            passed += 1
+        if depth > 0:
+            inside.add(instruction.offset)
+    return inside
 
 
 def _strings(expr: ast.expr) -> Iterator[str]:
@@ -331,7 +346,7 @@ def _one_code(args: list[ast.expr], opcodes: Opcodes, given: dict[str, str]) -> 
     env: set[str] = set()
     computed = 0
     for index, instruction in enumerate(instructions):
-        optional = any(start <= instruction.offset < end for start, end in guarded)
+        optional = instruction.offset in guarded
         following = instructions[index + 1 : index + 9]
         # A relative import resolves against the function's package when it runs; the pickle does not say which.
         if instruction.opname == "IMPORT_NAME" and _import_level(instructions, index) == 0 and not optional:
