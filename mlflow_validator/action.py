@@ -32,7 +32,7 @@ VALUED_INPUTS = {
     "on-pass-set-alias": "--on-pass-set-alias",
     "report-url": "--report-url",
 }
-SWITCH_INPUTS = {"push": "--push", "dry-run": "--dry-run"}
+SWITCH_INPUTS = {"push": "--push", "write-back": "--write-back", "dry-run": "--dry-run"}
 DEFAULT_REPORT_DIR = "mlflow-validator-report"
 
 

@@ -20,11 +20,18 @@ from pathlib import Path
 from mlflow_validator import commands
 from mlflow_validator.errors import EXIT_CANNOT_VALIDATE, Cancelled
 from mlflow_validator.manifest import Manifest, ResolvedChange
-from mlflow_validator.reporters.console import VERDICTS
 from mlflow_validator.reporters.github import Blame, append_summary, check_annotations, models_summary, within_budget
 from mlflow_validator.reporters.junit import render_models
 from mlflow_validator.reporters.record import REPORT_FILE, from_json
-from mlflow_validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport, verdict_word
+from mlflow_validator.results import (
+    VERDICTS,
+    CheckResult,
+    ModelIdentity,
+    Stage,
+    Status,
+    ValidationReport,
+    verdict_word,
+)
 from mlflow_validator.stages.docker.stage import IMAGE_RECORD
 
 RESULTS_FILE = "results.json"
@@ -53,6 +60,13 @@ class TargetResult:
     exit_code: int
     report: ValidationReport
     output_dir: Path
+
+    @property
+    def verdict(self) -> str:
+        """The report's verdict names what did not run; a child stopped from outside has only its exit code."""
+        if self.report.exit_code == self.exit_code:
+            return self.report.verdict
+        return VERDICTS.get(self.exit_code, VERDICTS[EXIT_CANNOT_VALIDATE])
 
     def record(self) -> dict[str, str | int]:
         image = self.output_dir / IMAGE_RECORD
@@ -143,8 +157,9 @@ class Batch:
                 ModelIdentity(target.model_uri, target.label),
                 [CheckResult(Stage.STATIC, "model", Status.ERROR, 0.0, problem)],
             )
-        self._print(f"[{target.label}] {VERDICTS.get(exit_code, 'COULD NOT VALIDATE')}")
-        return TargetResult(target, exit_code, report, output_dir)
+        result = TargetResult(target, exit_code, report, output_dir)
+        self._print(f"[{target.label}] {result.verdict}")
+        return result
 
     def _print(self, line: str) -> None:
         with self.print_lock:
@@ -158,7 +173,7 @@ class Batch:
         results_file.write_text(json.dumps([result.record() for result in results], indent=2), encoding="utf-8")
         print("")
         for result in results:
-            print(f"{VERDICTS.get(result.exit_code, 'COULD NOT VALIDATE'):<36} {result.target.label}")
+            print(f"{result.verdict:<36} {result.target.label}")
         print(f"JUnit report: {self.junit_path}\nResults: {results_file}", flush=True)
         if self.env.get("GITHUB_ACTIONS") == "true":
             workspace = Path(self.env.get("GITHUB_WORKSPACE", "."))

@@ -19,8 +19,9 @@ class PlannedStage:
 def plan_stages(options: Options, docker_problem: str) -> list[PlannedStage]:
     """One entry per stage, in pipeline order.
 
-    `docker_problem` is empty when an engine answers. A docker stage the user named explicitly
-    makes a missing engine an error (exit 2); the default set only skips it, loudly.
+    `docker_problem` is empty when an engine answers. A docker stage the user named explicitly, or an alias
+    that only a run of every stage may set, makes a missing engine an error (exit 2); the default set only
+    skips it, loudly.
     """
     plan = []
     for stage in Stage:
@@ -29,10 +30,10 @@ def plan_stages(options: Options, docker_problem: str) -> list[PlannedStage]:
                 PlannedStage(stage, False, f"not selected (--stages {','.join(s.value for s in options.stages)})")
             )
         elif stage is Stage.DOCKER and docker_problem:
-            if options.given("stages"):
+            if options.given("stages") or options.write_back.on_pass_set_alias:
                 raise DockerUnavailableError(
                     f"the docker stage was asked for but no Docker engine is reachable ({docker_problem})",
-                    "start the Docker daemon, or leave docker out of --stages",
+                    "start the Docker daemon, or leave docker out of --stages (and --on-pass-set-alias out)",
                 )
             plan.append(
                 PlannedStage(

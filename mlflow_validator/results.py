@@ -74,6 +74,11 @@ class ModelIdentity:
 
 
 VERDICT_WORDS = {EXIT_PASSED: "passed", EXIT_GATE_FAILED: "failed"}
+VERDICTS = {
+    EXIT_PASSED: "PASSED: the model may be promoted",
+    EXIT_GATE_FAILED: "FAILED: do not promote this model",
+    EXIT_CANNOT_VALIDATE: "COULD NOT VALIDATE",
+}
 
 
 def verdict_word(exit_code: int) -> str:
@@ -91,11 +96,39 @@ class ValidationReport:
 
     @property
     def properties(self) -> dict[str, str]:
-        """The model's identity and what the checks established (the kept image's ID and digest)."""
+        """The model's identity, the stages that ran and did not, and what the checks established (the kept
+        image's ID and digest)."""
         found = self.identity.as_properties()
+        found["stages.run"] = ",".join(stage.value for stage in self.stages_run)
+        if not_run := self.stages_not_run:
+            found["stages.not_run"] = ",".join(stage.value for stage in not_run)
         for check in self.checks:
             found |= check.properties
         return found
+
+    @property
+    def stages_not_run(self) -> dict[Stage, str]:
+        """Each stage that did not run, and why: not selected, no engine, an earlier stage failed, interrupted."""
+        return {c.stage: c.message for c in self.checks if c.name == c.stage.value and c.status is Status.SKIPPED}
+
+    @property
+    def stages_run(self) -> list[Stage]:
+        not_run = self.stages_not_run
+        return [stage for stage in Stage if stage not in not_run and any(c.stage is stage for c in self.checks)]
+
+    @property
+    def complete(self) -> bool:
+        """Every stage ran: only then may a pass promote the model."""
+        return self.stages_run == list(Stage)
+
+    @property
+    def verdict(self) -> str:
+        """The one-line verdict. A pass of fewer than every stage names what did not run, and promotes nothing."""
+        if self.exit_code != EXIT_PASSED or self.complete:
+            return VERDICTS[self.exit_code]
+        ran = ", ".join(stage.value for stage in self.stages_run) or "nothing"
+        not_run = ", ".join(stage.value for stage in Stage if stage not in self.stages_run)
+        return f"PASSED {ran} only: {not_run} did not run, so the model is not validated for promotion"
 
     def stage_failed(self, stage: Stage) -> bool:
         return any(c.status in (Status.FAILED, Status.ERROR) for c in self.in_stage(stage))

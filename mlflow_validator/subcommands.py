@@ -80,6 +80,12 @@ def validate(options: Options, env: Mapping[str, str], run_log: RunLog) -> int:
         parse_model_uri(options.baseline)
         if Stage.VENV not in options.stages:
             raise UsageError("--baseline compares answers from the venv stage", "add venv to --stages")
+    if options.write_back.on_pass_set_alias and set(options.stages) != set(Stage):
+        raise UsageError(
+            f"--on-pass-set-alias promotes only a model that every stage validated, and --stages names "
+            f"{','.join(stage.value for stage in options.stages)}",
+            "run every stage (leave --stages out), or leave --on-pass-set-alias out",
+        )
     docker_problem = engine_problem(env, options.docker.cli) if Stage.DOCKER in options.stages else ""
     plan = plan_stages(options, docker_problem)
     if docker_problem and not options.given("stages"):

@@ -1,5 +1,6 @@
-"""The verdict goes back to the registry: tags on the validated model version on every run, and an alias
-when it passed, so that the registry, not only a CI log, says what was validated and how it went."""
+"""The verdict goes back to the registry when asked (`--write-back`, `--on-pass-set-alias`): tags on the validated
+model version, and an alias when every stage ran and passed, so that the registry, not only a CI log, says what was
+validated, by which stages, and how it went."""
 
 from __future__ import annotations
 
@@ -38,7 +39,11 @@ def ci_job_url(env: Mapping[str, str]) -> str:
 
 
 def planned_write(report: ValidationReport, options: Options, env: Mapping[str, str]) -> RegistryWrite | None:
-    """What this run writes; None when the model is not a registered version (a run, a directory)."""
+    """What this run writes; None when nobody asked, or the model is not a registered version (a run, a
+    directory)."""
+    asked = options.write_back
+    if not (asked.enabled or asked.on_pass_set_alias or asked.dry_run):
+        return None
     identity = report.identity
     if not (identity.name and identity.version) or parse_model_uri(options.model_uri).local_path is not None:
         return None
@@ -49,8 +54,11 @@ def planned_write(report: ValidationReport, options: Options, env: Mapping[str, 
         "report": options.write_back.report_url or ci_job_url(env),
         "checks_failed": ",".join(broken)[:MAX_TAG_VALUE],
         "image_digest": report.properties.get("image.digest", ""),
+        "stages": ",".join(stage.value for stage in report.stages_run),
+        "stages_not_run": ",".join(stage.value for stage in report.stages_not_run),
     }
-    alias = options.write_back.on_pass_set_alias if report.exit_code == EXIT_PASSED else None
+    promoted = report.exit_code == EXIT_PASSED and report.complete
+    alias = options.write_back.on_pass_set_alias if promoted else None
     return RegistryWrite(
         identity.name,
         identity.version,

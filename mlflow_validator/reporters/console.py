@@ -18,7 +18,6 @@ MARKS = {
     Status.SKIPPED: "SKIP",
     Status.ERROR: "ERROR",
 }
-VERDICTS = {0: "PASSED: the model may be promoted", 1: "FAILED: do not promote this model", 2: "COULD NOT VALIDATE"}
 # A check still running after RUNNING_AFTER_S says so, then every HEARTBEAT_S: a long build or install is
 # never silent, and a CI runner that kills jobs quiet for too long sees the job alive.
 RUNNING_AFTER_S = 5.0
@@ -105,4 +104,4 @@ class ConsoleReporter(Reporter):
         self._close_section()
         counts = {status: sum(c.status is status for c in report.checks) for status in Status}
         summary = ", ".join(f"{n} {status.value}" for status, n in counts.items() if n)
-        self._print(f"{VERDICTS[report.exit_code]} ({summary})")
+        self._print(f"{report.verdict} ({summary})")

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TextIO
 
 from mlflow_validator.reporters import Reporter
-from mlflow_validator.reporters.console import VERDICTS
 from mlflow_validator.results import ModelIdentity, Status, ValidationReport
 
 SUMMARY_LIMIT_BYTES = 1024 * 1024
@@ -52,7 +51,7 @@ def summary(report: ValidationReport, tracking_uri: str, details_limit: int = DE
     link = model_link(identity, tracking_uri)
     title = f"[{identity.uri}]({link})" if link else f"`{identity.uri}`"
     lines = [
-        f"## {VERDICT_ICONS[report.exit_code]} {title}: {VERDICTS[report.exit_code]}",
+        f"## {VERDICT_ICONS[report.exit_code]} {title}: {report.verdict}",
         "",
         "| stage | check | result | time | message |",
         "| --- | --- | --- | ---: | --- |",
@@ -78,7 +77,7 @@ def bounded_summary(report: ValidationReport, tracking_uri: str, limit: int = SU
         text = summary(report, tracking_uri, details_limit)
         if len(text.encode()) <= limit:
             return text
-    return f"## {VERDICT_ICONS[report.exit_code]} {report.identity.uri}: {VERDICTS[report.exit_code]}\n"
+    return f"## {VERDICT_ICONS[report.exit_code]} {report.identity.uri}: {report.verdict}\n"
 
 
 @dataclass(frozen=True)
@@ -144,7 +143,7 @@ def append_summary(env: Mapping[str, str], text: str) -> None:
 def models_summary(reports: dict[str, ValidationReport], tracking_uri: str) -> str:
     """Several models: a verdict table, then each model's own summary, within GitHub's limit."""
     lines = ["# mlflow-validator", "", "| model | result |", "| --- | --- |"]
-    lines += [f"| {label} | {VERDICT_ICONS[r.exit_code]} {VERDICTS[r.exit_code]} |" for label, r in reports.items()]
+    lines += [f"| {label} | {VERDICT_ICONS[r.exit_code]} {r.verdict} |" for label, r in reports.items()]
     head = "\n".join(lines) + "\n\n"
     room = SUMMARY_LIMIT_BYTES - len(head.encode())
     parts = [bounded_summary(report, tracking_uri, room // max(1, len(reports))) for report in reports.values()]

@@ -286,12 +286,20 @@ class DockerSettings:
 
 @dataclass(frozen=True)
 class WriteBack:
-    """What goes back to the registry: version tags on every run of a registered version, an alias on a pass."""
+    """What goes back to the registry when asked: version tags on the validated version, an alias when every stage
+    ran and passed."""
 
+    enabled: bool = setting(
+        False,
+        t.BOOL,
+        "write the verdict to the registry as tags on the validated version (implied by --on-pass-set-alias)",
+        flag="--write-back",
+        env=("MLFLOW_VALIDATOR_WRITE_BACK",),
+    )
     on_pass_set_alias: str | None = setting(
         None,
         t.TEXT,
-        "set this alias on the validated version when it passes",
+        "set this alias on the validated version when every stage ran and passed",
         flag="--on-pass-set-alias",
         env=("MLFLOW_VALIDATOR_ON_PASS_SET_ALIAS",),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -44,18 +45,18 @@ ALL_CHECKS = {
 
 
 @pytest.mark.docker
-def test_good_model_passes_every_stage(registered, run_cli, docker_engine, tmp_path):
+def test_good_model_passes_every_stage_and_only_then_is_promoted(registered, run_cli, docker_engine, tmp_path):
+    from mlflow import MlflowClient
+
+    registry = MlflowClient(registered.tracking_uri)
+    stale = "mlflow_validator.checks_failed"  # as an earlier, failed run left it
+    registry.set_model_version_tag("iris-classifier", "1", stale, "static/pinned")
     report = tmp_path / "reports" / "validation.xml"
     result = run_cli(
-        "validate",
-        "models:/iris-classifier/1",
-        "--tracking-uri",
-        registered.tracking_uri,
-        "--stages",
-        "static,venv,docker",
-        "--junit-xml",
-        str(report),
-    )
+        "validate", "models:/iris-classifier/1", "--tracking-uri", registered.tracking_uri,
+        "--stages", "static,venv,docker", "--junit-xml", str(report),
+        "--on-pass-set-alias", "validated", "--report-url", "https://ci.example.com/jobs/1",
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     expected = {stage: dict.fromkeys(names, "passed") for stage, names in ALL_CHECKS.items()}
     expected["static"].update(dict.fromkeys(NOT_APPLICABLE_TO_IRIS, "skipped"))
@@ -66,7 +67,18 @@ def test_good_model_passes_every_stage(registered, run_cli, docker_engine, tmp_p
     assert read_report(report) == expected
     assert properties(report)["model.name"] == "iris-classifier"
     assert properties(report)["model.version"] == "1"
-    assert "PASSED" in result.stdout
+    assert properties(report)["stages.run"] == "static,venv,docker"
+    assert "PASSED: the model may be promoted" in result.stdout
+    record = json.loads((tmp_path / "mlflow-validator-report" / "report.json").read_text())
+    assert list(record)[:5] == ["schema_version", "verdict", "exit_code", "stages", "validator_version"]
+    assert (record["verdict"], record["stages"]) == ("passed", {"run": ["static", "venv", "docker"], "not_run": {}})
+    version = registry.get_model_version("iris-classifier", "1")
+    assert version.tags["mlflow_validator.status"] == "passed"
+    assert version.tags["mlflow_validator.stages"] == "static,venv,docker"
+    assert version.tags["mlflow_validator.report"] == "https://ci.example.com/jobs/1"
+    assert stale not in version.tags and "mlflow_validator.stages_not_run" not in version.tags
+    assert sorted(version.aliases) == ["champion", "validated"]
+    assert "Registry: iris-classifier version 1" in result.stdout
     assert docker_leftovers() == []
     assert_nothing_left(result.scratch)
 

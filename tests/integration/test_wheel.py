@@ -58,4 +58,4 @@ def test_the_installed_wheel_validates_the_example_caged(installed, tmp_path):
         capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "PASS  venv   sandbox" in done.stdout and "PASSED: the model may be promoted" in done.stdout
+    assert "PASS  venv   sandbox" in done.stdout and "PASSED static, venv only" in done.stdout

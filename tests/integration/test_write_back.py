@@ -1,5 +1,6 @@
-"""The verdict written back to the real registry: version tags on every run, the alias on a pass, nothing
-with --dry-run, and a registry that refuses the write (403) is exit 2 with the verdict still reported."""
+"""The verdict written back to the real registry when asked: version tags naming the stages that ran, nothing with
+--dry-run or without --write-back, an alias only for a run of every stage (test_validate_cli's full run sets one),
+and a registry that refuses an asked-for write (403) is exit 2 with the verdict still reported."""
 
 from __future__ import annotations
 
@@ -60,27 +61,34 @@ def read_only_registry(registered) -> Iterator[str]:
         server.server_close()
 
 
-def test_a_pass_tags_the_version_and_sets_the_alias(registered, run_cli):
-    stale = "mlflow_validator.checks_failed"  # as an earlier, failed run left it
-    client(registered.tracking_uri).set_model_version_tag("iris-classifier", "1", stale, "static/pinned")
+def test_a_pass_of_the_static_stage_alone_is_tagged_as_such_and_promises_nothing(registered, run_cli, tmp_path):
     result = run_cli(
-        "validate", "models:/iris-classifier/1", "--tracking-uri", registered.tracking_uri, *STATIC,
-        "--on-pass-set-alias", "validated", "--report-url", "https://ci.example.com/jobs/1",
-    )  # fmt: skip
+        "validate", "models:/iris-classifier/1", "--tracking-uri", registered.tracking_uri, *STATIC, "--write-back"
+    )
 
     assert result.returncode == 0, result.stdout + result.stderr
-    version = client(registered.tracking_uri).get_model_version("iris-classifier", "1")
-    assert version.tags["mlflow_validator.status"] == "passed"
-    assert version.tags["mlflow_validator.report"] == "https://ci.example.com/jobs/1"
-    assert stale not in version.tags
-    assert sorted(version.aliases) == ["champion", "validated"]
-    assert "Registry: iris-classifier version 1" in result.stdout
+    assert "PASSED static only: venv, docker did not run, so the model is not validated for promotion" in result.stdout
+    assert "may be promoted" not in result.stdout
+    tags = client(registered.tracking_uri).get_model_version("iris-classifier", "1").tags
+    assert (tags["mlflow_validator.stages"], tags["mlflow_validator.stages_not_run"]) == ("static", "venv,docker")
+    record = json.loads((tmp_path / "mlflow-validator-report" / "report.json").read_text())
+    assert record["stages"]["not_run"] == {stage: "not selected (--stages static)" for stage in ("venv", "docker")}
+
+
+def test_an_alias_for_fewer_than_every_stage_is_a_usage_error_before_any_work(registered, run_cli, tmp_path):
+    result = run_cli(
+        "validate", "models:/iris-classifier/1", "--tracking-uri", registered.tracking_uri, *STATIC,
+        "--on-pass-set-alias", "production",
+    )  # fmt: skip
+
+    assert result.returncode == 2
+    assert "--on-pass-set-alias promotes only a model that every stage validated" in result.stderr
+    assert not (tmp_path / "mlflow-validator-report").exists()
 
 
 def test_a_failure_is_tagged_with_the_failed_checks_and_gets_no_alias(registered, run_cli):
     result = run_cli(
-        "validate", "models:/iris-bad-pin/1", "--tracking-uri", registered.tracking_uri, *STATIC,
-        "--on-pass-set-alias", "validated",
+        "validate", "models:/iris-bad-pin/1", "--tracking-uri", registered.tracking_uri, *STATIC, "--write-back"
     )  # fmt: skip
 
     assert result.returncode == 1, result.stdout + result.stderr
@@ -93,19 +101,27 @@ def test_a_failure_is_tagged_with_the_failed_checks_and_gets_no_alias(registered
 def test_a_dry_run_says_what_it_would_write_and_writes_nothing(registered, run_cli):
     result = run_cli(
         "validate", "models:/iris-classifier@champion", "--tracking-uri", registered.tracking_uri, *STATIC,
-        "--on-pass-set-alias", "dry-run-alias", "--dry-run",
+        "--write-back", "--dry-run",
     )  # fmt: skip
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Registry (dry run, nothing written): iris-classifier version 1:" in result.stdout
-    assert "alias dry-run-alias -> version 1" in result.stdout
-    assert "dry-run-alias" not in client(registered.tracking_uri).get_model_version("iris-classifier", "1").aliases
+    assert "mlflow_validator.stages=static" in result.stdout
+
+
+def test_a_read_only_token_validates_when_no_write_back_is_asked_for(read_only_registry, run_cli):
+    result = run_cli("validate", "models:/iris-classifier/1", "--tracking-uri", read_only_registry, *STATIC)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Registry" not in result.stdout
 
 
 def test_a_registry_that_refuses_the_write_is_exit_2_and_the_verdict_stays_in_the_report(
     read_only_registry, run_cli, tmp_path
 ):
-    result = run_cli("validate", "models:/iris-classifier/1", "--tracking-uri", read_only_registry, *STATIC)
+    result = run_cli(
+        "validate", "models:/iris-classifier/1", "--tracking-uri", read_only_registry, *STATIC, "--write-back"
+    )
 
     assert result.returncode == 2, result.stdout + result.stderr
     assert "refused the verdict for iris-classifier version 1: PERMISSION_DENIED" in result.stderr
