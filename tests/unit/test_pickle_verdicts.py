@@ -166,6 +166,23 @@ class SetsThroughHook:
         os.system("true")
 
 
+class TypesAttribute:
+    """Pickles as cloudpickle's _builtin_type(name), i.e. getattr(types, name)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __call__(self, *args):  # the pickler wants a callable; nothing here calls it
+        raise AssertionError("never called")
+
+    def __reduce__(self):
+        return cloudpickle.cloudpickle._builtin_type, (self.name,)
+
+
+def class_body(namespace):
+    os.system("true")
+
+
 class RunsInitThroughCopyreg:
     def __reduce__(self):
         return copyreg._reconstructor, (Runs, Runs, "true")
@@ -239,6 +256,10 @@ def payloads(marker: Path) -> dict[str, tuple[bytes, str]]:
         ),
         "a class-creation hook carried by value": (by_value(MadeThroughHook), "unverified"),
         "an attribute hook carried by value": (by_value(SetsThroughHook()), "unverified"),
+        "a types function reached through cloudpickle's _builtin_type": (
+            by_value(Reduces(TypesAttribute("new_class"), "X", (), None, class_body)),
+            "unverified",
+        ),
         "a name that reaches through a module": (
             b"\x80\x04" + text("joblib") + text("os.system") + b"\x93" + text(command) + b"\x85R.",
             "unsafe",

@@ -68,6 +68,7 @@ BUILDERS = frozenset(
         "pandas.core.dtypes.dtypes.CategoricalDtype",
         "pandas.core.arrays.string_.StringDtype",
         "types.SimpleNamespace",
+        "types.MappingProxyType",  # a read-only view of the dict it is given
         # statsmodels' state-space models (ARIMA, SARIMAX...): Cython classes rebuilt from their arrays, in each of
         # their four precisions
         *(

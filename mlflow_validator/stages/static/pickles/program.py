@@ -12,6 +12,8 @@ CLOUDPICKLE_MODULES = frozenset({"cloudpickle", "cloudpickle.cloudpickle", "clou
 GETATTR = frozenset({"builtins.getattr"})
 # Wrappers that keep the function they are given (cloudpickle wraps class methods in them).
 METHOD_WRAPPERS = frozenset({"builtins.staticmethod", "builtins.classmethod"})
+# The `types` that cloudpickle's _builtin_type rebuilds carried code with.
+MACHINERY_TYPES = frozenset({"CodeType", "FunctionType", "CellType", "MethodType"})
 # Positional arguments of types.CodeType (Python 3.8 and later).
 CO_CODE, CO_CONSTS, CO_NAMES, CO_NAME = 6, 7, 8, 11
 
@@ -150,7 +152,11 @@ class Program:
     def _cloudpickle_result(self, short: str, args: list[ast.expr], name: str) -> Value:
         first = constant(args[0]) if args else None
         if short == "_builtin_type" and isinstance(first, str):
-            return Value("types", first)
+            # getattr(types, name): cloudpickle's machinery for the types it rebuilds; any other name is that
+            # attribute of `types`, judged as any global (types.new_class runs what it is given).
+            if first in MACHINERY_TYPES:
+                return Value("types", first)
+            return Value("global", f"types.{first}", "types")
         if short in ("subimport", "dynamic_subimport") and isinstance(first, str):
             self.modules.append(first)
             return Value("module", first)
