@@ -8,31 +8,29 @@ import io
 import json
 import os
 import secrets
+import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import redirect_stdout
 from pathlib import Path
 
 from mlflow_validator import cli, commands
-from mlflow_validator.batch import CLEANUP_GRACE_S, MODEL_TIMEOUT_S, RESULTS_FILE, Target, TargetResult
+from mlflow_validator.batch import CLEANUP_GRACE_S, MODEL_TIMEOUT_S, RESULTS_FILE, Target, TargetResult, overall_verdict
+from mlflow_validator.reporters.markdown import SUMMARY_FILE
 from mlflow_validator.reporters.record import REPORT_FILE, from_json
-from mlflow_validator.results import ModelIdentity, ValidationReport, verdict_word
+from mlflow_validator.results import ModelIdentity, ValidationReport
+from mlflow_validator.settings.declared import SETTINGS
+from mlflow_validator.settings.types import BOOL
 
-VALUED_INPUTS = {
-    "manifest": "--manifest",
-    "base": "--base",
-    "entry": "--entry",
-    "jobs": "--jobs",
-    "tracking-uri": "--tracking-uri",
-    "stages": "--stages",
-    "config": "--config",
-    "requests": "--requests",
-    "baseline": "--baseline",
-    "image-tag": "--image-tag",
-    "on-pass-set-alias": "--on-pass-set-alias",
-    "report-url": "--report-url",
+# An input named after a setting's flag passes that setting on (`stages` -> --stages, `push: true` -> --push):
+# action.yml declares which settings are inputs, the settings declare their flags.
+SETTING_INPUTS = {
+    setting.declaration.flag.removeprefix("--"): setting for setting in SETTINGS if setting.declaration.flag
 }
-SWITCH_INPUTS = {"push": "--push", "write-back": "--write-back", "dry-run": "--dry-run"}
+# The several-models mode's own options, which are not settings.
+SELECTION_INPUTS = {"manifest": "--manifest", "base": "--base", "entry": "--entry", "jobs": "--jobs"}
+# The Action's own: what to validate, whether to plan, where the reports go, and any other flags.
+OWN_INPUTS = frozenset({"model-uri", "plan", "report-dir", "args"})
 DEFAULT_REPORT_DIR = "mlflow-validator-report"
 
 
@@ -45,12 +43,28 @@ def read_inputs(env: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def input_flags(inputs: Mapping[str, str], names: Iterable[str] | None = None) -> list[str]:
+    """The flags the inputs (or those of `names`) stand for. A switch passes only when true: an input's default
+    `false` must not override the config file."""
+    flags: list[str] = []
+    for name, value in inputs.items():
+        if names is not None and name not in names:
+            continue
+        if name in SELECTION_INPUTS:
+            flags += [SELECTION_INPUTS[name], value]
+        elif (setting := SETTING_INPUTS.get(name)) is not None:
+            flag = setting.declaration.flag
+            if setting.declaration.type is not BOOL:
+                flags += [flag, value]
+            elif value.lower() == "true":
+                flags.append(flag)
+    return flags
+
+
 def command_line(inputs: Mapping[str, str]) -> list[str]:
     models = inputs.get("model-uri", "").split()
     report_dir = inputs.get("report-dir", DEFAULT_REPORT_DIR)
-    flags = [arg for name, flag in VALUED_INPUTS.items() if name in inputs for arg in (flag, inputs[name])]
-    flags += [flag for name, flag in SWITCH_INPUTS.items() if inputs.get(name, "false").lower() == "true"]
-    return ["validate", *models, "--output-dir", report_dir, *flags]
+    return ["validate", *models, "--output-dir", report_dir, *input_flags(inputs), *shlex.split(inputs.get("args", ""))]
 
 
 def result_records(inputs: Mapping[str, str], exit_code: int) -> list[dict[str, str | int]]:
@@ -70,11 +84,12 @@ def step_outputs(results: list[dict[str, str | int]], exit_code: int, report_dir
     """GITHUB_OUTPUT lines: the overall verdict, and each model's record in `results` (JSON)."""
     single = results[0] if len(results) == 1 else {}
     values = {
-        "verdict": verdict_word(exit_code),
+        "verdict": overall_verdict(results, exit_code),
         "exit-code": str(exit_code),
         "junit-xml": str(single.get("junit-xml", Path(report_dir) / "junit.xml")),
         "report-dir": report_dir,
         "image-digest": str(single.get("image-digest", "")),
+        "summary-file": str(Path(report_dir) / SUMMARY_FILE),
         "results": json.dumps(results),
     }
     lines = []
@@ -90,7 +105,7 @@ def step_outputs(results: list[dict[str, str | int]], exit_code: int, report_dir
 def plan_outputs(inputs: Mapping[str, str], env: Mapping[str, str]) -> int:
     """`plan: true`: the manifest entries to validate, as outputs a matrix reads (`matrix`, `count`)."""
     argv = ["plan", "--manifest", inputs.get("manifest", "mlflow-models.yaml")]
-    argv += [arg for name in ("base", "tracking-uri") if name in inputs for arg in (VALUED_INPUTS[name], inputs[name])]
+    argv += input_flags(inputs, ("base", "tracking-uri"))
     printed = io.StringIO()
     with redirect_stdout(printed):
         exit_code = cli.main(argv, env)

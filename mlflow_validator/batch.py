@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow_validator import commands
-from mlflow_validator.errors import EXIT_CANNOT_VALIDATE, Cancelled
+from mlflow_validator.errors import EXIT_CANNOT_VALIDATE, EXIT_PASSED, Cancelled
 from mlflow_validator.manifest import Manifest, ResolvedChange
-from mlflow_validator.reporters.github import Blame, append_summary, check_annotations, models_summary, within_budget
+from mlflow_validator.reporters.github import Blame, append_summary, check_annotations, within_budget
 from mlflow_validator.reporters.junit import render_models
-from mlflow_validator.reporters.record import REPORT_FILE, from_json
+from mlflow_validator.reporters.markdown import SUMMARY_FILE, models_summary
+from mlflow_validator.reporters.record import REPORT_FILE, VERDICT_FILE, dotenv, from_json
 from mlflow_validator.results import (
     VERDICTS,
     CheckResult,
@@ -62,9 +63,14 @@ class TargetResult:
     output_dir: Path
 
     @property
+    def _reported(self) -> bool:
+        """The report tells the verdict: a child stopped from outside has only its exit code."""
+        return self.report.exit_code == self.exit_code
+
+    @property
     def verdict(self) -> str:
-        """The report's verdict names what did not run; a child stopped from outside has only its exit code."""
-        if self.report.exit_code == self.exit_code:
+        """The console's verdict line: the report's names what did not run."""
+        if self._reported:
             return self.report.verdict
         return VERDICTS.get(self.exit_code, VERDICTS[EXIT_CANNOT_VALIDATE])
 
@@ -73,12 +79,21 @@ class TargetResult:
         return {
             "id": self.target.label,
             "model-uri": self.target.model_uri,
-            "verdict": verdict_word(self.exit_code),
+            "verdict": self.report.verdict_name
+            if self.report.exit_code == self.exit_code
+            else verdict_word(self.exit_code),
             "exit-code": self.exit_code,
             "junit-xml": str(self.output_dir / "junit.xml"),
             "report-dir": str(self.output_dir),
             "image-digest": json.loads(image.read_text()).get("digest", "") if image.is_file() else "",
         }
+
+
+def overall_verdict(records: list[dict[str, str | int]], exit_code: int) -> str:
+    """The worst over the models: partial when every model passed but one of them not by every stage."""
+    if exit_code == EXIT_PASSED and any(record["verdict"] == "partial" for record in records):
+        return "partial"
+    return verdict_word(exit_code)
 
 
 def manifest_target(manifest: Manifest, change: ResolvedChange) -> Target:
@@ -175,9 +190,14 @@ class Batch:
         for result in results:
             print(f"{result.verdict:<36} {result.target.label}")
         print(f"JUnit report: {self.junit_path}\nResults: {results_file}", flush=True)
+        summary = models_summary(reports, self.tracking_uri)
+        (self.output_dir / SUMMARY_FILE).write_text(summary, encoding="utf-8")
+        exit_code = max((result.exit_code for result in results), default=0)
+        verdict = overall_verdict([result.record() for result in results], exit_code)
+        (self.output_dir / VERDICT_FILE).write_text(dotenv(verdict, exit_code, ""), encoding="utf-8")
         if self.env.get("GITHUB_ACTIONS") == "true":
             workspace = Path(self.env.get("GITHUB_WORKSPACE", "."))
             found = [c for r in results for c in check_annotations(r.report, workspace, r.target.label, r.target.blame)]
             for command in within_budget(found):
                 print(command, flush=True)
-            append_summary(self.env, models_summary(reports, self.tracking_uri))
+            append_summary(self.env, summary)

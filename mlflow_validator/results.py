@@ -90,6 +90,7 @@ def verdict_word(exit_code: int) -> str:
 class ValidationReport:
     identity: ModelIdentity
     checks: list[CheckResult] = field(default_factory=list)
+    write_back_error: str = ""  # the registry refused the verdict that was asked to be written back
 
     def in_stage(self, stage: Stage) -> list[CheckResult]:
         return [check for check in self.checks if check.stage is stage]
@@ -122,6 +123,14 @@ class ValidationReport:
         return self.stages_run == list(Stage)
 
     @property
+    def verdict_name(self) -> str:
+        """passed, partial (every check that ran passed, not every stage ran), failed or error: how report.json,
+        the registry's tags and the CI outputs name the verdict."""
+        if self.exit_code == EXIT_PASSED and not self.complete:
+            return "partial"
+        return verdict_word(self.exit_code)
+
+    @property
     def verdict(self) -> str:
         """The one-line verdict. A pass of fewer than every stage names what did not run, and promotes nothing."""
         if self.exit_code != EXIT_PASSED or self.complete:
@@ -136,7 +145,7 @@ class ValidationReport:
     @property
     def exit_code(self) -> int:
         statuses = {check.status for check in self.checks}
-        if Status.ERROR in statuses:
+        if Status.ERROR in statuses or self.write_back_error:
             return EXIT_CANNOT_VALIDATE
         if Status.FAILED in statuses:
             return EXIT_GATE_FAILED

@@ -14,7 +14,7 @@ import yaml
 
 from mlflow_validator import PROG
 from mlflow_validator.batch import Batch, Target, manifest_target
-from mlflow_validator.errors import UsageError
+from mlflow_validator.errors import RegistryRefusedError, UsageError
 from mlflow_validator.expectations.team import EXAMPLE_FILE, example_checks
 from mlflow_validator.manifest import (
     Manifest,
@@ -33,6 +33,7 @@ from mlflow_validator.reporters import Reporter
 from mlflow_validator.reporters.console import ConsoleReporter, one_printable_line
 from mlflow_validator.reporters.github import GitHubReporter
 from mlflow_validator.reporters.junit import JUnitReporter
+from mlflow_validator.reporters.markdown import MarkdownReporter
 from mlflow_validator.reporters.record import RecordReporter
 from mlflow_validator.results import Stage, Status, ValidationReport
 from mlflow_validator.runlog import RunLog
@@ -60,6 +61,13 @@ def _check_writable(path: Path, what: str) -> None:
             problem = f"{ancestor} is not writable: {exc.strerror}"
     if problem:
         raise UsageError(f"cannot write the {what} to {path} ({problem})", f"choose a writable {what} path")
+
+
+def ci_folds(env: Mapping[str, str]) -> str:
+    """Which CI's collapsible sections the console draws: GitLab's, GitHub's, or none."""
+    if env.get("GITLAB_CI") == "true":
+        return "gitlab"
+    return "github" if env.get("GITHUB_ACTIONS") == "true" else ""
 
 
 VERDICT_LINES = {Status.FAILED: "the gate failed", Status.ERROR: "could not validate"}
@@ -90,13 +98,14 @@ def validate(options: Options, env: Mapping[str, str], run_log: RunLog) -> int:
     plan = plan_stages(options, docker_problem)
     if docker_problem and not options.given("stages"):
         print(f"warning: skipping the docker stage: no Docker engine reachable ({docker_problem})", file=sys.stderr)
+    tracking_uri = options.tracking_uri or env.get("MLFLOW_TRACKING_URI", "")
+    records: list[Reporter] = [RecordReporter(options.output_dir), MarkdownReporter(options.output_dir, tracking_uri)]
     reporters: list[Reporter] = [
-        ConsoleReporter(sections=env.get("GITLAB_CI") == "true", quiet=options.quiet),
+        ConsoleReporter(folds=ci_folds(env), quiet=options.quiet),
         JUnitReporter(options.junit_path),
-        RecordReporter(options.output_dir),
+        *records,
     ]
     if env.get("GITHUB_ACTIONS") == "true":
-        tracking_uri = options.tracking_uri or env.get("MLFLOW_TRACKING_URI", "")
         reporters.append(GitHubReporter(env, tracking_uri))
     pipeline = Pipeline(options, plan, env, reporters, on_report=lambda: run_log.write(options.output_dir))
     report = pipeline.run()
@@ -107,7 +116,13 @@ def validate(options: Options, env: Mapping[str, str], run_log: RunLog) -> int:
         if options.write_back.dry_run:
             print(f"Registry (dry run, nothing written): {planned.describe()}")
         else:
-            write(planned, options)  # a refusal is exit 2; the report already holds the verdict
+            try:
+                write(planned, options)
+            except RegistryRefusedError as exc:  # exit 2: the records say so too, with the verdict they hold
+                report.write_back_error = str(exc)
+                for record in records:
+                    record.report_finished(report)
+                raise
             print(f"Registry: {planned.describe()}")
     return report.exit_code
 

@@ -11,7 +11,7 @@ from importlib.metadata import version
 
 from mlflow_validator.errors import EXIT_PASSED, RegistryRefusedError
 from mlflow_validator.model.fetch import bounded_registry_call, mlflow_client_settings, parse_model_uri
-from mlflow_validator.results import Status, ValidationReport, verdict_word
+from mlflow_validator.results import Status, ValidationReport
 from mlflow_validator.settings import Options
 
 TAG_PREFIX = "mlflow_validator."
@@ -49,7 +49,7 @@ def planned_write(report: ValidationReport, options: Options, env: Mapping[str, 
         return None
     broken = [f"{c.stage.value}/{c.name}" for c in report.checks if c.status in (Status.FAILED, Status.ERROR)]
     tags = {
-        "status": verdict_word(report.exit_code),
+        "status": report.verdict_name,
         "validator_version": version("mlflow-validator"),
         "report": options.write_back.report_url or ci_job_url(env),
         "checks_failed": ",".join(broken)[:MAX_TAG_VALUE],

@@ -96,17 +96,23 @@ def run_team_checks(context: ChecksContext, options: Options, env: Mapping[str, 
         timeout_s=options.timeouts.checks,
         check=False,
     )
-    if done.returncode == NO_TESTS:
+    lines = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
+    entries = [line for line in lines if "node_id" in line]
+    collected = next((line["collected"] for line in lines if "collected" in line), None)
+    if done.returncode == NO_TESTS and not entries:
         return skipped(f"no tests in {directory}")
-    entries = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
-    if not entries:  # pytest stopped before any test: a plugin that did not import, a bad option
-        return Outcome(
-            Status.ERROR,
-            f"pytest could not run the checks in {directory} (exit {done.returncode}): "
-            f"{commands.last_line(done.output)}",
-            done.tail(),
-        )
+    # Any other way out (pytest stopped before a test or during one, a crash, a plugin that did not import) leaves
+    # tests not run: the checks cannot vouch for the model, whatever those that ran said.
     cases = tuple(_result(entry, context.stage, options) for entry in entries)
+    not_run = set(collected or ()) - {entry["node_id"] for entry in entries}
+    if done.returncode not in (RAN, TESTS_FAILED) or collected is None or not_run:
+        why = f"{len(not_run)} of {len(collected)} tests did not run" if collected and not_run else "it stopped"
+        message = (
+            f"pytest could not run the checks in {directory} (exit {done.returncode}; {why}): "
+            f"{commands.last_line(done.output)}"
+        )
+        stopped = CheckResult(context.stage, "team-checks", Status.ERROR, 0.0, message, done.tail())
+        return Outcome(Status.ERROR, message, done.tail(), cases=(*cases, stopped))
     worst = min((case.status for case in cases), key=SEVERITY.index, default=Status.SKIPPED)
     return Outcome(worst, cases=cases)
 

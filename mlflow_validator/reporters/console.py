@@ -1,4 +1,5 @@
-"""Print each check as it finishes, then the verdict. In a GitLab job each stage is a collapsible section."""
+"""Print each check as it finishes, then the verdict. In a GitLab job each stage is a collapsible section, in a
+GitHub Actions job a group."""
 
 from __future__ import annotations
 
@@ -38,17 +39,26 @@ def gitlab_section(edge: str, stage: Stage, header: str = "") -> str:
     return f"\x1b[0Ksection_{edge}:{int(time.time())}:mlflow_validator_{stage.value}\r\x1b[0K{header}"
 
 
+def github_group(edge: str, stage: Stage, header: str = "") -> str:
+    """GitHub's workflow commands that fold a log's lines (`edge` is start or end)."""
+    return f"::group::{header}" if edge == "start" else "::endgroup::"
+
+
+# How each CI folds a stage's lines: "gitlab" (GITLAB_CI=true), "github" (GITHUB_ACTIONS=true).
+FOLDS = {"gitlab": gitlab_section, "github": github_group}
+
+
 class ConsoleReporter(Reporter):
     def __init__(
         self,
         stream: TextIO | None = None,
-        sections: bool = False,
+        folds: str = "",
         quiet: bool = False,
         running_after_s: float = RUNNING_AFTER_S,
         heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self.stream = stream or sys.stdout
-        self.sections = sections  # GitLab's collapsible sections, one per stage
+        self.fold = FOLDS.get(folds)  # a collapsible section per stage, as the CI draws them
         self.quiet = quiet  # --quiet: what passed or was skipped is left to the report
         self.open_section: Stage | None = None
         self.running_after_s = running_after_s
@@ -80,14 +90,14 @@ class ConsoleReporter(Reporter):
         self._print(f"Validating {identity.uri} ({described})")
 
     def stage_started(self, stage: Stage) -> None:
-        if self.sections:
+        if self.fold:
             self._close_section()
-            self._print(gitlab_section("start", stage, f"mlflow-validator: the {stage.value} stage"))
+            self._print(self.fold("start", stage, f"mlflow-validator: the {stage.value} stage"))
             self.open_section = stage
 
     def _close_section(self) -> None:
-        if self.open_section is not None:
-            self._print(gitlab_section("end", self.open_section))
+        if self.fold and self.open_section is not None:
+            self._print(self.fold("end", self.open_section, ""))
             self.open_section = None
 
     def check_finished(self, result: CheckResult) -> None:

@@ -1,8 +1,8 @@
 """GitHub Actions: the step summary and annotations, from the same records as every reporter.
 
-Active when the CLI runs in a GitHub Actions job (`GITHUB_ACTIONS=true`). The summary is Markdown appended
-to `GITHUB_STEP_SUMMARY` (GitHub shows at most 1 MiB of it per step); annotations are workflow commands on
-stdout (at most ANNOTATIONS_PER_KIND of each kind, then one notice with the count). The step's outputs
+Active when the CLI runs in a GitHub Actions job (`GITHUB_ACTIONS=true`). The summary (`markdown.py`) is appended
+to `GITHUB_STEP_SUMMARY`; annotations are workflow commands on stdout (at most ANNOTATIONS_PER_KIND of each
+kind, then one notice with the count). The step's outputs
 are the Action's (`mlflow_validator/action.py`), which may run several models.
 """
 
@@ -16,13 +16,10 @@ from pathlib import Path
 from typing import TextIO
 
 from mlflow_validator.reporters import Reporter
-from mlflow_validator.results import ModelIdentity, Status, ValidationReport
+from mlflow_validator.reporters.markdown import bounded_summary
+from mlflow_validator.results import Status, ValidationReport
 
-SUMMARY_LIMIT_BYTES = 1024 * 1024
 ANNOTATIONS_PER_KIND = 10
-DETAILS_LIMIT_CHARS = 4000  # per failure; the full text is in the JUnit report and the output directory
-ICONS = {Status.PASSED: "✅", Status.WARNED: "⚠️", Status.FAILED: "❌", Status.SKIPPED: "⏭️", Status.ERROR: "💥"}
-VERDICT_ICONS = {0: "✅", 1: "❌", 2: "💥"}
 
 
 def escape_data(text: str) -> str:
@@ -33,51 +30,6 @@ def escape_data(text: str) -> str:
 def escape_property(text: str) -> str:
     """A workflow command's property value (title=, file=): also : and , are encoded."""
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
-
-
-def model_link(identity: ModelIdentity, tracking_uri: str) -> str:
-    """The version's page in the MLflow UI, when the tracking URI is a web address."""
-    if not (tracking_uri.startswith(("http://", "https://")) and identity.name and identity.version):
-        return ""
-    return f"{tracking_uri.rstrip('/')}/#/models/{identity.name}/versions/{identity.version}"
-
-
-def summary(report: ValidationReport, tracking_uri: str, details_limit: int = DETAILS_LIMIT_CHARS) -> str:
-    identity = report.identity
-    link = model_link(identity, tracking_uri)
-    title = f"[{identity.uri}]({link})" if link else f"`{identity.uri}`"
-    lines = [
-        f"## {VERDICT_ICONS[report.exit_code]} {title}: {report.verdict}",
-        "",
-        "| stage | check | result | time | message |",
-        "| --- | --- | --- | ---: | --- |",
-    ]
-    for check in report.checks:
-        lines.append(
-            f"| {check.stage.value} | {check.name} | {ICONS[check.status]} {check.status.value} "
-            f"| {check.duration_s:.2f} s | {_cell(check.message)} |"
-        )
-    for check in report.checks:
-        if check.status in (Status.FAILED, Status.ERROR):
-            lines += ["", f"### {check.stage.value} {check.name}", "", check.message]
-            if check.details:
-                shown = check.details[-details_limit:]
-                lines += ["", "<details><summary>details</summary>", "", "```", shown.replace("```", "'''"), "```"]
-                lines += ["", "</details>"]
-    return "\n".join(lines) + "\n"
-
-
-def bounded_summary(report: ValidationReport, tracking_uri: str, limit: int = SUMMARY_LIMIT_BYTES) -> str:
-    """The summary within `limit` bytes (GitHub's): the details shrink first, then the table goes."""
-    for details_limit in (DETAILS_LIMIT_CHARS, 500, 0):
-        text = summary(report, tracking_uri, details_limit)
-        if len(text.encode()) <= limit:
-            return text
-    return f"## {VERDICT_ICONS[report.exit_code]} {report.identity.uri}: {report.verdict}\n"
 
 
 @dataclass(frozen=True)
@@ -138,16 +90,6 @@ def append_summary(env: Mapping[str, str], text: str) -> None:
             os.write(descriptor, text.encode())
         finally:
             os.close(descriptor)
-
-
-def models_summary(reports: dict[str, ValidationReport], tracking_uri: str) -> str:
-    """Several models: a verdict table, then each model's own summary, within GitHub's limit."""
-    lines = ["# mlflow-validator", "", "| model | result |", "| --- | --- |"]
-    lines += [f"| {label} | {VERDICT_ICONS[r.exit_code]} {r.verdict} |" for label, r in reports.items()]
-    head = "\n".join(lines) + "\n\n"
-    room = SUMMARY_LIMIT_BYTES - len(head.encode())
-    parts = [bounded_summary(report, tracking_uri, room // max(1, len(reports))) for report in reports.values()]
-    return head + "\n".join(parts)
 
 
 class GitHubReporter(Reporter):

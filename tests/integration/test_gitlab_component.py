@@ -64,16 +64,23 @@ def run_job(project: Path, inputs: dict[str, str]) -> subprocess.CompletedProces
 
 
 def test_the_components_job_validates_a_model_and_keeps_its_report(project):
-    done = run_job(project, {"model-uri": "models/good", "stages": "static,venv"})
+    done = run_job(project, {"model-uri": "models/good", "stages": "static,venv", "args": "--quiet --rtol 0.001"})
 
     assert done.returncode == 0, done.stderr
     assert f"PASS  {JOB}" in done.stdout
     assert "PASSED static, venv only: docker did not run" in done.stdout
     for stage in ("static", "venv"):
         assert "section_start:" in done.stdout and f"mlflow_validator_{stage}" in done.stdout
-    report = project / ".gitlab-ci-local" / "artifacts" / JOB / "mlflow-validator-report" / "junit.xml"
-    statuses = read_report(report)
+    artifacts = project / ".gitlab-ci-local" / "artifacts" / JOB / "mlflow-validator-report"
+    statuses = read_report(artifacts / "junit.xml")
     assert statuses["venv"]["load-model"] == "passed"
+    assert "PASS  static mlmodel" not in done.stdout, "args pass through: --quiet"
+    assert (artifacts / "verdict.env").read_text().splitlines() == [
+        "MLFLOW_VALIDATOR_VERDICT=partial",
+        "MLFLOW_VALIDATOR_EXIT_CODE=0",
+        "MLFLOW_VALIDATOR_IMAGE_DIGEST=",
+    ]
+    assert (artifacts / "summary.md").read_text().startswith("## ✅ `models/good`: PASSED static, venv only")
 
 
 def test_a_failed_gate_fails_the_job(project):
@@ -82,5 +89,6 @@ def test_a_failed_gate_fails_the_job(project):
     assert done.returncode != 0
     assert f"FAIL  {JOB}" in done.stdout
     assert "mlflow-validator: the gate failed: static" in done.stdout + done.stderr
-    report = project / ".gitlab-ci-local" / "artifacts" / JOB / "mlflow-validator-report" / "junit.xml"
-    assert "failure" in read_report(report)["static"].values(), "the report is kept when the job fails"
+    artifacts = project / ".gitlab-ci-local" / "artifacts" / JOB / "mlflow-validator-report"
+    assert "failure" in read_report(artifacts / "junit.xml")["static"].values(), "the report is kept when the job fails"
+    assert "MLFLOW_VALIDATOR_EXIT_CODE=1" in (artifacts / "verdict.env").read_text()

@@ -141,19 +141,28 @@ def test_a_file_that_does_not_compile_is_an_error_of_its_own_and_policies_apply_
     assert "SyntaxError" in result.stdout
 
 
-@pytest.mark.parametrize("exit_code", [0, 1])
-def test_checks_that_stop_before_any_test_ran_cannot_validate(tmp_path, exit_code):
-    """A conftest that ends pytest early (or a plugin that does not import) records nothing: never a pass."""
+@pytest.mark.parametrize(
+    ("hook", "exit_code"),
+    [
+        ("pytest_collection_finish(session)", 0),
+        ("pytest_collection_finish(session)", 1),
+        ("pytest_runtest_teardown(item)", 0),
+    ],
+    ids=["before-any-test-exit-0", "before-any-test-exit-1", "after-the-first-test-exit-0"],
+)
+def test_checks_that_stop_before_every_test_ran_cannot_validate(tmp_path, hook, exit_code):
+    """A conftest that ends pytest early (or a plugin that does not import, a crash) leaves tests not run:
+    never a pass, whatever those that ran said."""
     checks = write_checks(
         tmp_path / "checks",
         {
             "conftest.py": f"""
                 import pytest
 
-                def pytest_collection_finish(session):
+                def {hook}:
                     pytest.exit("not today", returncode={exit_code})
                 """,
-            "test_a.py": "def test_a(): pass\n",
+            "test_a.py": "def test_a(): pass\n\ndef test_b(): pass\n",
         },
     )
     options = dataclasses.replace(Options("m"), checks_dir=checks)
@@ -161,8 +170,9 @@ def test_checks_that_stop_before_any_test_ran_cannot_validate(tmp_path, exit_cod
 
     outcome = run_team_checks(context, options, os.environ, tmp_path / "work")
 
-    assert (outcome.status, outcome.cases) == (Status.ERROR, ())
-    assert f"pytest could not run the checks in {checks} (exit {exit_code})" in outcome.message
+    assert outcome.status is Status.ERROR and outcome.cases[-1].status is Status.ERROR
+    assert f"pytest could not run the checks in {checks} (exit {exit_code}; " in outcome.message
+    assert [case.name for case in outcome.cases[:-1]] == (["test_a.py::test_a"] if "runtest" in hook else [])
 
 
 def test_the_baseline_fixture_asks_the_version_in_production(run_cli, tracking_uri, tmp_path):

@@ -70,7 +70,8 @@ def test_a_pass_of_the_static_stage_alone_is_tagged_as_such_and_promises_nothing
     assert "PASSED static only: venv, docker did not run, so the model is not validated for promotion" in result.stdout
     assert "may be promoted" not in result.stdout
     tags = client(registered.tracking_uri).get_model_version("iris-classifier", "1").tags
-    assert (tags["mlflow_validator.stages"], tags["mlflow_validator.stages_not_run"]) == ("static", "venv,docker")
+    assert (tags["mlflow_validator.status"], tags["mlflow_validator.stages"]) == ("partial", "static")
+    assert tags["mlflow_validator.stages_not_run"] == "venv,docker"
     record = json.loads((tmp_path / "mlflow-validator-report" / "report.json").read_text())
     assert record["stages"]["not_run"] == {stage: "not selected (--stages static)" for stage in ("venv", "docker")}
 
@@ -129,3 +130,8 @@ def test_a_registry_that_refuses_the_write_is_exit_2_and_the_verdict_stays_in_th
     report = read_report(tmp_path / "mlflow-validator-report" / "junit.xml")
     assert set(report["static"].values()) <= {"passed", "skipped"}
     assert "PASSED" in result.stdout
+    record = json.loads((tmp_path / "mlflow-validator-report" / "report.json").read_text())
+    assert (record["exit_code"], record["verdict"]) == (2, "error"), "the records agree with the exit code"
+    assert "PERMISSION_DENIED" in record["write_back_error"]
+    verdict_env = (tmp_path / "mlflow-validator-report" / "verdict.env").read_text()
+    assert "MLFLOW_VALIDATOR_EXIT_CODE=2" in verdict_env

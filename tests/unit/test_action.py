@@ -2,6 +2,7 @@
 GITHUB_OUTPUT, and action.yml and the workflows against GitHub's published schemas."""
 
 import json
+import re
 from importlib.resources import files
 from pathlib import Path
 
@@ -10,7 +11,17 @@ import pytest
 import yaml
 from ruamel.yaml import YAML
 
-from mlflow_validator.action import command_line, read_inputs, result_records, step_outputs
+from mlflow_validator.action import (
+    OWN_INPUTS,
+    SELECTION_INPUTS,
+    SETTING_INPUTS,
+    command_line,
+    read_inputs,
+    result_records,
+    step_outputs,
+)
+from mlflow_validator.reporters.record import to_json
+from mlflow_validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
 
 ROOT = Path(__file__).parents[2]
 SCHEMAS = files("check_jsonschema") / "builtin_schemas" / "vendor"
@@ -38,12 +49,25 @@ def test_a_manifest_input_validates_its_changed_entries():
     ]  # fmt: skip
 
 
-def test_one_models_outputs_come_from_its_report(tmp_path):
+def recorded_run(directory: Path, stages: tuple[Stage, ...]) -> None:
+    """report.json of a run whose checks passed in `stages`; the other stages not selected."""
+    checks = [
+        CheckResult(stage, "answers", Status.PASSED, 0.1)
+        if stage in stages
+        else CheckResult(stage, stage.value, Status.SKIPPED, 0.0, "not selected")
+        for stage in Stage
+    ]
+    (directory / "report.json").write_text(to_json(ValidationReport(ModelIdentity("models:/a/1", "a", "1"), checks)))
+
+
+@pytest.mark.parametrize(("stages", "verdict"), [(tuple(Stage), "passed"), ((Stage.STATIC,), "partial")])
+def test_one_models_outputs_come_from_its_report(tmp_path, stages, verdict):
     (tmp_path / "image.json").write_text(json.dumps({"digest": "reg/a@sha256:1"}))
+    recorded_run(tmp_path, stages)
     inputs = {"model-uri": "models:/a/1", "report-dir": str(tmp_path)}
     lines = step_outputs(result_records(inputs, 0), 0, str(tmp_path)).splitlines()
     assert lines[:5] == [
-        "verdict=passed",
+        f"verdict={verdict}",
         "exit-code=0",
         f"junit-xml={tmp_path / 'junit.xml'}",
         f"report-dir={tmp_path}",
@@ -82,6 +106,29 @@ def test_every_input_of_action_yml_reaches_the_entry_point():
     assert {f"INPUT_{name.upper().replace('-', '_')}" for name in action["inputs"]} == set(passed)
 
 
+def test_every_input_of_action_yml_is_a_setting_a_selection_or_the_actions_own():
+    inputs = set(yaml.safe_load((ROOT / "action.yml").read_text())["inputs"])
+    assert inputs - set(SETTING_INPUTS) - set(SELECTION_INPUTS) - OWN_INPUTS == set()
+
+
+def test_other_flags_pass_through_args_and_settings_inputs_become_their_flags():
+    inputs = {"model-uri": "models:/churn/3", "memory": "2g", "write-back": "true", "push": "false"}
+    assert command_line(inputs | {"args": "--rtol 1e-4 --keep"}) == [
+        "validate", "models:/churn/3", "--output-dir", "mlflow-validator-report", "--memory", "2g", "--write-back",
+        "--rtol", "1e-4", "--keep",
+    ]  # fmt: skip
+
+
+def test_every_variable_the_component_sets_is_a_settings_own():
+    """The component passes its inputs as the settings' environment variables, as the settings declare them."""
+    from mlflow_validator.settings.declared import SETTINGS
+
+    declared = {name for setting in SETTINGS for name in setting.declaration.env}
+    text = (ROOT / "templates" / "validate.yml").read_text()
+    used = set(re.findall(r"^\s+(MLFLOW_VALIDATOR_[A-Z_]+):", text, re.MULTILINE))
+    assert used and used <= declared
+
+
 def test_the_lock_the_action_and_the_image_install_holds_every_runtime_dependency():
     """Both install requirements.lock with --no-deps (pip --require-hashes): a dependency added to
     pyproject.toml but not locked is missing where users run the validator."""
@@ -96,3 +143,11 @@ def test_the_lock_the_action_and_the_image_install_holds_every_runtime_dependenc
         if "==" in line and not line.startswith((" ", "#"))
     }
     assert {canonicalize_name(Requirement(line).name) for line in declared} - locked == set()
+
+
+def test_third_party_actions_are_pinned_by_commit_with_their_version_named():
+    files = [ROOT / "action.yml", *sorted((ROOT / ".github" / "workflows").glob("*.yml"))]
+    lines = [line.strip() for f in files for line in f.read_text().splitlines()]
+    uses = [line.split("uses:", 1)[1].strip() for line in lines if "uses:" in line and not line.startswith("#")]
+    third_party = [use for use in uses if not use.startswith(("./", "`"))]
+    assert third_party and all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40} # v[\d.]+", use) for use in third_party)

@@ -4,7 +4,7 @@ import io
 import time
 
 from mlflow_validator.reporters.console import ConsoleReporter
-from mlflow_validator.results import CheckResult, Stage, Status
+from mlflow_validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
 
 RESULTS = [
     CheckResult(Stage.STATIC, "mlmodel", Status.PASSED, 0.01, "flavors: python_function"),
@@ -48,3 +48,19 @@ def test_a_quick_check_prints_its_result_alone():
     console.check_started(Stage.STATIC, "mlmodel")
     console.check_finished(RESULTS[0])
     assert len(stream.getvalue().splitlines()) == 1
+
+
+def test_each_stage_is_a_group_in_a_github_job_and_a_section_in_a_gitlab_job():
+    for folds, opened, closed in (
+        ("github", "::group::", "::endgroup::"),
+        ("gitlab", "section_start:", "section_end:"),
+    ):
+        stream = io.StringIO()
+        console = ConsoleReporter(stream, folds=folds)
+        for stage in (Stage.STATIC, Stage.VENV):
+            console.stage_started(stage)
+            console.check_finished(next(r for r in RESULTS if r.stage is stage))
+        console.report_finished(ValidationReport(ModelIdentity("m", "m"), RESULTS))
+        lines = stream.getvalue().rstrip("\n").split("\n")  # GitLab's header follows a carriage return
+        assert [opened in line for line in lines].count(True) == [closed in line for line in lines].count(True) == 2
+        assert "the static stage" in lines[0] and closed in lines[-2] and lines[-1].startswith("FAILED")

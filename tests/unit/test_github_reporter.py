@@ -5,17 +5,15 @@ from pathlib import Path
 
 from mlflow_validator.reporters.github import (
     ANNOTATIONS_PER_KIND,
-    SUMMARY_LIMIT_BYTES,
     Blame,
     GitHubReporter,
-    bounded_summary,
     check_annotations,
     error_on_file,
     escape_data,
     escape_property,
-    models_summary,
     within_budget,
 )
+from mlflow_validator.reporters.markdown import SUMMARY_LIMIT_BYTES, bounded_summary, models_summary
 from mlflow_validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
 
 IDENTITY = ModelIdentity("models:/churn/3", "churn", "3")
@@ -106,3 +104,20 @@ def test_several_models_summary_opens_with_a_verdict_per_model():
     }
     text = models_summary(reports, "")
     assert "| prod/churn | ✅ PASSED" in text and "| staging/churn | ❌ FAILED" in text
+
+
+def test_the_summary_opens_with_what_did_not_pass_and_folds_the_passes(tmp_path):
+    report = ValidationReport(
+        IDENTITY,
+        [
+            CheckResult(Stage.STATIC, "pinned", Status.PASSED, 0.01, "all 6 requirements pinned"),
+            CheckResult(Stage.STATIC, "uv-lock", Status.SKIPPED, 0.0, "not a uv project"),
+            CheckResult(Stage.VENV, "answers", Status.FAILED, 0.2, "1 of 6 request(s) failed"),
+            CheckResult(Stage.DOCKER, "docker", Status.SKIPPED, 0.0, "an earlier stage failed (venv)"),
+        ],
+    )
+    summary, _ = run(report, tmp_path)
+    failure, folded = summary.index("| venv | answers | ❌ failed"), summary.index("<details><summary>✅ 1 passed")
+    assert failure < summary.index("### venv answers") < folded < summary.index("| static | pinned | ✅ passed")
+    assert "⏭️ 2 skipped</summary>" in summary
+    assert "Not run: docker (an earlier stage failed (venv))" in summary

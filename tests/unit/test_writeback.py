@@ -52,7 +52,7 @@ def test_a_pass_of_fewer_stages_says_what_did_not_run_and_moves_no_alias():
     partial = report(Status.PASSED, not_run=(Stage.VENV, Stage.DOCKER))
     planned = planned_write(partial, options(on_pass_set_alias="production"), {})
     assert planned is not None and planned.alias == ""
-    assert planned.tags["mlflow_validator.stages"] == "static"
+    assert (planned.tags["mlflow_validator.status"], planned.tags["mlflow_validator.stages"]) == ("partial", "static")
     assert planned.tags["mlflow_validator.stages_not_run"] == "venv,docker"
     assert (
         partial.verdict == "PASSED static only: venv, docker did not run, so the model is not validated for promotion"
