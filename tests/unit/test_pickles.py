@@ -190,8 +190,21 @@ def reads_by_computed_names():
 def test_a_name_held_by_a_variable_or_a_carried_global_is_followed_and_a_computed_one_is_not_guessed(tmp_path):
     findings = analyze(tmp_path, cloudpickle.dumps(reads_by_computed_names()))
     assert findings.env_vars == ("API_KEY", "DB_URL", "SERVICE_TOKEN")
-    assert findings.computed_env_reads == 3
+    assert findings.computed_env_reads == 6, "3 names computed, and the environment reached 3 ways not by name"
     assert "orjson" not in findings.imports  # `except ImportError` makes it optional, as in source
+
+
+def test_a_global_another_carried_function_rebinds_is_no_constant_and_the_aliased_environment_is_counted(tmp_path):
+    def rebinds():
+        global SERVICE_KEY
+        SERVICE_KEY = "UNDECLARED_SECRET"
+
+    def reads():
+        environment = os.environ
+        return os.getenv(SERVICE_KEY), environment["DB_PASSWORD"]
+
+    findings = analyze(tmp_path, cloudpickle.dumps([rebinds, reads]))
+    assert (findings.env_vars, findings.computed_env_reads) == ((), 2)
 
 
 def test_a_variable_stored_twice_is_not_a_constant(tmp_path):

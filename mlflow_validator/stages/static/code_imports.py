@@ -137,6 +137,9 @@ def check_code_imports(ctx: StaticContext) -> Outcome:
     roots, files = code_files(ctx)
     # What pickled code imports is known without its line: the pickle is the place to look.
     pickled = [ImportSite(f"{p.file} (pickled code)", 0, module) for p in ctx.pickles for module in p.imports]
+    unread = [f"{p.file}: {p.code_unread}" for p in ctx.pickles if p.code_unread]
+    if not files and not pickled and unread:
+        return skipped(f"not known: {'; '.join(unread)}")
     if not files and not pickled:
         return skipped("the model logs no Python code (no code_paths, no models-from-code file, no pickled code)")
     problems = []
@@ -151,4 +154,5 @@ def check_code_imports(ctx: StaticContext) -> Outcome:
     if problems:
         return failed("; ".join(problems))
     pickles = f" and the code of {len({p.file for p in ctx.pickles if p.imports})} pickle(s)" if pickled else ""
-    return passed(f"every import in {len(files)} file(s){pickles} resolves")
+    not_known = f"; not known for {'; '.join(unread)}" if unread else ""
+    return passed(f"every import in {len(files)} file(s){pickles} resolves{not_known}")

@@ -58,7 +58,11 @@ def check_environment_variables(ctx: StaticContext) -> Outcome:
     if not read and not computed and unread:
         return skipped(f"not known: {_listed(unread)}")
     # A name computed when the code runs is not guessed: the venv stage runs the model with only what is declared.
-    unknown = f"; {computed} read(s) by a name computed at run time" if computed else ""
+    unknown = (
+        f"; {computed} read(s) not by a constant name (computed at run time, or the whole environment)"
+        if computed
+        else ""
+    )
     unknown += f"; not known for {_listed(unread)}" if unread else ""
     if not read:
         return passed(f"the pickled code reads no environment variable{unknown}")

@@ -46,7 +46,7 @@ CONSUMERS = frozenset({"CALL", "CALL_FUNCTION", "CALL_METHOD", "CALL_KW", "CALL_
 SUBSCRIPT_OP = 26  # BINARY_OP's argument for a subscript (Python 3.14, where BINARY_SUBSCR went)
 # The handlers that make an import optional, as in source (code_imports.OPTIONAL_IMPORT_GUARDS).
 IMPORT_GUARDS = frozenset({"ImportError", "ModuleNotFoundError", "Exception"})
-EXCEPTION_MATCHES = frozenset({"CHECK_EXC_MATCH", "JUMP_IF_NOT_EXC_MATCH"})
+MAX_TRY_BLOCKS = 4096  # entries of an exception table, and imports looked up in it, per code object
 ENV_NAME = re.compile(r"[^=\x00]+")
 SYSTEM_PREFIXES = ("/dev/", "/proc/", "/sys/")
 # Where a notebook's files live: homes, mounts, data disks, the platforms' workspaces (Colab's /content,
@@ -58,7 +58,13 @@ FILE_ROOTS = frozenset(
         "efs", "nfs", "gpfs", "lustre", "storage", "app", "code", "notebooks", "project", "projects", "work",
     }
 )  # fmt: skip
-TABLE_SCRIPT = "import dis, json, sys; print(json.dumps([sys.version_info[:2], dis.opname, dis.hasconst, dis.hasname]))"
+# A Python's opcode table, as its own `dis` gives it; the inline cache words after each opcode (3.11 and later) are
+# listed by opcode (a list) or by name (3.13's dict). RUNNING below reads the running `dis` the same way.
+TABLE_SCRIPT = (
+    "import dis, json, sys; c = getattr(dis, '_inline_cache_entries', None) or {}; "
+    "print(json.dumps([sys.version_info[:2], dis.opname, dis.hasconst, dis.hasname, "
+    "[c.get(n, 0) if isinstance(c, dict) else c[i] for i, n in enumerate(dis.opname[:256])]]))"
+)
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ class Opcodes:
     names: tuple[str, ...]
     hasconst: frozenset[int]
     hasname: frozenset[int]
+    caches: tuple[int, ...]  # inline cache words after each opcode: data, never run
 
     def name_shift(self, opname: str) -> int:
         """How this Python packs a name's index into the argument of `opname` (as its `dis` unpacks it)."""
@@ -82,7 +89,14 @@ class Opcodes:
         return self.names[opcode] if opcode < len(self.names) else "<unknown>"
 
 
-RUNNING = Opcodes(sys.version_info[:2], tuple(dis.opname), frozenset(dis.hasconst), frozenset(dis.hasname))
+def _running_caches() -> tuple[int, ...]:
+    found = getattr(dis, "_inline_cache_entries", None) or {}
+    return tuple(found.get(n, 0) if isinstance(found, dict) else found[i] for i, n in enumerate(dis.opname[:256]))
+
+
+RUNNING = Opcodes(
+    sys.version_info[:2], tuple(dis.opname), frozenset(dis.hasconst), frozenset(dis.hasname), _running_caches()
+)
 
 
 @functools.cache
@@ -91,16 +105,17 @@ def opcodes_of(version: tuple[int, int]) -> Opcodes | None:
     `dis` module; nothing of the model runs); None when the machine has no such Python."""
     if version == RUNNING.version:
         return RUNNING
-    for directory in search_path(os.environ).split(os.pathsep):
-        python = Path(directory or ".") / f"python{version[0]}.{version[1]}"
+    for directory in filter(None, search_path(os.environ).split(os.pathsep)):  # never "": the working directory
+        python = Path(directory) / f"python{version[0]}.{version[1]}"
         if not os.access(python, os.X_OK):
             continue
         told = commands.run([python, "-I", "-c", TABLE_SCRIPT], timeout_s=30, check=False)
-        if not told.ok:
+        try:
+            found, names, hasconst, hasname, caches = json.loads(told.output.strip().splitlines()[-1])
+        except (IndexError, ValueError):
             continue  # a shim for a version it cannot run, say
-        found, names, hasconst, hasname = json.loads(told.output.strip().splitlines()[-1])
-        if tuple(found) == version:
-            return Opcodes(version, tuple(names), frozenset(hasconst), frozenset(hasname))
+        if told.ok and tuple(found) == version:
+            return Opcodes(version, tuple(names), frozenset(hasconst), frozenset(hasname), tuple(caches))
     return None
 
 
@@ -131,16 +146,20 @@ def _instructions(
     """
     found = []
     extended = 0
-    for offset in range(0, len(code) - 1, 2):
+    offset = 0
+    while offset < len(code) - 1:
         opcode, arg = code[offset], code[offset + 1] | extended
         name = opcodes.name(opcode)
+        # The inline cache words that follow are data the interpreter skips, whatever they hold.
+        following = offset + 2 + 2 * (opcodes.caches[opcode] if opcode < len(opcodes.caches) else 0)
         if name == "EXTENDED_ARG":
             extended = arg << 8
-            continue
-        extended = 0
-        if name in NO_OPS or name.startswith("<"):  # "<12>": not an opcode of this Python
-            continue
-        found.append(_Instruction(offset, name, arg, _argval(opcodes, opcode, arg, consts, names)))
+        elif name in NO_OPS or name.startswith("<"):  # "<12>": not an opcode of this Python
+            extended = 0
+        else:
+            extended = 0
+            found.append(_Instruction(offset, name, arg, _argval(opcodes, opcode, arg, consts, names)))
+        offset = following
     return found
 
 
@@ -152,6 +171,7 @@ def _values(expr: ast.expr) -> list[object]:
 COMPUTED = object()  # a name given by what the code computes when it runs
 Slot = tuple[str, object]  # a variable: ("local", slot index), ("name", name) or ("cell", cell index)
 CONSTANT_STORES = frozenset({"STORE_FAST", "STORE_NAME", "STORE_GLOBAL", "STORE_DEREF"})
+GLOBAL_STORES = frozenset({"STORE_GLOBAL", "STORE_NAME", "DELETE_GLOBAL", "DELETE_NAME"})
 
 
 def _slots(instruction: _Instruction, kinds: dict[str, str], first_only: bool = False) -> list[Slot]:
@@ -235,11 +255,12 @@ def _varint(data: bytes, position: int) -> tuple[int, int]:
 
 
 def _protected(table: bytes) -> list[tuple[int, int, int]]:
-    """(start, end, handler) byte offsets of a 3.11+ exception table; what cannot be parsed protects nothing."""
-    entries = []
+    """(start, end, handler) byte offsets of a 3.11+ exception table, in its order; an entry that cannot be parsed
+    ends it, and a table of more than MAX_TRY_BLOCKS entries protects nothing."""
+    entries: list[tuple[int, int, int]] = []
     position = 0
     try:
-        while position < len(table):
+        while position < len(table) and len(entries) <= MAX_TRY_BLOCKS:
             start, position = _varint(table, position)
             length, position = _varint(table, position)
             target, position = _varint(table, position)
@@ -247,42 +268,58 @@ def _protected(table: bytes) -> list[tuple[int, int, int]]:
             entries.append((start * 2, (start + length) * 2, target * 2))
     except IndexError:
         return entries
-    return entries
+    return entries if len(entries) <= MAX_TRY_BLOCKS else []
 
 
-def _setup_blocks(instructions: list[_Instruction], version: tuple[int, int]) -> list[tuple[int, int, int]]:
-    """Before 3.11: a try block runs from its SETUP_FINALLY to its handler, which the argument jumps to."""
-    unit = 2 if version >= (3, 10) else 1
-    return [
-        (i.offset, i.offset + 2 + i.arg * unit, i.offset + 2 + i.arg * unit)
-        for i in instructions
-        if i.opname == "SETUP_FINALLY"
-    ]
+def _handler(entries: list[tuple[int, int, int]], offset: int) -> int | None:
+    """The handler of an exception raised at `offset`, as CPython finds it: the first entry covering it, in the
+    table's order, looking no further than the first entry that starts after it."""
+    for start, end, handler in entries:
+        if start > offset:
+            return None
+        if offset < end:
+            return handler
+    return None
 
 
-def _guarded_offsets(instructions: list[_Instruction], blocks: list[tuple[int, int, int]]) -> set[int]:
-    """The offsets of the instructions whose ImportError a handler catches (as `except ImportError:` in source)."""
+def _catches_import_error(
+    instructions: list[_Instruction], at: dict[int, int], handler: int, shadowed: set[str]
+) -> bool:
+    """Whether the handler is `except ImportError:` (or a tuple with it): PUSH_EXC_INFO, the names of the classes
+    (a tuple of them), then CHECK_EXC_MATCH, as CPython compiles it; nothing else is taken for one, nor a name
+    the pickle gives another value (a carried global, a store)."""
+    index = at.get(handler)
+    if index is None:
+        return False
+    head = instructions[index : index + 10]
+    match = next((n for n, i in enumerate(head) if i.opname == "CHECK_EXC_MATCH"), None)
+    if match is None or head[0].opname != "PUSH_EXC_INFO":
+        return False
+    between = head[1:match]
+    loads = [i for i in between if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")]
+    if any(i.opname not in ("LOAD_GLOBAL", "LOAD_NAME", "BUILD_TUPLE") for i in between):
+        return False
+    return bool((IMPORT_GUARDS - shadowed) & {str(i.argval) for i in loads})
+
+
+def _optional_imports(
+    args: list[ast.expr], instructions: list[_Instruction], opcodes: Opcodes, shadowed: set[str]
+) -> set[int]:
+    """The offsets of the imports that an `except ImportError` around them makes optional. Only from a 3.11+
+    exception table, which says exactly which handler an instruction raises to; before 3.11 the handler depends
+    on the path taken to the import, so none is taken for optional."""
+    table = constant(args[CO_EXCEPTIONTABLE]) if len(args) > CO_EXCEPTIONTABLE else None
+    if opcodes.version < (3, 11) or not isinstance(table, bytes):
+        return set()
+    entries = _protected(table)
     at = {instruction.offset: index for index, instruction in enumerate(instructions)}
-    edges = []
-    for start, end, handler in blocks:
-        index = at.get(handler)
-        if index is None or end <= start:
-            continue
-        head = instructions[index : index + 8]
-        match = next((n for n, i in enumerate(head) if i.opname in EXCEPTION_MATCHES), None)
-        if match is not None and IMPORT_GUARDS & {str(i.argval) for i in head[:match] if i.opname in VARIABLE_LOADS}:
-            edges += [(start, 1), (end, -1)]
-    # One sweep over the instructions in offset order: a hostile table may hold as many blocks as instructions.
-    edges.sort()
-    inside: set[int] = set()
-    depth = passed = 0
-    for instruction in instructions:
-        while passed < len(edges) and edges[passed][0] <= instruction.offset:
-            depth += edges[passed][1]
-            passed += 1
-        if depth > 0:
-            inside.add(instruction.offset)
-    return inside
+    imports = [i.offset for i in instructions if i.opname == "IMPORT_NAME"][:MAX_TRY_BLOCKS]
+    return {
+        offset
+        for offset in imports
+        if (handler := _handler(entries, offset)) is not None
+        and _catches_import_error(instructions, at, handler, shadowed)
+    }
 
 
 def _strings(expr: ast.expr) -> Iterator[str]:
@@ -322,45 +359,62 @@ def _minor(version: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def _import_level(instructions: list[_Instruction], index: int) -> int:
-    level = instructions[index - 2].argval if index >= 2 else 0
-    return level if isinstance(level, int) else 0
+def _is_relative_import(instructions: list[_Instruction], index: int) -> bool:
+    """`from . import x` resolves against the function's package when it runs, which the pickle does not say.
+    CPython pushes the level and the names right before IMPORT_NAME: only that sequence, with a level above 0,
+    is taken for a relative import (anything else is read as absolute, and must resolve)."""
+    if index < 2:
+        return False
+    level, names = instructions[index - 2], instructions[index - 1]
+    pushed = level.argval if level.opname == names.opname == "LOAD_CONST" else None
+    return isinstance(pushed, int) and not isinstance(pushed, bool) and pushed > 0
 
 
-def _try_blocks(args: list[ast.expr], instructions: list[_Instruction], opcodes: Opcodes) -> list[tuple[int, int, int]]:
-    if opcodes.version < (3, 11):
-        return _setup_blocks(instructions, opcodes.version)
-    table = constant(args[CO_EXCEPTIONTABLE]) if len(args) > CO_EXCEPTIONTABLE else None
-    return _protected(table) if isinstance(table, bytes) else []
-
-
-def _one_code(args: list[ast.expr], opcodes: Opcodes, given: dict[str, str]) -> CodeFacts | None:
-    """What one code object's own instructions import and read; None when it holds no bytecode."""
+def _decoded(args: list[ast.expr], opcodes: Opcodes) -> list[_Instruction] | None:
+    """One code object's instructions; None when it holds no bytecode."""
     code = constant(args[CO_CODE]) if len(args) > CO_NAMES else None
     if not isinstance(code, bytes):
         return None
-    instructions = _instructions(code, _values(args[CO_CONSTS]), _values(args[CO_NAMES]), opcodes)
+    return _instructions(code, _values(args[CO_CONSTS]), _values(args[CO_NAMES]), opcodes)
+
+
+def _one_code(
+    args: list[ast.expr], instructions: list[_Instruction], opcodes: Opcodes, given: dict[str, str], shadowed: set[str]
+) -> CodeFacts:
+    """What one code object's own instructions import and read. `shadowed`: global names the pickle rebinds."""
     constants = _constants(instructions, given)
-    guarded = _guarded_offsets(instructions, _try_blocks(args, instructions, opcodes))
+    optional = _optional_imports(args, instructions, opcodes, shadowed)
     imports: set[str] = set()
     env: set[str] = set()
     computed = 0
     for index, instruction in enumerate(instructions):
-        optional = instruction.offset in guarded
         following = instructions[index + 1 : index + 9]
-        # A relative import resolves against the function's package when it runs; the pickle does not say which.
-        if instruction.opname == "IMPORT_NAME" and _import_level(instructions, index) == 0 and not optional:
-            imports.add(str(instruction.argval))
+        if instruction.opname == "IMPORT_NAME":
+            if not _is_relative_import(instructions, index) and instruction.offset not in optional:
+                imports.add(str(instruction.argval))
         elif instruction.opname not in NAME_LOADS:
             continue
         elif instruction.argval in ENV_SOURCES:
+            # Not one name given in place: the environment reached some other way (aliased, copied, handed on).
             name = _name_given(following, instruction.argval == "environ", constants)
-            computed += name is COMPUTED
-            env |= {name} if isinstance(name, str) else set()
-        elif instruction.argval in IMPORT_FUNCTIONS and not optional:
+            if isinstance(name, str):
+                env.add(name)
+            else:
+                computed += 1
+        elif instruction.argval in IMPORT_FUNCTIONS:
             name = _name_given(following, False, constants)
             imports |= {name} if isinstance(name, str) else set()
     return CodeFacts(frozenset(imports), frozenset(env), computed)
+
+
+def _constant_globals(program: Program, stored: set[str]) -> dict[str, str]:
+    """The carried globals that hold one string for the whole pickle: every function that carries the name gives
+    it that string, and no code of the pickle stores or deletes it (`stored`)."""
+    found = {}
+    for name, values in program.carried_globals.items():
+        if len(values) == 1 and isinstance(only := next(iter(values)), str) and name not in stored:
+            found[name] = only
+    return found
 
 
 def code_facts(program: Program, python_version: str) -> CodeFacts:
@@ -374,9 +428,13 @@ def code_facts(program: Program, python_version: str) -> CodeFacts:
         version = f"Python {model[0]}.{model[1]}" if model else f"an unknown Python ({python_version!r})"
         return CodeFacts(paths=paths, unread=f"bytecode of {version} not read: this machine has no {version} to "
                          "decode it, so what it imports and reads from the environment is not known")  # fmt: skip
-    read = {name: _one_code(args, opcodes, program.code_globals.get(name, {})) for name, args in program.codes.items()}
-    facts = [f for f in read.values() if f is not None]
-    unread = len(read) - len(facts)
+    decoded = {name: _decoded(args, opcodes) for name, args in program.codes.items()}
+    readable = {name: instructions for name, instructions in decoded.items() if instructions is not None}
+    stored = {str(i.argval) for code in readable.values() for i in code if i.opname in GLOBAL_STORES}
+    given = _constant_globals(program, stored)
+    shadowed = stored | set(program.carried_globals)
+    facts = [_one_code(program.codes[name], code, opcodes, given, shadowed) for name, code in readable.items()]
+    unread = len(decoded) - len(readable)
     return CodeFacts(
         frozenset().union(*(f.imports for f in facts)),
         frozenset().union(*(f.env_vars for f in facts)),

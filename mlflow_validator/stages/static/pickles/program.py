@@ -55,8 +55,9 @@ class Program:
     sites: list[Site] = field(default_factory=list)
     attributes: list[tuple[int, Value]] = field(default_factory=list)  # getattr(...) results
     codes: dict[str, list[ast.expr]] = field(default_factory=dict)  # variable -> types.CodeType arguments
-    function_codes: dict[str, str] = field(default_factory=dict)  # by-value function variable -> its code's
-    code_globals: dict[str, dict[str, str]] = field(default_factory=dict)  # code variable -> string globals carried
+    # The globals cloudpickle carries with its functions, over the whole pickle: name -> the values given it (a
+    # string, or None for any other value). Functions of one module share one globals dict when loaded.
+    carried_globals: dict[str, set[str | None]] = field(default_factory=dict)
     methods: dict[str, set[str]] = field(default_factory=dict)  # by-value class variable -> its carried methods
     bases: dict[str, list[str]] = field(default_factory=dict)  # by-value class variable -> its bases' names
     metaclasses: dict[str, Value] = field(default_factory=dict)  # by-value class variable -> what made it
@@ -161,7 +162,7 @@ class Program:
             self.modules.append(first)
             return Value("module", first)
         if short in ("_make_function", "_make_skel_func") and args:
-            return self._function(args[0], name)
+            return Value("function", self._code_name(args[0]))
         if short == "_function_setstate" and len(args) > 1:
             self._carried_globals(args[0], args[1])
         if short == "_make_skeleton_class" and len(args) > 2:
@@ -179,7 +180,7 @@ class Program:
             self.codes[name] = list(args)
             return Value("code", str(constant(args[CO_NAME])) if len(args) > CO_NAME else "?")
         if type_name == "FunctionType" and args:
-            return self._function(args[0], name)
+            return Value("function", self._code_name(args[0]))
         if type_name == "MethodType" and args and isinstance(args[0], ast.Name):
             held = self.value_of(args[0].id)
             return held if held.kind == "function" else OTHER
@@ -198,27 +199,19 @@ class Program:
         carried = owner.kind in ("function", "class", "enum")
         return Value("attribute", f"{owner.name}.{attr}" if carried else attr, carried=carried)
 
-    def _function(self, code: ast.expr, name: str) -> Value:
-        if isinstance(code, ast.Name):
-            self.function_codes[name] = code.id
-        return Value("function", self._code_name(code))
-
     def _carried_globals(self, function: ast.expr, state: ast.expr) -> None:
-        """The string constants among the globals cloudpickle carries with a function (`KEY = "..."` in a
-        notebook): the bytecode's global names then stand for them."""
+        """The globals cloudpickle carries with a function (`KEY = "..."` in a notebook): the bytecode's global
+        names may then stand for them."""
         parts = elements(state)
         slots = parts[1] if len(parts) > 1 else None
         if not isinstance(function, ast.Name) or not isinstance(slots, ast.Dict):
             return
         carried = next((v for k, v in zip(slots.keys, slots.values, strict=True) if constant(k) == "__globals__"), None)
-        code = self.function_codes.get(function.id)
-        if code is None or not isinstance(carried, ast.Dict):
+        if not isinstance(carried, ast.Dict):
             return
-        self.code_globals[code] = {
-            str(constant(k)): str(constant(v))
-            for k, v in zip(carried.keys, carried.values, strict=True)
-            if isinstance(constant(k), str) and isinstance(constant(v), str)
-        }
+        for key, value in zip(carried.keys, carried.values, strict=True):
+            held = constant(value)
+            self.carried_globals.setdefault(str(constant(key)), set()).add(held if isinstance(held, str) else None)
 
     def _code_name(self, code: ast.expr) -> str:
         if isinstance(code, ast.Name) and (held := self.value_of(code.id)).kind == "code":
