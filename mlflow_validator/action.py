@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mlflow_validator import cli, commands
 from mlflow_validator.batch import CLEANUP_GRACE_S, MODEL_TIMEOUT_S, RESULTS_FILE, Target, TargetResult, overall_verdict
+from mlflow_validator.reporters.github import append_summary
 from mlflow_validator.reporters.markdown import SUMMARY_FILE
 from mlflow_validator.reporters.record import REPORT_FILE, from_json
 from mlflow_validator.results import ModelIdentity, ValidationReport
@@ -117,6 +118,25 @@ def plan_outputs(inputs: Mapping[str, str], env: Mapping[str, str]) -> int:
     return exit_code
 
 
+def preflight(inputs: Mapping[str, str], env: Mapping[str, str]) -> int | None:
+    """`doctor` first, with the same settings: what cannot work here is found in seconds, and opens the summary.
+    None when everything asked for works."""
+    models = inputs.get("model-uri", "").split()
+    argv = ["doctor", *models[:1], *input_flags(inputs, SETTING_INPUTS), *shlex.split(inputs.get("args", ""))]
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        exit_code = cli.main(argv, env)
+    print(printed.getvalue(), end="", flush=True)
+    if exit_code == 0:
+        return None
+    findings = printed.getvalue().strip()
+    append_summary(env, f"## 💥 mlflow-validator cannot validate here\n\n```\n{findings}\n```\n")
+    if output := env.get("GITHUB_OUTPUT"):
+        with open(output, "a", encoding="utf-8") as output_file:
+            output_file.write(f"verdict=error\nexit-code={exit_code}\n")
+    return exit_code
+
+
 def main(env: Mapping[str, str]) -> int:
     inputs = read_inputs(env)
     if inputs.get("plan", "false").lower() == "true":
@@ -124,6 +144,8 @@ def main(env: Mapping[str, str]) -> int:
     if not inputs.get("model-uri") and not inputs.get("manifest"):
         print("::error title=mlflow-validator::give the model-uri input, or the manifest input")
         return 2
+    if (trouble := preflight(inputs, env)) is not None:
+        return trouble
     done = commands.run(
         [sys.executable, "-m", "mlflow_validator", *command_line(inputs)],
         env=env,

@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("checks_directory", metavar="DIR", type=Path, help="where to write test_model.py")
     init.add_argument("model_uri", metavar="MODEL_URI", nargs="*", help="the model the example is written for")
     _add_setting_flags(init, only=REGISTRY_SETTINGS)
+    doctor = commands.add_parser(
+        "doctor", help="check in seconds what a validation here needs (engine, cage, Pythons, registry); exit 2 if not"
+    )
+    doctor.add_argument("model_uri", metavar="MODEL_URI", nargs="*", help="also what this model needs")
+    _add_setting_flags(doctor)
     config = commands.add_parser("config", help="print every setting as resolved here, and where it came from")
     _add_setting_flags(config)
     completion = commands.add_parser(
@@ -177,6 +182,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             return subcommands.plan(options, selection)
         if command == "init-checks":
             return subcommands.init_checks(options, checks_directory)
+        if command == "doctor":
+            if len(uris) > 1:
+                raise UsageError("doctor checks what one model needs", f"run `{PROG} doctor MODEL_URI` for each")
+            return subcommands.doctor(options, env)
         if (selection["base"] or selection["entry"]) and not selection["manifest"]:
             raise UsageError("--base and --entry select manifest entries", "add --manifest mlflow-models.yaml")
         if selection["manifest"] or len(uris) > 1:

@@ -14,7 +14,8 @@ import yaml
 
 from mlflow_validator import PROG
 from mlflow_validator.batch import Batch, Target, manifest_target
-from mlflow_validator.errors import RegistryRefusedError, UsageError
+from mlflow_validator.doctor import diagnose, rendered
+from mlflow_validator.errors import EXIT_CANNOT_VALIDATE, RegistryRefusedError, UsageError
 from mlflow_validator.expectations.team import EXAMPLE_FILE, example_checks
 from mlflow_validator.manifest import (
     Manifest,
@@ -197,4 +198,17 @@ def init_checks(options: Options, directory: Path) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     target.write_text(example_checks(options.model_uri, directory, inputs))
     print(f"wrote {target}: run it with `{PROG} validate {options.model_uri} --checks {directory}`")
+    return 0
+
+
+def doctor(options: Options, env: Mapping[str, str]) -> int:
+    findings = diagnose(options, env)
+    for finding in findings:
+        print(rendered(finding))
+    problems = [finding for finding in findings if finding.problem]
+    if problems:
+        parts = ", ".join(problem.part for problem in problems)
+        print(f"{PROG}: what this validation needs cannot work here: {parts}", file=sys.stderr)
+        return EXIT_CANNOT_VALIDATE
+    print(f"{PROG}: everything this validation needs works here")
     return 0

@@ -42,7 +42,7 @@ def summary(report: ValidationReport, tracking_uri: str, details_limit: int = DE
     title = f"[{identity.uri}]({link})" if link else f"`{identity.uri}`"
     lines = [f"## {VERDICT_ICONS[report.exit_code]} {title}: {report.verdict}", ""]
     if not_run := report.stages_not_run:
-        lines += [f"Not run: {'; '.join(f'{stage.value} ({_cell(why)})' for stage, why in not_run.items())}", ""]
+        lines += [f"Not run: {'; '.join(f'{stage.value}: {_cell(why)}' for stage, why in not_run.items())}", ""]
     problems = [c for c in report.checks if c.status in (Status.FAILED, Status.ERROR, Status.WARNED)]
     if problems:
         lines += [*_rows(problems), ""]

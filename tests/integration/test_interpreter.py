@@ -88,4 +88,6 @@ def test_bytecode_pickled_by_another_python_is_read_with_that_pythons_opcodes(tm
 
     assert (findings.env_vars, findings.computed_env_reads) == (("DB_URL", "SERVICE_TOKEN"), 1)
     assert findings.code_unread == ""
-    assert "orjson" not in findings.imports
+    # An `except ImportError` makes it optional where the exception table says which handler catches it (3.11+);
+    # before, the handler depends on the path taken, and the import is counted as required.
+    assert ("orjson" in findings.imports) is (minor == "3.10")

@@ -104,7 +104,7 @@ def test_validate_manifest_runs_the_changed_entries_into_one_report(registered, 
     results = {r["id"]: r for r in json.loads((report_dir / "results.json").read_text())}
     assert {key: r["verdict"] for key, r in results.items()} == {
         "staging/iris-bad-pin": "failed",
-        "production/iris-classifier": "passed",
+        "production/iris-classifier": "partial",  # the static stage alone
     }
     for result in results.values():
         assert (registry_repo / result["junit-xml"]).is_file()
@@ -166,8 +166,26 @@ def test_the_action_validates_a_pull_requests_changes_and_sets_its_outputs(regis
     results = json.loads(next(line for line in lines if line.startswith("results=")).removeprefix("results="))
     assert [(r["id"], r["verdict"]) for r in results] == [
         ("staging/iris-bad-pin", "failed"),
-        ("production/iris-classifier", "passed"),
+        ("production/iris-classifier", "partial"),  # the static stage alone
     ]
+
+
+def test_the_action_stops_in_seconds_when_what_it_needs_is_missing_and_says_so_first(registered, registry_repo):
+    outputs, summary = registry_repo.parent / "github-output", registry_repo.parent / "summary.md"
+    inputs = {
+        "model-uri": "models:/iris-classifier/1",
+        "stages": "static,venv,docker",
+        "tracking-uri": registered.tracking_uri,
+    }
+    nowhere = f"unix://{registry_repo.parent}/no-engine.sock"
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary), "DOCKER_HOST": nowhere}
+    done = run_action(registry_repo, outputs, inputs, env=env)
+
+    assert done.returncode == 2
+    assert "MISSING  docker engine" in done.stdout
+    assert summary.read_text().startswith("## 💥 mlflow-validator cannot validate here")
+    assert outputs.read_text().splitlines() == ["verdict=error", "exit-code=2"]
+    assert not (registry_repo / "mlflow-validator-report").exists(), "nothing validated"
 
 
 def test_plan_feeds_a_gitlab_child_pipeline_and_the_actions_matrix_output(registered, registry_repo):

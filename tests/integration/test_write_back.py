@@ -135,3 +135,16 @@ def test_a_registry_that_refuses_the_write_is_exit_2_and_the_verdict_stays_in_th
     assert "PERMISSION_DENIED" in record["write_back_error"]
     verdict_env = (tmp_path / "mlflow-validator-report" / "verdict.env").read_text()
     assert "MLFLOW_VALIDATOR_EXIT_CODE=2" in verdict_env
+
+
+def test_doctor_finds_out_before_any_work_whether_the_token_may_write(registered, read_only_registry, run_cli):
+    asked = ("models:/iris-classifier/1", *STATIC, "--write-back")
+    refused = run_cli("doctor", *asked, "--tracking-uri", read_only_registry)
+    allowed = run_cli("doctor", *asked, "--tracking-uri", registered.tracking_uri)
+
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "MISSING  write-back" in refused.stdout and "PERMISSION_DENIED" in refused.stdout
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "ok  write-back" in allowed.stdout
+    tags = client(registered.tracking_uri).get_model_version("iris-classifier", "1").tags
+    assert "mlflow_validator.doctor" not in tags, "the probe tag is removed again"

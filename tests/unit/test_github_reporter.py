@@ -120,4 +120,4 @@ def test_the_summary_opens_with_what_did_not_pass_and_folds_the_passes(tmp_path)
     failure, folded = summary.index("| venv | answers | ❌ failed"), summary.index("<details><summary>✅ 1 passed")
     assert failure < summary.index("### venv answers") < folded < summary.index("| static | pinned | ✅ passed")
     assert "⏭️ 2 skipped</summary>" in summary
-    assert "Not run: docker (an earlier stage failed (venv))" in summary
+    assert "Not run: docker: an earlier stage failed (venv)" in summary

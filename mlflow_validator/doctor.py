@@ -1,0 +1,141 @@
+"""`mlflow-validator doctor [MODEL_URI]`: what a validation here needs, found in seconds before any work: uv, the
+Docker engine and BuildKit, a cage for the model, the interpreters (the model's own when a URI is given), the
+registry, and whether the token may write the verdict back when that is asked for. One line per part; a part
+that is asked for and cannot work is a problem, and any problem is exit 2."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from mlflow_validator import commands
+from mlflow_validator.errors import ValidatorError
+from mlflow_validator.model.fetch import bounded_registry_call, fetch_model, mlflow_client_settings, parse_model_uri
+from mlflow_validator.model.mlmodel import ModelFileError
+from mlflow_validator.results import Stage
+from mlflow_validator.settings import Options
+from mlflow_validator.stages.docker.engine import engine_problem
+from mlflow_validator.stages.venv.cage import ENABLE_HINT, cage_problem
+from mlflow_validator.stages.venv.interpreter import find_interpreter, search_path
+from mlflow_validator.uv import uv_binary
+
+MINORS = tuple(f"3.{minor}" for minor in range(9, 15))
+PROBE_TAG = "mlflow_validator.doctor"  # set and removed again to learn whether the token may write tags
+
+
+@dataclass(frozen=True)
+class Finding:
+    part: str
+    found: str  # what is there, or why it cannot work
+    problem: bool = False  # asked for, and cannot work
+    fix: str = ""
+
+
+def _uv() -> tuple[Finding, str]:
+    try:
+        uv = uv_binary()
+        version = commands.run([uv, "--version"], timeout_s=30).output.strip()
+    except ValidatorError as exc:
+        return Finding("uv", exc.problem, problem=True, fix=exc.fix or "pip install uv"), ""
+    return Finding("uv", version), uv
+
+
+def _engine(options: Options, env: Mapping[str, str]) -> tuple[Finding, bool]:
+    problem = engine_problem(env, options.docker.cli)
+    needed = Stage.DOCKER in options.stages
+    if problem:
+        fix = "or leave docker out of --stages" if needed else ""
+        return Finding("docker engine", problem, problem=needed, fix=fix), False
+    return Finding("docker engine", f"answers, and `{options.docker.cli}` builds with BuildKit"), True
+
+
+def _cage(options: Options, env: Mapping[str, str], engine_works: bool) -> Finding:
+    wanted = options.sandbox.backend
+    bubblewrap = cage_problem(env, os.geteuid()) if wanted != "container" else "not asked for (sandbox.backend)"
+    container = "" if engine_works and wanted != "bubblewrap" else "no engine answers, or not asked for"
+    if wanted != "container" and not bubblewrap:
+        return Finding("cage", "bubblewrap starts here")
+    if wanted != "bubblewrap" and not container:
+        return Finding("cage", f"a container on the Docker engine (bubblewrap: {bubblewrap})")
+    needed = Stage.VENV in options.stages
+    found = f"neither backend can cage the model (bubblewrap: {bubblewrap}; container: {container})"
+    return Finding("cage", found, problem=needed, fix=ENABLE_HINT if needed else "")
+
+
+def _interpreters(uv: str, env: Mapping[str, str]) -> Finding:
+    search = {**env, "PATH": search_path(env), "UV_PYTHON_DOWNLOADS": "never"}
+    found = [
+        minor
+        for minor in MINORS
+        if commands.run([uv, "python", "find", "--no-project", minor], env=search, timeout_s=30, check=False).ok
+    ]
+    return Finding("interpreters", f"Python {', '.join(found)} on this machine" if found else "none found")
+
+
+def _model(options: Options, uv: str, env: Mapping[str, str]) -> list[Finding]:
+    """The registry (reached by fetching the model's small files) and the model's Python."""
+    with tempfile.TemporaryDirectory(prefix="mlflow-validator-doctor-") as scratch:
+        try:
+            model = fetch_model(options, Path(scratch) / "model", static_files_only=True)
+        except ValidatorError as exc:
+            return [Finding("model", exc.problem, problem=True, fix=exc.fix)]
+        found = [Finding("model", f"{model.identity.uri} reached")]
+        try:
+            version = model.files.python_env.python  # as the venv stage reads it
+        except ModelFileError as exc:  # the model's fault: the static stage reports it
+            return [*found, Finding("model's Python", f"not known: {exc}")]
+    if version and uv and Stage.VENV in options.stages:
+        try:
+            interpreter = find_interpreter(uv, version, env, options.timeouts.install)
+            found.append(Finding(f"Python {version}", f"{interpreter.path} (Python {interpreter.version})"))
+        except ValidatorError as exc:
+            found.append(Finding(f"Python {version}", exc.problem, problem=True, fix=exc.fix))
+    return found
+
+
+def _may_write(options: Options, env: Mapping[str, str]) -> Finding:
+    """Set a tag on the model version and remove it: the only way MLflow tells whether a token may write."""
+    from mlflow import MlflowClient
+    from mlflow.tracking import get_tracking_uri
+
+    reference = parse_model_uri(options.model_uri)
+    if not (reference.name and reference.version):
+        return Finding("write-back", "the model is no registered version (NAME/VERSION): nothing to write")
+    tracking_uri = options.tracking_uri or env.get("MLFLOW_TRACKING_URI") or get_tracking_uri()
+    registry_uri = options.registry_uri or tracking_uri
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+    timeout = options.timeouts.registry
+    try:
+        with mlflow_client_settings(tracking_uri, registry_uri, timeout):
+            for call in (
+                partial(client.set_model_version_tag, reference.name, reference.version, PROBE_TAG, "probe"),
+                partial(client.delete_model_version_tag, reference.name, reference.version, PROBE_TAG),
+            ):
+                bounded_registry_call(call, reference, tracking_uri, timeout)
+    except Exception as exc:
+        fix = "give the token permission to edit this model (MLflow's EDIT), or leave the write-back out"
+        return Finding("write-back", f"the token may not write tags: {' '.join(str(exc).split())[:200]}", True, fix)
+    return Finding("write-back", f"the token may write tags on {reference.name} version {reference.version}")
+
+
+def diagnose(options: Options, env: Mapping[str, str]) -> list[Finding]:
+    uv_found, uv = _uv()
+    engine, engine_works = _engine(options, env)
+    findings = [uv_found, engine, _cage(options, env, engine_works)]
+    if uv:
+        findings.append(_interpreters(uv, env))
+    if options.model_uri:
+        findings += _model(options, uv, env)
+        if options.write_back.enabled or options.write_back.on_pass_set_alias:
+            findings.append(_may_write(options, env))
+    return findings
+
+
+def rendered(finding: Finding) -> str:
+    mark = "MISSING" if finding.problem else "ok"
+    fix = f"; {finding.fix}" if finding.fix else ""
+    return f"{mark:>7}  {finding.part:<14} {finding.found}{fix}"
