@@ -75,6 +75,7 @@ def test_the_components_job_validates_a_model_and_keeps_its_report(project):
     statuses = read_report(artifacts / "junit.xml")
     assert statuses["venv"]["load-model"] == "passed"
     assert "PASS  static mlmodel" not in done.stdout, "args pass through: --quiet"
+    assert "ok  cage" in done.stdout and "everything this validation needs works here" in done.stdout, "doctor first"
     assert (artifacts / "verdict.env").read_text().splitlines() == [
         "MLFLOW_VALIDATOR_VERDICT=partial",
         "MLFLOW_VALIDATOR_EXIT_CODE=0",
