@@ -122,7 +122,7 @@ def preflight(inputs: Mapping[str, str], env: Mapping[str, str]) -> int | None:
     """`doctor` first, with the same settings: what cannot work here is found in seconds, and opens the summary.
     None when everything asked for works."""
     models = inputs.get("model-uri", "").split()
-    argv = ["doctor", *models[:1], *input_flags(inputs, SETTING_INPUTS), *shlex.split(inputs.get("args", ""))]
+    argv = ["doctor", *models[:1], *input_flags(inputs, SETTING_INPUTS)]  # `args` may hold flags only validate takes
     printed = io.StringIO()
     with redirect_stdout(printed):
         exit_code = cli.main(argv, env)

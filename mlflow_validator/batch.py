@@ -132,7 +132,8 @@ class Batch:
                 self.abort.set()
                 pool.shutdown(wait=True, cancel_futures=True)
                 # The models that were reached are in the report, the cancelled ones with their interruption.
-                self._report([f.result() for f in futures if f.done() and not f.cancelled() and not f.exception()])
+                reached = [f.result() for f in futures if f.done() and not f.cancelled() and not f.exception()]
+                self._report(reached, cancelled=True)
                 raise
         self._report(results)
         return max((result.exit_code for result in results), default=0)
@@ -180,7 +181,7 @@ class Batch:
         with self.print_lock:
             print(line, flush=True)
 
-    def _report(self, results: list[TargetResult]) -> None:
+    def _report(self, results: list[TargetResult], cancelled: bool = False) -> None:
         reports = {result.target.label: result.report for result in results}
         self.junit_path.parent.mkdir(parents=True, exist_ok=True)
         self.junit_path.write_text(render_models(reports), encoding="utf-8")
@@ -192,7 +193,8 @@ class Batch:
         print(f"JUnit report: {self.junit_path}\nResults: {results_file}", flush=True)
         summary = models_summary(reports, self.tracking_uri)
         (self.output_dir / SUMMARY_FILE).write_text(summary, encoding="utf-8")
-        exit_code = max((result.exit_code for result in results), default=0)
+        # A cancelled run could not validate every model, whatever those it reached said.
+        exit_code = EXIT_CANNOT_VALIDATE if cancelled else max((result.exit_code for result in results), default=0)
         verdict = overall_verdict([result.record() for result in results], exit_code)
         (self.output_dir / VERDICT_FILE).write_text(dotenv(verdict, exit_code, ""), encoding="utf-8")
         if self.env.get("GITHUB_ACTIONS") == "true":

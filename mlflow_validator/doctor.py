@@ -6,6 +6,7 @@ that is asked for and cannot work is a problem, and any problem is exit 2."""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,10 +14,11 @@ from functools import partial
 from pathlib import Path
 
 from mlflow_validator import commands
+from mlflow_validator.checks import Policy
 from mlflow_validator.errors import ValidatorError
 from mlflow_validator.model.fetch import bounded_registry_call, fetch_model, mlflow_client_settings, parse_model_uri
 from mlflow_validator.model.mlmodel import ModelFileError
-from mlflow_validator.results import Stage
+from mlflow_validator.results import ModelIdentity, Stage
 from mlflow_validator.settings import Options
 from mlflow_validator.stages.docker.engine import engine_problem
 from mlflow_validator.stages.venv.cage import ENABLE_HINT, cage_problem
@@ -25,6 +27,7 @@ from mlflow_validator.uv import uv_binary
 
 MINORS = tuple(f"3.{minor}" for minor in range(9, 15))
 PROBE_TAG = "mlflow_validator.doctor"  # set and removed again to learn whether the token may write tags
+CREDENTIALS = re.compile(r"(\w+://[^/\s:@]+:)[^@\s/]+@")  # a password in a URL, never printed
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,8 @@ def _uv() -> tuple[Finding, str]:
 
 def _engine(options: Options, env: Mapping[str, str]) -> tuple[Finding, bool]:
     problem = engine_problem(env, options.docker.cli)
-    needed = Stage.DOCKER in options.stages
+    # As the validation decides: the default stages skip docker without an engine, named ones (or an alias) need it.
+    needed = Stage.DOCKER in options.stages and (options.given("stages") or bool(options.write_back.on_pass_set_alias))
     if problem:
         fix = "or leave docker out of --stages" if needed else ""
         return Finding("docker engine", problem, problem=needed, fix=fix), False
@@ -61,7 +65,7 @@ def _cage(options: Options, env: Mapping[str, str], engine_works: bool) -> Findi
         return Finding("cage", "bubblewrap starts here")
     if wanted != "bubblewrap" and not container:
         return Finding("cage", f"a container on the Docker engine (bubblewrap: {bubblewrap})")
-    needed = Stage.VENV in options.stages
+    needed = Stage.VENV in options.stages and options.policy("sandbox") is Policy.ERROR  # warn/off run it uncaged
     found = f"neither backend can cage the model (bubblewrap: {bubblewrap}; container: {container})"
     return Finding("cage", found, problem=needed, fix=ENABLE_HINT if needed else "")
 
@@ -76,50 +80,54 @@ def _interpreters(uv: str, env: Mapping[str, str]) -> Finding:
     return Finding("interpreters", f"Python {', '.join(found)} on this machine" if found else "none found")
 
 
-def _model(options: Options, uv: str, env: Mapping[str, str]) -> list[Finding]:
-    """The registry (reached by fetching the model's small files) and the model's Python."""
+def _model(options: Options, uv: str, env: Mapping[str, str]) -> tuple[list[Finding], ModelIdentity | None]:
+    """The registry (reached by fetching the model's small files), the model's Python, and who the model is."""
     with tempfile.TemporaryDirectory(prefix="mlflow-validator-doctor-") as scratch:
         try:
             model = fetch_model(options, Path(scratch) / "model", static_files_only=True)
         except ValidatorError as exc:
-            return [Finding("model", exc.problem, problem=True, fix=exc.fix)]
+            return [Finding("model", exc.problem, problem=True, fix=exc.fix)], None
         found = [Finding("model", f"{model.identity.uri} reached")]
         try:
             version = model.files.python_env.python  # as the venv stage reads it
         except ModelFileError as exc:  # the model's fault: the static stage reports it
-            return [*found, Finding("model's Python", f"not known: {exc}")]
+            return [*found, Finding("model's Python", f"not known: {exc}")], model.identity
     if version and uv and Stage.VENV in options.stages:
         try:
             interpreter = find_interpreter(uv, version, env, options.timeouts.install)
             found.append(Finding(f"Python {version}", f"{interpreter.path} (Python {interpreter.version})"))
         except ValidatorError as exc:
             found.append(Finding(f"Python {version}", exc.problem, problem=True, fix=exc.fix))
-    return found
+    return found, model.identity
 
 
-def _may_write(options: Options, env: Mapping[str, str]) -> Finding:
+def _may_write(options: Options, env: Mapping[str, str], identity: ModelIdentity) -> Finding:
     """Set a tag on the model version and remove it: the only way MLflow tells whether a token may write."""
     from mlflow import MlflowClient
     from mlflow.tracking import get_tracking_uri
 
+    if not (identity.name and identity.version) or parse_model_uri(options.model_uri).local_path is not None:
+        return Finding("write-back", "the model is no registered version: nothing is written back")
     reference = parse_model_uri(options.model_uri)
-    if not (reference.name and reference.version):
-        return Finding("write-back", "the model is no registered version (NAME/VERSION): nothing to write")
     tracking_uri = options.tracking_uri or env.get("MLFLOW_TRACKING_URI") or get_tracking_uri()
     registry_uri = options.registry_uri or tracking_uri
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
     timeout = options.timeouts.registry
-    try:
-        with mlflow_client_settings(tracking_uri, registry_uri, timeout):
-            for call in (
-                partial(client.set_model_version_tag, reference.name, reference.version, PROBE_TAG, "probe"),
-                partial(client.delete_model_version_tag, reference.name, reference.version, PROBE_TAG),
-            ):
-                bounded_registry_call(call, reference, tracking_uri, timeout)
-    except Exception as exc:
-        fix = "give the token permission to edit this model (MLflow's EDIT), or leave the write-back out"
-        return Finding("write-back", f"the token may not write tags: {' '.join(str(exc).split())[:200]}", True, fix)
-    return Finding("write-back", f"the token may write tags on {reference.name} version {reference.version}")
+    name, version = identity.name, identity.version
+    fix = "give the token permission to edit this model (MLflow's EDIT), or leave the write-back out"
+    with mlflow_client_settings(tracking_uri, registry_uri, timeout):
+        try:
+            set_tag = partial(client.set_model_version_tag, name, version, PROBE_TAG, "probe")
+            bounded_registry_call(set_tag, reference, tracking_uri, timeout)
+        except Exception as exc:
+            return Finding("write-back", f"the token may not write tags: {' '.join(str(exc).split())[:200]}", True, fix)
+        try:
+            delete_tag = partial(client.delete_model_version_tag, name, version, PROBE_TAG)
+            bounded_registry_call(delete_tag, reference, tracking_uri, timeout)
+        except Exception as exc:
+            found = f"the token may write tags, but removing the probe tag {PROBE_TAG} failed: {exc}"
+            return Finding("write-back", found, True, f"remove the tag {PROBE_TAG} from {name} version {version}")
+    return Finding("write-back", f"the token may write tags on {name} version {version}")
 
 
 def diagnose(options: Options, env: Mapping[str, str]) -> list[Finding]:
@@ -129,13 +137,15 @@ def diagnose(options: Options, env: Mapping[str, str]) -> list[Finding]:
     if uv:
         findings.append(_interpreters(uv, env))
     if options.model_uri:
-        findings += _model(options, uv, env)
-        if options.write_back.enabled or options.write_back.on_pass_set_alias:
-            findings.append(_may_write(options, env))
+        model, identity = _model(options, uv, env)
+        findings += model
+        asked = options.write_back
+        if identity is not None and (asked.enabled or asked.on_pass_set_alias) and not asked.dry_run:
+            findings.append(_may_write(options, env, identity))
     return findings
 
 
 def rendered(finding: Finding) -> str:
     mark = "MISSING" if finding.problem else "ok"
     fix = f"; {finding.fix}" if finding.fix else ""
-    return f"{mark:>7}  {finding.part:<14} {finding.found}{fix}"
+    return CREDENTIALS.sub(r"\1***@", f"{mark:>7}  {finding.part:<14} {finding.found}{fix}")

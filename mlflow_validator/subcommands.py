@@ -4,6 +4,7 @@ which these need, takes seconds to import, and `--help` or a usage error needs n
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ import yaml
 from mlflow_validator import PROG
 from mlflow_validator.batch import Batch, Target, manifest_target
 from mlflow_validator.doctor import diagnose, rendered
-from mlflow_validator.errors import EXIT_CANNOT_VALIDATE, RegistryRefusedError, UsageError
+from mlflow_validator.errors import EXIT_CANNOT_VALIDATE, Cancelled, UsageError, ValidatorError
 from mlflow_validator.expectations.team import EXAMPLE_FILE, example_checks
 from mlflow_validator.manifest import (
     Manifest,
@@ -32,7 +33,7 @@ from mlflow_validator.pipeline import Pipeline
 from mlflow_validator.plan import plan_stages
 from mlflow_validator.reporters import Reporter
 from mlflow_validator.reporters.console import ConsoleReporter, one_printable_line
-from mlflow_validator.reporters.github import GitHubReporter
+from mlflow_validator.reporters.github import GitHubReporter, append_summary
 from mlflow_validator.reporters.junit import JUnitReporter
 from mlflow_validator.reporters.markdown import MarkdownReporter
 from mlflow_validator.reporters.record import RecordReporter
@@ -71,6 +72,9 @@ def ci_folds(env: Mapping[str, str]) -> str:
     return "github" if env.get("GITHUB_ACTIONS") == "true" else ""
 
 
+# MLflow's rules for an alias: `latest` and `v<digits>` name versions already.
+VALID_ALIAS = re.compile(r"[A-Za-z0-9_-]{1,255}")
+RESERVED_ALIAS = re.compile(r"latest|v\d+", re.IGNORECASE)
 VERDICT_LINES = {Status.FAILED: "the gate failed", Status.ERROR: "could not validate"}
 
 
@@ -89,6 +93,12 @@ def validate(options: Options, env: Mapping[str, str], run_log: RunLog) -> int:
         parse_model_uri(options.baseline)
         if Stage.VENV not in options.stages:
             raise UsageError("--baseline compares answers from the venv stage", "add venv to --stages")
+    alias = options.write_back.on_pass_set_alias
+    if alias and (not VALID_ALIAS.fullmatch(alias) or RESERVED_ALIAS.fullmatch(alias)):
+        raise UsageError(
+            f"--on-pass-set-alias {alias!r} is no alias MLflow accepts",
+            "use letters, digits, - and _ (not `latest`, nor v followed by digits)",
+        )
     if options.write_back.on_pass_set_alias and set(options.stages) != set(Stage):
         raise UsageError(
             f"--on-pass-set-alias promotes only a model that every stage validated, and --stages names "
@@ -119,10 +129,12 @@ def validate(options: Options, env: Mapping[str, str], run_log: RunLog) -> int:
         else:
             try:
                 write(planned, options)
-            except RegistryRefusedError as exc:  # exit 2: the records say so too, with the verdict they hold
-                report.write_back_error = str(exc)
+            except (ValidatorError, Cancelled) as exc:  # exit 2: the records say so too, with the verdict they hold
+                report.write_back_error = str(exc) or "cancelled while writing the verdict back"
                 for record in records:
                     record.report_finished(report)
+                if env.get("GITHUB_ACTIONS") == "true":
+                    append_summary(env, f"\n💥 The verdict could not be written back: {report.write_back_error}\n")
                 raise
             print(f"Registry: {planned.describe()}")
     return report.exit_code

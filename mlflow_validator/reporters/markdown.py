@@ -5,6 +5,7 @@ for a merge request's artifacts, a pull request comment or a chat message."""
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from mlflow_validator.reporters import Reporter
 from mlflow_validator.results import CheckResult, ModelIdentity, Status, ValidationReport
@@ -24,7 +25,9 @@ def model_link(identity: ModelIdentity, tracking_uri: str) -> str:
     """The version's page in the MLflow UI, when the tracking URI is a web address."""
     if not (tracking_uri.startswith(("http://", "https://")) and identity.name and identity.version):
         return ""
-    return f"{tracking_uri.rstrip('/')}/#/models/{identity.name}/versions/{identity.version}"
+    parts = urlsplit(tracking_uri)
+    public = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))  # never the credentials
+    return f"{public.rstrip('/')}/#/models/{identity.name}/versions/{identity.version}"
 
 
 def _rows(checks: list[CheckResult]) -> list[str]:
@@ -41,6 +44,8 @@ def summary(report: ValidationReport, tracking_uri: str, details_limit: int = DE
     link = model_link(identity, tracking_uri)
     title = f"[{identity.uri}]({link})" if link else f"`{identity.uri}`"
     lines = [f"## {VERDICT_ICONS[report.exit_code]} {title}: {report.verdict}", ""]
+    if report.write_back_error:
+        lines += [f"The verdict could not be written back to the registry: {_cell(report.write_back_error)}", ""]
     if not_run := report.stages_not_run:
         lines += [f"Not run: {'; '.join(f'{stage.value}: {_cell(why)}' for stage, why in not_run.items())}", ""]
     problems = [c for c in report.checks if c.status in (Status.FAILED, Status.ERROR, Status.WARNED)]

@@ -85,6 +85,8 @@ def test_an_alias_for_fewer_than_every_stage_is_a_usage_error_before_any_work(re
     assert result.returncode == 2
     assert "--on-pass-set-alias promotes only a model that every stage validated" in result.stderr
     assert not (tmp_path / "mlflow-validator-report").exists()
+    reserved = run_cli("validate", "models:/iris-classifier/1", "--on-pass-set-alias", "latest")
+    assert reserved.returncode == 2 and "'latest' is no alias MLflow accepts" in reserved.stderr
 
 
 def test_a_failure_is_tagged_with_the_failed_checks_and_gets_no_alias(registered, run_cli):
@@ -140,10 +142,12 @@ def test_a_registry_that_refuses_the_write_is_exit_2_and_the_verdict_stays_in_th
 def test_doctor_finds_out_before_any_work_whether_the_token_may_write(registered, read_only_registry, run_cli):
     asked = ("models:/iris-classifier/1", *STATIC, "--write-back")
     refused = run_cli("doctor", *asked, "--tracking-uri", read_only_registry)
+    dry_run = run_cli("doctor", *asked, "--dry-run", "--tracking-uri", read_only_registry)
     allowed = run_cli("doctor", *asked, "--tracking-uri", registered.tracking_uri)
 
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "MISSING  write-back" in refused.stdout and "PERMISSION_DENIED" in refused.stdout
+    assert dry_run.returncode == 0 and "write-back" not in dry_run.stdout, "a dry run writes nothing, nor probes"
     assert allowed.returncode == 0, allowed.stdout + allowed.stderr
     assert "ok  write-back" in allowed.stdout
     tags = client(registered.tracking_uri).get_model_version("iris-classifier", "1").tags

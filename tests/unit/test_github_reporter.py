@@ -121,3 +121,10 @@ def test_the_summary_opens_with_what_did_not_pass_and_folds_the_passes(tmp_path)
     assert failure < summary.index("### venv answers") < folded < summary.index("| static | pinned | ✅ passed")
     assert "⏭️ 2 skipped</summary>" in summary
     assert "Not run: docker: an earlier stage failed (venv)" in summary
+
+
+def test_a_refused_write_back_opens_the_summary_and_credentials_never_reach_it(tmp_path):
+    report = ValidationReport(IDENTITY, [CheckResult(Stage.STATIC, "pinned", Status.PASSED, 0.01)], "PERMISSION_DENIED")
+    text = bounded_summary(report, "https://alice:s3cret@mlflow.example.com")
+    assert text.startswith("## 💥 [models:/churn/3](https://mlflow.example.com/#/models/churn/versions/3): COULD")
+    assert "could not be written back to the registry: PERMISSION_DENIED" in text and "s3cret" not in text
