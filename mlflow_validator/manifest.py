@@ -393,7 +393,8 @@ class ResolvedChange:
 
 
 def plan_record(change: ResolvedChange, manifest: Manifest) -> dict[str, Any]:
-    """One row of `plan`'s JSON: what a CI matrix job needs to validate the entry."""
+    """One row of `plan`'s JSON: what a CI matrix job needs to validate the entry (the model's Python is added
+    by `plan`, which fetches it)."""
     entry = change.entry
     record: dict[str, Any] = {
         "id": entry.id,

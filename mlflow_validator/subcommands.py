@@ -8,6 +8,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -147,9 +148,22 @@ def _manifest_changes(selection: Mapping[str, Any], options: Options) -> tuple[M
     return manifest, [ResolvedChange(registry.resolve(c.entry, manifest.path), c.reasons) for c in changes]
 
 
+def _python_of(options: Options, model_uri: str) -> str:
+    """The Python the model was logged with (its python_env.yaml), for the matrix job to set up; empty when the
+    model does not say, which its validation then reports."""
+    with tempfile.TemporaryDirectory(prefix="mlflow-validator-plan-") as scratch:
+        model = fetch_model(replace(options, model_uri=model_uri), Path(scratch) / "model", static_files_only=True)
+        try:
+            return model.files.python_env.python
+        except ModelFileError:
+            return ""
+
+
 def plan(options: Options, selection: Mapping[str, Any]) -> int:
     manifest, changes = _manifest_changes(selection, options)
-    records = [plan_record(change, manifest) for change in changes]
+    records = [
+        plan_record(change, manifest) | {"python": _python_of(options, change.resolved.model_uri)} for change in changes
+    ]
     if selection["format"] == "gitlab":
         print(yaml.safe_dump(gitlab_child_pipeline(records, manifest, selection["component"]), sort_keys=False))
     else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -79,6 +80,7 @@ def test_plan_lists_the_two_entries_the_pull_request_changed_with_resolved_uris(
         ("staging/iris-bad-pin", "models:/iris-bad-pin/1", ["requests/bad-pin/two-rows.json changed"], 5),
         ("production/iris-classifier", "models:/iris-classifier/1", ["alias @champion -> version 1"], 9),
     ]
+    assert {row["python"] for row in plan} == {platform.python_version()}, "what the matrix job sets up"
 
 
 def test_validate_manifest_runs_the_changed_entries_into_one_report(registered, registry_repo):
