@@ -15,10 +15,10 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 from mlflow_validator import cli, commands
-from mlflow_validator.batch import CLEANUP_GRACE_S, MODEL_TIMEOUT_S, RESULTS_FILE, Target, TargetResult, overall_verdict
+from mlflow_validator.batch import CLEANUP_GRACE_S, MODEL_TIMEOUT_S, Target, TargetResult, overall_verdict
+from mlflow_validator.outputs import DEFAULT_DIR, JUNIT_FILE, REPORT_FILE, RESULTS_FILE, SUMMARY_FILE
 from mlflow_validator.reporters.github import append_summary
-from mlflow_validator.reporters.markdown import SUMMARY_FILE
-from mlflow_validator.reporters.record import REPORT_FILE, from_json
+from mlflow_validator.reporters.record import from_json
 from mlflow_validator.results import ModelIdentity, ValidationReport
 from mlflow_validator.settings.declared import SETTINGS
 from mlflow_validator.settings.types import BOOL
@@ -32,7 +32,7 @@ SETTING_INPUTS = {
 SELECTION_INPUTS = {"manifest": "--manifest", "base": "--base", "entry": "--entry", "jobs": "--jobs"}
 # The Action's own: what to validate, whether to plan, where the reports go, and any other flags.
 OWN_INPUTS = frozenset({"model-uri", "plan", "report-dir", "args"})
-DEFAULT_REPORT_DIR = "mlflow-validator-report"
+DEFAULT_REPORT_DIR = str(DEFAULT_DIR)
 
 
 def read_inputs(env: Mapping[str, str]) -> dict[str, str]:
@@ -87,7 +87,7 @@ def step_outputs(results: list[dict[str, str | int]], exit_code: int, report_dir
     values = {
         "verdict": overall_verdict(results, exit_code),
         "exit-code": str(exit_code),
-        "junit-xml": str(single.get("junit-xml", Path(report_dir) / "junit.xml")),
+        "junit-xml": str(single.get("junit-xml", Path(report_dir) / JUNIT_FILE)),
         "report-dir": report_dir,
         "image-digest": str(single.get("image-digest", "")),
         "summary-file": str(Path(report_dir) / SUMMARY_FILE),

@@ -20,10 +20,11 @@ from pathlib import Path
 from mlflow_validator import commands
 from mlflow_validator.errors import EXIT_CANNOT_VALIDATE, EXIT_PASSED, Cancelled
 from mlflow_validator.manifest import Manifest, ResolvedChange
+from mlflow_validator.outputs import IMAGE_RECORD, JUNIT_FILE, REPORT_FILE, RESULTS_FILE, SUMMARY_FILE, VERDICT_FILE
 from mlflow_validator.reporters.github import Blame, append_summary, check_annotations, within_budget
 from mlflow_validator.reporters.junit import render_models
-from mlflow_validator.reporters.markdown import SUMMARY_FILE, models_summary
-from mlflow_validator.reporters.record import REPORT_FILE, VERDICT_FILE, dotenv, from_json
+from mlflow_validator.reporters.markdown import models_summary
+from mlflow_validator.reporters.record import dotenv, from_json
 from mlflow_validator.results import (
     VERDICTS,
     CheckResult,
@@ -33,9 +34,7 @@ from mlflow_validator.results import (
     ValidationReport,
     verdict_word,
 )
-from mlflow_validator.stages.docker.stage import IMAGE_RECORD
 
-RESULTS_FILE = "results.json"
 MODEL_TIMEOUT_S = 3 * 3600  # every stage is bounded by its own timeouts; this bounds their sum
 CLEANUP_GRACE_S = 60  # a cancelled validation removes its containers and images in this time
 # The parent reports to GitHub for every model at once; a child's own summary and annotations would
@@ -83,7 +82,7 @@ class TargetResult:
             if self.report.exit_code == self.exit_code
             else verdict_word(self.exit_code),
             "exit-code": self.exit_code,
-            "junit-xml": str(self.output_dir / "junit.xml"),
+            "junit-xml": str(self.output_dir / JUNIT_FILE),
             "report-dir": str(self.output_dir),
             "image-digest": json.loads(image.read_text()).get("digest", "") if image.is_file() else "",
         }
@@ -147,7 +146,7 @@ class Batch:
     def _validate(self, target: Target) -> TargetResult:
         output_dir = self.output_dir / target.directory_name
         argv = [sys.executable, "-m", "mlflow_validator", "validate", target.model_uri, "--output-dir", str(output_dir)]
-        argv += ["--junit-xml", str(output_dir / "junit.xml"), *self.common_flags, *target.flags]
+        argv += ["--junit-xml", str(output_dir / JUNIT_FILE), *self.common_flags, *target.flags]
         self._print(f"[{target.label}] validating {target.model_uri}")
         for stale in (REPORT_FILE, IMAGE_RECORD):  # an earlier run's, in a reused output directory
             (output_dir / stale).unlink(missing_ok=True)

@@ -13,8 +13,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from mlflow_validator import __version__
+from mlflow_validator.outputs import LOG_FILE
 
-LOG_FILE_NAME = "mlflow-validator.log"
+LOG_FILE_NAME = LOG_FILE
 
 
 def _version_of(distribution: str) -> str:

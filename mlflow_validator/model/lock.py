@@ -19,9 +19,10 @@ from mlflow_validator import commands
 from mlflow_validator.model.files import ModelFiles
 from mlflow_validator.model.mlmodel import ModelFileError
 from mlflow_validator.model.requirements import parse_requirements, pins, read_requirements
+from mlflow_validator.outputs import LOCK_FILE
 from mlflow_validator.uv import compile_command, export_command, summarize_failure, uv_binary
 
-LOCK_FILE_NAME = "requirements.lock.txt"
+LOCK_FILE_NAME = LOCK_FILE
 SERVING_PACKAGES = ("gunicorn[gevent]",)  # what MLflow's image adds to every model's requirements
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from mlflow_validator.outputs import SUMMARY_FILE
 from mlflow_validator.reporters import Reporter
 from mlflow_validator.results import CheckResult, ModelIdentity, Status, ValidationReport
 
-SUMMARY_FILE = "summary.md"
 SUMMARY_LIMIT_BYTES = 1024 * 1024
 DETAILS_LIMIT_CHARS = 4000  # per failure; the full text is in the JUnit report and the output directory
 ICONS = {Status.PASSED: "✅", Status.WARNED: "⚠️", Status.FAILED: "❌", Status.SKIPPED: "⏭️", Status.ERROR: "💥"}

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_validator import __version__
+from mlflow_validator.outputs import REPORT_FILE, VERDICT_FILE
 from mlflow_validator.reporters import Reporter
 from mlflow_validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
 
-REPORT_FILE = "report.json"
-VERDICT_FILE = "verdict.env"
 # Raised when a field is renamed or removed; a field added keeps it.
 SCHEMA_VERSION = 1
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_validator.checks import POLICY_CHECKS, Policy
+from mlflow_validator.outputs import DEFAULT_DIR, JUNIT_FILE
 from mlflow_validator.results import Stage
 from mlflow_validator.settings import types as t
 
@@ -353,7 +354,7 @@ class Options:
         default_text="the tracking URI",
     )
     output_dir: Path = setting(
-        Path("mlflow-validator-report"),
+        DEFAULT_DIR,
         t.PATH,
         "answers, lock, build log and the log file",
         flag="--output-dir",
@@ -434,7 +435,7 @@ class Options:
 
     @property
     def junit_path(self) -> Path:
-        return self.junit_xml or self.output_dir / "junit.xml"
+        return self.junit_xml or self.output_dir / JUNIT_FILE
 
     def policy(self, check: str) -> Policy:
         return self.checks.get(check, Policy.ERROR)

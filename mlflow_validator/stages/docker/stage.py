@@ -35,6 +35,7 @@ from mlflow_validator.expectations.answers import (
 from mlflow_validator.expectations.packages import check_parity
 from mlflow_validator.expectations.requests import SampleRequest
 from mlflow_validator.expectations.team import ChecksContext, run_team_checks
+from mlflow_validator.outputs import ANSWERS_DIR, IMAGE_RECORD
 from mlflow_validator.results import Outcome, Stage, Status, failed, passed, skipped
 from mlflow_validator.stages.context import RunContext
 from mlflow_validator.stages.docker import LABEL
@@ -52,7 +53,6 @@ from mlflow_validator.stages.endpoint import BadAnswer, read_bounded
 from mlflow_validator.steps import Step, steps_for
 
 T = TypeVar("T")
-IMAGE_RECORD = "image.json"  # the kept image's tag, ID and digest, in the output directory
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class DockerStage:
         self.options = run.options
         self.paths = DockerPaths(
             run.workdir / "docker-context",
-            run.output_dir / "answers" / "container",
+            run.output_dir / ANSWERS_DIR / "container",
             run.output_dir / "docker-build.log",
             run.output_dir / IMAGE_RECORD,
         )

@@ -50,6 +50,7 @@ from mlflow_validator.isolation import (
     read_untrusted,
 )
 from mlflow_validator.model.mlmodel import ModelFileError
+from mlflow_validator.outputs import ANSWERS_DIR
 from mlflow_validator.results import Outcome, Stage, Status, failed, passed, skipped
 from mlflow_validator.stages.context import RunContext
 from mlflow_validator.stages.docker import LABEL
@@ -157,7 +158,7 @@ class VenvStage:
         self.requests: list[SampleRequest] = []
         self.answers = StageAnswers(label)
         self.options = run.options
-        self.paths = VenvPaths(run.workdir / f"{label}-stage", run.output_dir / "answers" / label)
+        self.paths = VenvPaths(run.workdir / f"{label}-stage", run.output_dir / ANSWERS_DIR / label)
         self.env = run.env
         self.tool_env = install_tool_env(run.env, run.network)
         self.uv = ""
