@@ -3,31 +3,20 @@ with everything there, it says so and exits 0. (A token that may not write: test
 
 from __future__ import annotations
 
-import shutil
 import socket
 from pathlib import Path
 
 import pytest
-import yaml
+
+from tests.integration.test_interpreter import model_asking_for_python
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "iris-classifier"
-DEBIAN_CLI = {
-    "MLFLOW_VALIDATOR_DOCKER_CLI": "/usr/bin/docker"
-}  # builds with BuildKit (tests/infra/docker-bootstrap.sh)
 
 
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def model_asking_for(tmp_path: Path, python: str) -> Path:
-    model = tmp_path / "model"
-    shutil.copytree(EXAMPLE, model)
-    env_file = model / "python_env.yaml"
-    env_file.write_text(yaml.safe_dump({**yaml.safe_load(env_file.read_text()), "python": python}))
-    return model
 
 
 def test_with_everything_there_it_says_so(run_cli, docker_engine):
@@ -63,7 +52,7 @@ def test_a_part_that_cannot_work_is_named_and_is_exit_2(run_cli, tmp_path, case,
         env |= {"PATH": str(empty), "MLFLOW_VALIDATOR_DOCKER_CLI": "docker"}
         args += ["--stages", "static,venv"]
     elif case == "not the model's Python":
-        args = [str(model_asking_for(tmp_path, "3.99.1")), "--stages", "static,venv"]
+        args = [str(model_asking_for_python(tmp_path, "3.99.1")), "--stages", "static,venv"]
     else:
         args = ["models:/iris/1", "--tracking-uri", f"http://127.0.0.1:{closed_port()}", "--stages", "static"]
 
