@@ -32,7 +32,7 @@ SETTING_INPUTS = {
 SELECTION_INPUTS = {"manifest": "--manifest", "base": "--base", "entry": "--entry", "jobs": "--jobs"}
 # The Action's own: what to validate, whether to plan, where the reports go, and any other flags.
 OWN_INPUTS = frozenset({"model-uri", "plan", "report-dir", "args"})
-DEFAULT_REPORT_DIR = str(DEFAULT_DIR)
+DEFAULT_REPORT_DIR = str(DEFAULT_DIR)  # inputs are text
 
 
 def read_inputs(env: Mapping[str, str]) -> dict[str, str]:
@@ -103,14 +103,20 @@ def step_outputs(results: list[dict[str, str | int]], exit_code: int, report_dir
     return "\n".join(lines) + "\n"
 
 
+def _cli(argv: list[str], env: Mapping[str, str]) -> tuple[int, str]:
+    """A subcommand run in this process: its exit code and what it printed."""
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        exit_code = cli.main(argv, env)
+    return exit_code, printed.getvalue()
+
+
 def plan_outputs(inputs: Mapping[str, str], env: Mapping[str, str]) -> int:
     """`plan: true`: the manifest entries to validate, as outputs a matrix reads (`matrix`, `count`)."""
     argv = ["plan", "--manifest", inputs.get("manifest", "mlflow-models.yaml")]
     argv += input_flags(inputs, ("base", "tracking-uri"))
-    printed = io.StringIO()
-    with redirect_stdout(printed):
-        exit_code = cli.main(argv, env)
-    matrix = printed.getvalue().strip()
+    exit_code, printed = _cli(argv, env)
+    matrix = printed.strip()
     if exit_code == 0 and (output := env.get("GITHUB_OUTPUT")):
         with open(output, "a", encoding="utf-8") as output_file:
             output_file.write(f"matrix={matrix}\ncount={len(json.loads(matrix)['include'])}\n")
@@ -123,13 +129,11 @@ def preflight(inputs: Mapping[str, str], env: Mapping[str, str]) -> int | None:
     None when everything asked for works."""
     models = inputs.get("model-uri", "").split()
     argv = ["doctor", *models[:1], *input_flags(inputs, SETTING_INPUTS)]  # `args` may hold flags only validate takes
-    printed = io.StringIO()
-    with redirect_stdout(printed):
-        exit_code = cli.main(argv, env)
-    print(printed.getvalue(), end="", flush=True)
+    exit_code, printed = _cli(argv, env)
+    print(printed, end="", flush=True)
     if exit_code == 0:
         return None
-    findings = printed.getvalue().strip()
+    findings = printed.strip()
     append_summary(env, f"## 💥 mlflow-validator cannot validate here\n\n```\n{findings}\n```\n")
     if output := env.get("GITHUB_OUTPUT"):
         with open(output, "a", encoding="utf-8") as output_file:

@@ -24,6 +24,7 @@ from mlflow_validator.stages.docker.engine import engine_problem
 from mlflow_validator.stages.venv.cage import ENABLE_HINT, cage_problem
 from mlflow_validator.stages.venv.interpreter import find_interpreter, search_path
 from mlflow_validator.uv import uv_binary
+from mlflow_validator.writeback import has_version, registry_client
 
 MINORS = tuple(f"3.{minor}" for minor in range(9, 15))
 PROBE_TAG = "mlflow_validator.doctor"  # set and removed again to learn whether the token may write tags
@@ -101,17 +102,12 @@ def _model(options: Options, uv: str, env: Mapping[str, str]) -> tuple[list[Find
     return found, model.identity
 
 
-def _may_write(options: Options, env: Mapping[str, str], identity: ModelIdentity) -> Finding:
+def _may_write(options: Options, identity: ModelIdentity) -> Finding:
     """Set a tag on the model version and remove it: the only way MLflow tells whether a token may write."""
-    from mlflow import MlflowClient
-    from mlflow.tracking import get_tracking_uri
-
-    if not (identity.name and identity.version) or parse_model_uri(options.model_uri).local_path is not None:
+    if not has_version(identity, options):
         return Finding("write-back", "the model is no registered version: nothing is written back")
     reference = parse_model_uri(options.model_uri)
-    tracking_uri = options.tracking_uri or env.get("MLFLOW_TRACKING_URI") or get_tracking_uri()
-    registry_uri = options.registry_uri or tracking_uri
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+    client, tracking_uri, registry_uri = registry_client(options)
     timeout = options.timeouts.registry
     name, version = identity.name, identity.version
     fix = "give the token permission to edit this model (MLflow's EDIT), or leave the write-back out"
@@ -141,7 +137,7 @@ def diagnose(options: Options, env: Mapping[str, str]) -> list[Finding]:
         findings += model
         asked = options.write_back
         if identity is not None and (asked.enabled or asked.on_pass_set_alias) and not asked.dry_run:
-            findings.append(_may_write(options, env, identity))
+            findings.append(_may_write(options, identity))
     return findings
 
 

@@ -8,10 +8,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import version
+from typing import Any
 
 from mlflow_validator.errors import EXIT_PASSED, RegistryRefusedError
 from mlflow_validator.model.fetch import bounded_registry_call, mlflow_client_settings, parse_model_uri
-from mlflow_validator.results import Status, ValidationReport
+from mlflow_validator.results import ModelIdentity, Status, ValidationReport
 from mlflow_validator.settings import Options
 
 TAG_PREFIX = "mlflow_validator."
@@ -45,7 +46,7 @@ def planned_write(report: ValidationReport, options: Options, env: Mapping[str, 
     if not (asked.enabled or asked.on_pass_set_alias or asked.dry_run):
         return None
     identity = report.identity
-    if not (identity.name and identity.version) or parse_model_uri(options.model_uri).local_path is not None:
+    if not has_version(identity, options):
         return None
     broken = [f"{c.stage.value}/{c.name}" for c in report.checks if c.status in (Status.FAILED, Status.ERROR)]
     tags = {
@@ -67,15 +68,26 @@ def planned_write(report: ValidationReport, options: Options, env: Mapping[str, 
     )
 
 
-def write(planned: RegistryWrite, options: Options) -> None:
-    """Tags, then the alias; bounded retries while the server does not answer, none when it refuses."""
+def has_version(identity: ModelIdentity, options: Options) -> bool:
+    """A registered version, which has tags to write: not a run, not a directory."""
+    return bool(identity.name and identity.version) and parse_model_uri(options.model_uri).local_path is None
+
+
+def registry_client(options: Options) -> tuple[Any, str, str]:
+    """The MLflow client the verdict is written with, and the tracking and registry URIs it talks to."""
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
     from mlflow.tracking import get_tracking_uri
 
     tracking_uri = options.tracking_uri or get_tracking_uri()
     registry_uri = options.registry_uri or tracking_uri
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri), tracking_uri, registry_uri
+
+
+def write(planned: RegistryWrite, options: Options) -> None:
+    """Tags, then the alias; bounded retries while the server does not answer, none when it refuses."""
+    from mlflow.exceptions import MlflowException
+
+    client, tracking_uri, registry_uri = registry_client(options)
     timeout = options.timeouts.registry
     reference = parse_model_uri(options.model_uri)
     try:
