@@ -23,3 +23,11 @@ def test_the_models_own_traceback_is_kept_whole():
     assert python_tracebacks(logs) == MODEL_CALLS_OUT
     hint = reach_hint(python_tracebacks(logs))
     assert hint is not None and "host='llm.internal', port=443" in hint
+
+
+def test_an_nginx_line_written_into_the_models_traceback_is_not_its_closing_line():
+    crash = MODEL_CALLS_OUT.replace("Temporary failure in name resolution", "x").splitlines()
+    crash[-1] = "FileNotFoundError: weights.bin is missing from the model directory"
+    interleaved = "\n".join([*crash[:-1], NGINX_WAITING, crash[-1]])
+    assert python_tracebacks(interleaved) == "\n".join(crash)
+    assert reach_hint(python_tracebacks(interleaved)) is None

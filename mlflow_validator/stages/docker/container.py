@@ -36,6 +36,8 @@ WORKER_DEATH = re.compile(
 # A worker may die once and come back (gunicorn restarts it within a second); dying for this long is a model
 # that cannot load. 20 s: the failure lands within 30 s of the container start (gunicorn boots in about 5 s).
 GRACE_AFTER_DEATH_S = 20
+# nginx writes its error log to the same stream as the workers, so its lines can land inside a traceback
+NGINX_LINE = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[\w+\] ")
 POLL_S = 1.0
 LIST_DISTRIBUTIONS = """
 import importlib.metadata, json
@@ -166,7 +168,8 @@ def _needs_more_memory(memory_mb: int | None) -> str:
 def python_tracebacks(logs: str) -> str:
     """The Python tracebacks in the container's log: what the model's code said, without nginx's own
     lines (its "Connection refused" is nginx waiting for the scoring server, not the model calling out)."""
-    blocks = re.findall(r"Traceback \(most recent call last\):\n(?:[ \t].*\n)*.*", logs)
+    model_lines = "\n".join(line for line in logs.splitlines() if not NGINX_LINE.match(line))
+    blocks = re.findall(r"Traceback \(most recent call last\):\n(?:[ \t].*\n)*.*", model_lines)
     return "\n".join(blocks)
 
 
