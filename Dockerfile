@@ -5,14 +5,13 @@
 #     mlflow-validator validate models:/iris-classifier/3 --tracking-uri http://mlflow:5000
 # Build it with BuildKit. Behind a TLS-intercepting proxy, give the build the proxy's CA as a secret
 # (it reaches no layer):  DOCKER_BUILDKIT=1 docker build --secret id=ca,src=/path/to/ca.pem -t mlflow-validator .
-# Debian 12 (bookworm) by name: Debian 13, which `python:3.11-slim` now means, has no docker.io package, so an
-# image built on it would have no docker CLI.
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# python:3.11-slim is Debian 13 (trixie) today, whose docker CLI and buildx plugin are packages of their
+# own: the CLI builds with BuildKit through the plugin. No daemon: the engine is the one the job gives.
+ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE}
 
-# Debian's docker.io brings the 20.10 client, which builds with BuildKit without the buildx plugin.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends docker.io bubblewrap \
+    && apt-get install -y --no-install-recommends docker-cli docker-buildx bubblewrap \
     && rm -rf /var/lib/apt/lists/*
 
 COPY requirements.lock /tmp/requirements.lock

@@ -16,15 +16,16 @@ from pathlib import Path
 from mlflow_validator import commands
 from mlflow_validator.checks import Policy
 from mlflow_validator.errors import ValidatorError
-from mlflow_validator.model.fetch import bounded_registry_call, fetch_model, mlflow_client_settings, parse_model_uri
+from mlflow_validator.model.fetch import fetch_model
 from mlflow_validator.model.mlmodel import ModelFileError
+from mlflow_validator.model.registry import Registry
 from mlflow_validator.results import ModelIdentity, Stage
 from mlflow_validator.settings import Options
 from mlflow_validator.stages.docker.engine import engine_problem
 from mlflow_validator.stages.venv.cage import ENABLE_HINT, cage_problem
-from mlflow_validator.stages.venv.interpreter import find_interpreter, search_path
+from mlflow_validator.stages.venv.interpreter import find_interpreter, minor_of, no_interpreter, search_path
 from mlflow_validator.uv import uv_binary
-from mlflow_validator.writeback import has_version, registry_client
+from mlflow_validator.writeback import has_version
 
 MINORS = tuple(f"3.{minor}" for minor in range(9, 15))
 PROBE_TAG = "mlflow_validator.doctor"  # set and removed again to learn whether the token may write tags
@@ -81,7 +82,9 @@ def _interpreters(uv: str, env: Mapping[str, str]) -> Finding:
     return Finding("interpreters", f"Python {', '.join(found)} on this machine" if found else "none found")
 
 
-def _model(options: Options, uv: str, env: Mapping[str, str]) -> tuple[list[Finding], ModelIdentity | None]:
+def _model(
+    options: Options, uv: str, env: Mapping[str, str], engine_works: bool
+) -> tuple[list[Finding], ModelIdentity | None]:
     """The registry (reached by fetching the model's small files), the model's Python, and who the model is."""
     with tempfile.TemporaryDirectory(prefix="mlflow-validator-doctor-") as scratch:
         try:
@@ -94,35 +97,41 @@ def _model(options: Options, uv: str, env: Mapping[str, str]) -> tuple[list[Find
         except ModelFileError as exc:  # the model's fault: the static stage reports it
             return [*found, Finding("model's Python", f"not known: {exc}")], model.identity
     if version and uv and Stage.VENV in options.stages:
-        try:
-            interpreter = find_interpreter(uv, version, env, options.timeouts.install)
-            found.append(Finding(f"Python {version}", f"{interpreter.path} (Python {interpreter.version})"))
-        except ValidatorError as exc:
-            found.append(Finding(f"Python {version}", exc.problem, problem=True, fix=exc.fix))
+        found.append(_models_python(options, uv, env, version, engine_works))
     return found, model.identity
+
+
+def _models_python(options: Options, uv: str, env: Mapping[str, str], version: str, engine_works: bool) -> Finding:
+    """Where the venv stage will get the model's Python: this machine, uv's download, or a container."""
+    name = f"Python {version}"
+    interpreter = find_interpreter(uv, version, env, options.timeouts.install)  # never downloads: answers in seconds
+    if interpreter is not None:
+        return Finding(name, f"{interpreter.path} (Python {interpreter.version})")
+    if options.python.downloads == "auto":
+        return Finding(name, f"none on this machine: uv will install Python {minor_of(version)} (python.downloads)")
+    if engine_works and options.sandbox.backend != "bubblewrap":
+        return Finding(name, f"none on this machine: the model will run in a container of python:{version}-slim")
+    missing = no_interpreter(version, "no engine answers, or sandbox.backend is bubblewrap")
+    return Finding(name, missing.problem, problem=True, fix=missing.fix)
 
 
 def _may_write(options: Options, identity: ModelIdentity) -> Finding:
     """Set a tag on the model version and remove it: the only way MLflow tells whether a token may write."""
     if not has_version(identity, options):
         return Finding("write-back", "the model is no registered version: nothing is written back")
-    reference = parse_model_uri(options.model_uri)
-    client, tracking_uri, registry_uri = registry_client(options)
-    timeout = options.timeouts.registry
+    registry = Registry.for_options(options)
+    client, uri = registry.client, options.model_uri
     name, version = identity.name, identity.version
     fix = "give the token permission to edit this model (MLflow's EDIT), or leave the write-back out"
-    with mlflow_client_settings(tracking_uri, registry_uri, timeout):
-        try:
-            set_tag = partial(client.set_model_version_tag, name, version, PROBE_TAG, "probe")
-            bounded_registry_call(set_tag, reference, tracking_uri, timeout)
-        except Exception as exc:
-            return Finding("write-back", f"the token may not write tags: {' '.join(str(exc).split())[:200]}", True, fix)
-        try:
-            delete_tag = partial(client.delete_model_version_tag, name, version, PROBE_TAG)
-            bounded_registry_call(delete_tag, reference, tracking_uri, timeout)
-        except Exception as exc:
-            found = f"the token may write tags, but removing the probe tag {PROBE_TAG} failed: {exc}"
-            return Finding("write-back", found, True, f"remove the tag {PROBE_TAG} from {name} version {version}")
+    try:
+        registry.call(partial(client.set_model_version_tag, name, version, PROBE_TAG, "probe"), uri)
+    except Exception as exc:
+        return Finding("write-back", f"the token may not write tags: {' '.join(str(exc).split())[:200]}", True, fix)
+    try:
+        registry.call(partial(client.delete_model_version_tag, name, version, PROBE_TAG), uri)
+    except Exception as exc:
+        found = f"the token may write tags, but removing the probe tag {PROBE_TAG} failed: {exc}"
+        return Finding("write-back", found, True, f"remove the tag {PROBE_TAG} from {name} version {version}")
     return Finding("write-back", f"the token may write tags on {name} version {version}")
 
 
@@ -133,7 +142,7 @@ def diagnose(options: Options, env: Mapping[str, str]) -> list[Finding]:
     if uv:
         findings.append(_interpreters(uv, env))
     if options.model_uri:
-        model, identity = _model(options, uv, env)
+        model, identity = _model(options, uv, env, engine_works)
         findings += model
         asked = options.write_back
         if identity is not None and (asked.enabled or asked.on_pass_set_alias) and not asked.dry_run:

@@ -16,7 +16,11 @@ from mlflow_validator.model.requirements import RequirementLine, index_urls
 from mlflow_validator.settings import BuildNetwork
 
 MODEL_ENV_ALLOWED = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
-TOOL_ENV_ALLOWED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "XDG_CACHE_HOME", "UV_CACHE_DIR", "DOCKER_HOST")
+TOOL_ENV_ALLOWED = (
+    "PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "XDG_CACHE_HOME", "UV_CACHE_DIR", "DOCKER_HOST", "PYENV_ROOT",
+    # where uv installs interpreters from and to (python.downloads: auto)
+    "UV_PYTHON_INSTALL_DIR", "UV_PYTHON_INSTALL_MIRROR", "UV_PYTHON_DOWNLOADS_JSON_URL",
+)  # fmt: skip
 
 
 def _allowed(env: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:

@@ -17,7 +17,7 @@ the registry so an alias becomes the version it points at now.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,9 +26,8 @@ import yaml
 
 from mlflow_validator import commands
 from mlflow_validator.errors import CommandError, ModelNotFoundError, UsageError
-from mlflow_validator.model.fetch import ModelReference, bounded_registry_call, mlflow_client_settings
+from mlflow_validator.model.registry import Registry
 from mlflow_validator.results import Stage
-from mlflow_validator.settings import Options
 from mlflow_validator.settings.types import did_you_mean
 
 T = TypeVar("T")
@@ -321,61 +320,39 @@ class ResolvedEntry:
         return f"models:/{self.entry.name}/{self.version}"
 
 
-class Registry:
-    """The registry lookups a manifest needs, bounded like every other registry call."""
-
-    def __init__(self, tracking_uri: str, registry_uri: str, timeout_s: float) -> None:
-        from mlflow import MlflowClient
-
-        self.tracking_uri = tracking_uri
-        self.registry_uri = registry_uri
-        self.timeout_s = timeout_s
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
-
-    @classmethod
-    def for_options(cls, options: Options) -> Registry:
-        from mlflow.tracking import get_tracking_uri
-
-        tracking_uri = options.tracking_uri or get_tracking_uri()
-        return cls(tracking_uri, options.registry_uri or tracking_uri, options.timeouts.registry)
-
-    def call(self, what: Callable[[], T], uri: str) -> T:
-        with mlflow_client_settings(self.tracking_uri, self.registry_uri, self.timeout_s):
-            return bounded_registry_call(what, ModelReference(uri), self.tracking_uri, self.timeout_s)
-
-    def resolve(self, entry: ManifestEntry, path: Path) -> ResolvedEntry:
-        """The entry's version; an unknown model, version or alias is a ManifestError with a suggestion."""
-        try:
-            model = self.call(lambda: self.client.get_registered_model(entry.name), entry.model_uri)
-        except ModelNotFoundError:
-            names = [m.name for m in self.call(lambda: self.client.search_registered_models(), entry.model_uri)]
+def resolve_entry(registry: Registry, entry: ManifestEntry, path: Path) -> ResolvedEntry:
+    """The entry's version; an unknown model, version or alias is a ManifestError with a suggestion."""
+    try:
+        model = registry.call(lambda: registry.client.get_registered_model(entry.name), entry.model_uri)
+    except ModelNotFoundError:
+        names = [m.name for m in registry.call(lambda: registry.client.search_registered_models(), entry.model_uri)]
+        raise ManifestError(
+            path,
+            entry.line,
+            f"the registry at {registry.tracking_uri} has no model '{entry.name}'{did_you_mean(entry.name, names)}",
+            "fix the model name",
+        ) from None
+    if entry.alias:
+        aliases = dict(getattr(model, "aliases", {}) or {})
+        if entry.alias not in aliases:
             raise ManifestError(
                 path,
                 entry.line,
-                f"the registry at {self.tracking_uri} has no model '{entry.name}'{did_you_mean(entry.name, names)}",
-                "fix the model name",
-            ) from None
-        if entry.alias:
-            aliases = dict(getattr(model, "aliases", {}) or {})
-            if entry.alias not in aliases:
-                raise ManifestError(
-                    path,
-                    entry.line,
-                    f"model '{entry.name}' has no alias '@{entry.alias}'{did_you_mean(entry.alias, list(aliases))}",
-                    _known("aliases", sorted(aliases)),
-                )
-            return ResolvedEntry(entry, str(aliases[entry.alias]))
-        versions = self.call(
-            lambda: [v.version for v in self.client.search_model_versions(f"name = '{entry.name}'")], entry.model_uri
-        )
-        if entry.version not in [str(v) for v in versions]:
-            raise ManifestError(
-                path,
-                entry.line,
-                f"model '{entry.name}' has no version {entry.version}",
-                _known("versions", sorted((str(v) for v in versions), key=int)),
+                f"model '{entry.name}' has no alias '@{entry.alias}'{did_you_mean(entry.alias, list(aliases))}",
+                _known("aliases", sorted(aliases)),
             )
-        return ResolvedEntry(entry, entry.version)
+        return ResolvedEntry(entry, str(aliases[entry.alias]))
+    versions = registry.call(
+        lambda: [v.version for v in registry.client.search_model_versions(f"name = '{entry.name}'")], entry.model_uri
+    )
+    if entry.version not in [str(v) for v in versions]:
+        raise ManifestError(
+            path,
+            entry.line,
+            f"model '{entry.name}' has no version {entry.version}",
+            _known("versions", sorted((str(v) for v in versions), key=int)),
+        )
+    return ResolvedEntry(entry, entry.version)
 
 
 def _known(what: str, names: list[str]) -> str:

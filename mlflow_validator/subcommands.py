@@ -21,15 +21,16 @@ from mlflow_validator.errors import EXIT_CANNOT_VALIDATE, Cancelled, UsageError,
 from mlflow_validator.expectations.team import EXAMPLE_FILE, example_checks
 from mlflow_validator.manifest import (
     Manifest,
-    Registry,
     ResolvedChange,
     gitlab_child_pipeline,
     load_manifest,
     plan_record,
+    resolve_entry,
     select,
 )
 from mlflow_validator.model.fetch import fetch_model, parse_model_uri
 from mlflow_validator.model.mlmodel import ModelFileError
+from mlflow_validator.model.registry import Registry
 from mlflow_validator.pipeline import Pipeline
 from mlflow_validator.plan import plan_stages
 from mlflow_validator.reporters import Reporter
@@ -145,7 +146,7 @@ def _manifest_changes(selection: Mapping[str, Any], options: Options) -> tuple[M
     manifest = load_manifest(selection["manifest"])
     changes = select(manifest, selection["entry"], selection["base"])
     registry = Registry.for_options(options)
-    return manifest, [ResolvedChange(registry.resolve(c.entry, manifest.path), c.reasons) for c in changes]
+    return manifest, [ResolvedChange(resolve_entry(registry, c.entry, manifest.path), c.reasons) for c in changes]
 
 
 def _python_of(options: Options, model_uri: str) -> str:

@@ -8,10 +8,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import version
-from typing import Any
 
 from mlflow_validator.errors import EXIT_PASSED, RegistryRefusedError
-from mlflow_validator.model.fetch import bounded_registry_call, mlflow_client_settings, parse_model_uri
+from mlflow_validator.model.fetch import parse_model_uri
+from mlflow_validator.model.registry import Registry
 from mlflow_validator.results import ModelIdentity, Status, ValidationReport
 from mlflow_validator.settings import Options
 
@@ -73,44 +73,30 @@ def has_version(identity: ModelIdentity, options: Options) -> bool:
     return bool(identity.name and identity.version) and parse_model_uri(options.model_uri).local_path is None
 
 
-def registry_client(options: Options) -> tuple[Any, str, str]:
-    """The MLflow client the verdict is written with, and the tracking and registry URIs it talks to."""
-    from mlflow import MlflowClient
-    from mlflow.tracking import get_tracking_uri
-
-    tracking_uri = options.tracking_uri or get_tracking_uri()
-    registry_uri = options.registry_uri or tracking_uri
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri), tracking_uri, registry_uri
-
-
 def write(planned: RegistryWrite, options: Options) -> None:
     """Tags, then the alias; bounded retries while the server does not answer, none when it refuses."""
     from mlflow.exceptions import MlflowException
 
-    client, tracking_uri, registry_uri = registry_client(options)
-    timeout = options.timeouts.registry
-    reference = parse_model_uri(options.model_uri)
+    registry = Registry.for_options(options)
+    client, uri = registry.client, options.model_uri
     try:
-        with mlflow_client_settings(tracking_uri, registry_uri, timeout):
-            existing = bounded_registry_call(
-                partial(client.get_model_version, planned.name, planned.version), reference, tracking_uri, timeout
-            ).tags
-            # A tag an earlier run set and this one does not (checks_failed after a pass) would tell a stale story.
-            stale = [key for key in existing if key.startswith(TAG_PREFIX) and key not in planned.tags]
-            calls: list[Callable[[], object]] = [
-                *(partial(client.delete_model_version_tag, planned.name, planned.version, key) for key in stale),
-                *(
-                    partial(client.set_model_version_tag, planned.name, planned.version, key, value)
-                    for key, value in planned.tags.items()
-                ),
-            ]
-            if planned.alias:
-                calls.append(partial(client.set_registered_model_alias, planned.name, planned.alias, planned.version))
-            for call in calls:
-                bounded_registry_call(call, reference, tracking_uri, timeout)
+        existing = registry.call(partial(client.get_model_version, planned.name, planned.version), uri).tags
+        # A tag an earlier run set and this one does not (checks_failed after a pass) would tell a stale story.
+        stale = [key for key in existing if key.startswith(TAG_PREFIX) and key not in planned.tags]
+        calls: list[Callable[[], object]] = [
+            *(partial(client.delete_model_version_tag, planned.name, planned.version, key) for key in stale),
+            *(
+                partial(client.set_model_version_tag, planned.name, planned.version, key, value)
+                for key, value in planned.tags.items()
+            ),
+        ]
+        if planned.alias:
+            calls.append(partial(client.set_registered_model_alias, planned.name, planned.alias, planned.version))
+        for call in calls:
+            registry.call(call, uri)
     except MlflowException as exc:
         raise RegistryRefusedError(
-            f"the registry at {tracking_uri} refused the verdict for {planned.name} version {planned.version}: "
-            f"{exc.error_code} {' '.join(str(exc.message).split())[:200]}",
+            f"the registry at {registry.tracking_uri} refused the verdict for {planned.name} version "
+            f"{planned.version}: {exc.error_code} {' '.join(str(exc.message).split())[:200]}",
             "give the token permission to edit this model (MLflow's EDIT), or pass --dry-run",
         ) from None

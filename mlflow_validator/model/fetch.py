@@ -6,20 +6,18 @@ files such as weights are downloaded only when a later stage asks for them (`dow
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
-
-from mlflow_validator.errors import ModelNotFoundError, RegistryUnreachableError, UsageError
+from mlflow_validator.errors import ModelNotFoundError, UsageError
 from mlflow_validator.model.files import ModelFiles
 from mlflow_validator.model.mlmodel import ModelFileError
+from mlflow_validator.model.registry import Registry
 from mlflow_validator.results import ModelIdentity
 from mlflow_validator.settings import Options
 
@@ -79,64 +77,6 @@ def parse_model_uri(uri: str) -> ModelReference:
 
 def needed_by_static_checks(path: str, size: int | None) -> bool:
     return size is None or size <= SMALL_FILE_BYTES or path.endswith(STATIC_SUFFIXES) or path == "MLmodel"
-
-
-@contextmanager
-def mlflow_client_settings(tracking_uri: str, registry_uri: str, timeout_s: float) -> Iterator[None]:
-    """MLflow's artifact repositories read the global URIs, and its client retries for minutes
-    by default; we set both for the duration of the fetch and retry with a bound of our own."""
-    import mlflow
-
-    overrides = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(timeout_s))}
-    saved_env = {key: os.environ.get(key) for key in overrides}
-    saved_uris = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-    os.environ.update(overrides)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(registry_uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(saved_uris[0])
-        mlflow.set_registry_uri(saved_uris[1])
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _classify(exc: Exception, ref: ModelReference, tracking_uri: str) -> Exception:
-    from mlflow.exceptions import MlflowException
-
-    not_found = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
-    if isinstance(exc, MlflowException) and exc.error_code in not_found:
-        return ModelNotFoundError(
-            f"{ref.uri} does not exist in the registry at {tracking_uri}",
-            "check the name, version or alias (the MLflow UI lists them under Models)",
-        )
-    text = str(exc)
-    if any(marker in text for marker in ("Connection refused", "Max retries exceeded", "timed out", "NameResolution")):
-        return RegistryUnreachableError(
-            f"the MLflow tracking server at {tracking_uri} did not answer",
-            "check --tracking-uri / MLFLOW_TRACKING_URI and that the server is running",
-        )
-    return exc
-
-
-def bounded_registry_call(call: Callable[[], T], ref: ModelReference, tracking_uri: str, timeout_s: float) -> T:
-    @retry(
-        retry=retry_if_exception_type(RegistryUnreachableError),
-        stop=stop_after_attempt(4) | stop_after_delay(timeout_s),
-        wait=wait_exponential(multiplier=0.5, max=5),
-        reraise=True,
-    )
-    def attempt() -> T:
-        try:
-            return call()
-        except Exception as exc:
-            raise _classify(exc, ref, tracking_uri) from exc
-
-    return attempt()
 
 
 def _with_mlflow_version(files: ModelFiles, identity: ModelIdentity) -> FetchedModel:
@@ -208,20 +148,15 @@ def fetch_model(options: Options, dest: Path, *, static_files_only: bool) -> Fet
     if ref.local_path is not None:
         return _fetch_local(ref, dest)
 
-    from mlflow import MlflowClient
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-    from mlflow.tracking import get_tracking_uri
 
-    tracking_uri = options.tracking_uri or get_tracking_uri()
-    registry_uri = options.registry_uri or tracking_uri
-    timeout = options.timeouts.registry
+    registry = Registry.for_options(options)
+    tracking_uri, registry_uri = registry.tracking_uri, registry.registry_uri
 
     def bounded(call: Callable[[], T]) -> T:
-        with mlflow_client_settings(tracking_uri, registry_uri, timeout):
-            return bounded_registry_call(call, ref, tracking_uri, timeout)
+        return registry.call(call, ref.uri)
 
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
-    identity, tags = bounded(lambda: _identity(client, ref))
+    identity, tags = bounded(lambda: _identity(registry.client, ref))
     if ref.run_id:
         # MLflow 3 serves runs:/ through a logged-model indirection that lists paths it cannot
         # download one by one; fetch the whole model instead.

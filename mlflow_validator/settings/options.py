@@ -243,6 +243,21 @@ class SandboxSettings:
 
 
 @dataclass(frozen=True)
+class PythonSettings:
+    """Where the venv stage gets the model's Python when this machine has no interpreter of its minor release."""
+
+    downloads: str = setting(
+        "never",
+        t.one_of("never", "auto"),
+        "`auto` lets uv install the model's Python when the machine has none of its minor release (from "
+        "UV_PYTHON_INSTALL_MIRROR or UV_PYTHON_DOWNLOADS_JSON_URL where set, for closed networks); with `never` "
+        "the model runs in a container of its exact Python on the Docker engine instead, where one answers",
+        flag="--python-downloads",
+        env=("MLFLOW_VALIDATOR_PYTHON_DOWNLOADS",),
+    )
+
+
+@dataclass(frozen=True)
 class DockerSettings:
     """The engine and CLI the docker stage uses, and the limits of the serving container."""
 
@@ -427,6 +442,7 @@ class Options:
     env: ModelEnvironment = ModelEnvironment()
     pickles: PickleSettings = PickleSettings()
     sandbox: SandboxSettings = SandboxSettings()
+    python: PythonSettings = PythonSettings()
     docker: DockerSettings = DockerSettings()
     write_back: WriteBack = WriteBack()
     # Not settings: worked out by the resolver from the settings above.

@@ -53,6 +53,7 @@ def test_a_part_that_cannot_work_is_named_and_is_exit_2(run_cli, tmp_path, case,
         args += ["--stages", "static,venv"]
     elif case == "not the model's Python":
         args = [str(model_asking_for_python(tmp_path, "3.99.1")), "--stages", "static,venv"]
+        args += ["--sandbox-backend", "bubblewrap"]  # else the engine would run it in a container of its Python
     else:
         args = ["models:/iris/1", "--tracking-uri", f"http://127.0.0.1:{closed_port()}", "--stages", "static"]
 

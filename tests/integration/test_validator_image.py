@@ -23,6 +23,16 @@ def test_the_image_runs_the_cli_as_its_own_user(validator_image):
 
 
 @pytest.mark.docker
+def test_the_image_is_debian_13_with_a_docker_cli_that_builds_with_buildkit_and_no_daemon(validator_image):
+    shell = "cat /etc/debian_version; docker buildx version; command -v dockerd || echo no dockerd"
+    found = docker("run", "--rm", "--entrypoint", "sh", validator_image, "-c", shell)
+    release, buildx, daemon = found.stdout.splitlines()
+    assert release.startswith("13."), found.stdout + found.stderr
+    assert buildx.startswith("github.com/docker/buildx ")
+    assert daemon == "no dockerd"
+
+
+@pytest.mark.docker
 def test_with_the_socket_mounted_the_serving_container_has_no_network_and_is_reached_all_the_same(
     validator_image, tmp_path: Path
 ):

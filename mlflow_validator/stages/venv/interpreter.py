@@ -1,4 +1,4 @@
-"""Find a Python interpreter on this machine for the model's Python version (nothing is downloaded)."""
+"""Find a Python interpreter on this machine for the model's Python version; uv downloads one only when asked."""
 
 from __future__ import annotations
 
@@ -29,19 +29,49 @@ def search_path(env: Mapping[str, str]) -> str:
     return os.pathsep.join([env.get("PATH", ""), *pyenv_bins])
 
 
-def find_interpreter(uv: str, requested: str, tool_env: Mapping[str, str], timeout_s: float) -> Interpreter:
-    """Exact version first; else the same minor release with another patch level."""
-    minor = ".".join(requested.split(".")[:2])
+def find_interpreter(
+    uv: str, requested: str, tool_env: Mapping[str, str], timeout_s: float, *, download: bool = False
+) -> Interpreter | None:
+    """Exact version first; else the same minor release with another patch level; else, when `download`,
+    the minor release as uv installs it (from the mirror the environment names). None: no interpreter."""
+    minor = minor_of(requested)
     env = {**tool_env, "PATH": search_path(tool_env), "UV_PYTHON_DOWNLOADS": "never"}
     for request in dict.fromkeys((requested, minor)):
-        found = commands.run([uv, "python", "find", "--no-project", request], env=env, timeout_s=timeout_s, check=False)
-        if found.ok:
-            path = Path(found.output.strip().splitlines()[-1])
-            version = commands.run(
-                [path, "-c", "import platform; print(platform.python_version())"], env=env, timeout_s=timeout_s
-            ).output.strip()
-            return Interpreter(path, version, requested)
-    raise InfrastructureError(
-        f"no Python {minor} interpreter on this machine (the model needs {requested})",
-        f"install Python {minor} on the runner (apt, pyenv or actions/setup-python) and put it on PATH",
+        if found := _found(uv, request, env, timeout_s):
+            return Interpreter(found, _version(found, env, timeout_s), requested)
+    if not download:
+        return None
+    # --no-bin: nothing goes into the runner's ~/.local/bin
+    install = [uv, "python", "install", "--no-bin", minor]
+    installed = commands.run(install, env={**env, "UV_PYTHON_DOWNLOADS": "automatic"}, timeout_s=timeout_s, check=False)
+    if not installed.ok:
+        raise InfrastructureError(
+            f"uv could not install Python {minor} (python.downloads: auto): {commands.last_line(installed.output)}",
+            "let the runner reach uv's Python downloads, or name a mirror in UV_PYTHON_INSTALL_MIRROR",
+        )
+    found = _found(uv, minor, env, timeout_s)
+    return Interpreter(found, _version(found, env, timeout_s), requested) if found else None
+
+
+def no_interpreter(requested: str, why_not_a_container: str) -> InfrastructureError:
+    minor = minor_of(requested)
+    return InfrastructureError(
+        f"no Python {minor} interpreter on this machine (the model needs {requested}), and the model cannot run "
+        f"in a container of its Python instead ({why_not_a_container})",
+        f"install Python {minor} on the runner (apt, pyenv or actions/setup-python) and put it on PATH; or set "
+        "`python: {downloads: auto}` to let uv install it; or give the validator a Docker engine",
     )
+
+
+def minor_of(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def _found(uv: str, request: str, env: Mapping[str, str], timeout_s: float) -> Path | None:
+    found = commands.run([uv, "python", "find", "--no-project", request], env=env, timeout_s=timeout_s, check=False)
+    return Path(found.output.strip().splitlines()[-1]) if found.ok else None
+
+
+def _version(python: Path, env: Mapping[str, str], timeout_s: float) -> str:
+    asked: list[str | Path] = [python, "-c", "import platform; print(platform.python_version())"]
+    return commands.run(asked, env=env, timeout_s=timeout_s).output.strip()

@@ -55,6 +55,7 @@ from mlflow_validator.results import Outcome, Stage, Status, failed, passed, ski
 from mlflow_validator.stages.context import RunContext
 from mlflow_validator.stages.docker import LABEL
 from mlflow_validator.stages.docker.builder import ImageBuilder
+from mlflow_validator.stages.docker.container import installed_in
 from mlflow_validator.stages.docker.engine import Docker, docker_env, engine_problem, oom_killed
 from mlflow_validator.stages.endpoint import SOCKET_SCHEME, BadAnswer, Endpoint
 from mlflow_validator.stages.venv.cage import ENABLE_HINT as CAGE_HINT
@@ -81,7 +82,7 @@ from mlflow_validator.stages.venv.container_cage import (
     started,
 )
 from mlflow_validator.stages.venv.container_cage import HOME as CONTAINER_HOME
-from mlflow_validator.stages.venv.interpreter import Interpreter, find_interpreter
+from mlflow_validator.stages.venv.interpreter import Interpreter, find_interpreter, minor_of, no_interpreter
 from mlflow_validator.steps import Step, run_steps, steps_for
 from mlflow_validator.uv import repair_hint, summarize_failure, uv_binary
 
@@ -163,6 +164,7 @@ class VenvStage:
         self.tool_env = install_tool_env(run.env, run.network)
         self.uv = ""
         self.interpreter: Interpreter | None = None
+        self.in_image = False  # no interpreter here: the model's environment is the dependency image on the engine
         self.cage: Cage | ContainerCage | None = None  # set by the sandbox step when the model can be caged
         self.docker: Docker | None = None  # the engine of a container cage
         self.watch: Watch | None = None  # the cage's processes together, while the model process runs
@@ -196,7 +198,12 @@ class VenvStage:
     def find_interpreter(self) -> Outcome:
         self.uv = uv_binary()
         wanted = self.files.python_env.python
-        self.interpreter = find_interpreter(self.uv, wanted, self.tool_env, self.options.timeouts.install)
+        download = self.options.python.downloads == "auto"
+        self.interpreter = find_interpreter(
+            self.uv, wanted, self.tool_env, self.options.timeouts.install, download=download
+        )
+        if self.interpreter is None:
+            return self._python_in_a_container(wanted)
         if self.interpreter.exact:
             return passed(f"Python {self.interpreter.version} at {self.interpreter.path}")
         return passed(
@@ -204,7 +211,21 @@ class VenvStage:
             f"{self.interpreter.version} at {self.interpreter.path} (same minor release)"
         )
 
+    def _python_in_a_container(self, wanted: str) -> Outcome:
+        """No interpreter of the model's minor release here: its exact Python is the dependency image's base."""
+        if self.options.sandbox.backend == "bubblewrap":
+            raise no_interpreter(wanted, "sandbox.backend is bubblewrap")
+        if problem := engine_problem(self.env, self.options.docker.cli):
+            raise no_interpreter(wanted, f"the Docker engine: {problem}")
+        self.in_image = True
+        return passed(
+            f"no Python {minor_of(wanted)} on this machine: the model runs in a container of the run's dependency "
+            f"image, whose base image (python:{wanted}-slim, as MLflow's build-docker makes it) has Python {wanted}"
+        )
+
     def create_virtualenv(self) -> Outcome:
+        if self.in_image:
+            return passed("none on this machine: the model's environment is the dependency image (see sandbox)")
         assert self.interpreter is not None
         commands.run(
             [self.uv, "venv", "--no-project", "--python", self.interpreter.path, self.paths.venv],
@@ -225,6 +246,8 @@ class VenvStage:
                 f"Fix: {repair_hint(self.options.model_uri, unresolved.output)}",
                 unresolved.tail(),
             )
+        if self.in_image:
+            return passed(f"{lock.described}: installed in the dependency image (see sandbox), not on this machine")
         result = commands.run(
             [self.uv, "pip", "sync", "--python", self.paths.python, lock.file],
             env={**self.tool_env, "UV_LINK_MODE": "copy"},  # hard links would let the model write into uv's cache
@@ -255,7 +278,7 @@ class VenvStage:
         """bubblewrap where it starts (or where `sandbox.backend` asks for it), else a container on the
         Docker engine. Under the `error` policy (CI's default) a machine that can cage neither way is the
         validator's trouble, never the model's: exit 2. Under `warn` the model runs uncaged, said so."""
-        wanted = self.options.sandbox.backend
+        wanted = "container" if self.in_image else self.options.sandbox.backend
         problems = []
         if wanted != "container":
             if not (problem := cage_problem(self.env, os.geteuid())):
@@ -278,10 +301,12 @@ class VenvStage:
 
     def _bubblewrap_cage(self) -> Outcome:
         interpreter = self.interpreter.path if self.interpreter else Path(sys.executable)
-        prefix = Path(os.path.realpath(interpreter)).parent.parent
+        # The venv's python links to the interpreter as named, which may pass through a link to a directory
+        # (uv's cpython-3.13-… names its cpython-3.13.0-…): both installs as named and as resolved are shown.
+        prefixes = dict.fromkeys((interpreter.parent.parent, Path(os.path.realpath(interpreter)).parent.parent))
         self.cage = cage = cage_for(
             self.paths.home,
-            readable=(prefix, self.paths.venv, self.paths.plan, self.model_dir, PREDICTOR.parent),
+            readable=(*prefixes, self.paths.venv, self.paths.plan, self.model_dir, PREDICTOR.parent),
             hidden=hidden_paths(self.env, Path.cwd(), extra=[self.run.workdir]),
             bounds=self._bounds(),
             euid=os.geteuid(),
@@ -310,6 +335,8 @@ class VenvStage:
         name = f"mlflow-validator-{self.run.run_id}-{self.label}"
         uid = CONTAINER_UIDS.start + secrets.randbelow(len(CONTAINER_UIDS))
         self.cage = cage = ContainerCage(image.tag, name, {LABEL: self.run.run_id}, uid, self._bounds())
+        if self.in_image:
+            self.answers.installed = installed_in(docker, image.tag)
         bounds = cage.bounds
         return passed(
             f"container on the Docker engine ({image.how}): uid {cage.uid}, which owns nothing in the image; no "
