@@ -16,8 +16,8 @@ from typing import Any, NoReturn
 import shtab
 
 from mlflow_validator import PROG, __version__, commands
+from mlflow_validator.batch.manifest import DEFAULT_MANIFEST
 from mlflow_validator.errors import EXIT_CANNOT_VALIDATE, EXIT_INTERNAL_ERROR, Cancelled, UsageError, ValidatorError
-from mlflow_validator.manifest import DEFAULT_MANIFEST
 from mlflow_validator.reporters.github import error_on_file
 from mlflow_validator.runlog import RunLog
 from mlflow_validator.settings import Options, resolve_options

@@ -15,11 +15,7 @@ from typing import Any
 import yaml
 
 from mlflow_validator import PROG
-from mlflow_validator.batch import Batch, Target, manifest_target
-from mlflow_validator.doctor import diagnose, rendered
-from mlflow_validator.errors import EXIT_CANNOT_VALIDATE, Cancelled, UsageError, ValidatorError
-from mlflow_validator.expectations.team import EXAMPLE_FILE, example_checks
-from mlflow_validator.manifest import (
+from mlflow_validator.batch.manifest import (
     Manifest,
     ResolvedChange,
     gitlab_child_pipeline,
@@ -28,6 +24,10 @@ from mlflow_validator.manifest import (
     resolve_entry,
     select,
 )
+from mlflow_validator.batch.run import Batch, Target, manifest_target
+from mlflow_validator.doctor import diagnose, rendered
+from mlflow_validator.errors import EXIT_CANNOT_VALIDATE, Cancelled, UsageError, ValidatorError
+from mlflow_validator.expectations.team import EXAMPLE_FILE, example_checks
 from mlflow_validator.model.fetch import fetch_model, parse_model_uri
 from mlflow_validator.model.mlmodel import ModelFileError
 from mlflow_validator.model.registry import Registry

@@ -3,7 +3,7 @@
 Active when the CLI runs in a GitHub Actions job (`GITHUB_ACTIONS=true`). The summary (`markdown.py`) is appended
 to `GITHUB_STEP_SUMMARY`; annotations are workflow commands on stdout (at most ANNOTATIONS_PER_KIND of each
 kind, then one notice with the count). The step's outputs
-are the Action's (`mlflow_validator/action.py`), which may run several models.
+are the Action's (`mlflow_validator/batch/action.py`), which may run several models.
 """
 
 from __future__ import annotations

@@ -139,7 +139,7 @@ def run_action(repo: Path, outputs: Path, inputs: dict[str, str], env: dict[str,
     """The Action's entry point as action.yml runs it: its inputs as INPUT_ variables."""
     variables = {f"INPUT_{name.upper().replace('-', '_')}": value for name, value in inputs.items()}
     done = subprocess.run(
-        [sys.executable, "-m", "mlflow_validator.action"],
+        [sys.executable, "-m", "mlflow_validator.batch.action"],
         cwd=repo,
         env={**os.environ, "TMPDIR": str(repo.parent), "GITHUB_OUTPUT": str(outputs), **variables, **(env or {})},
         capture_output=True,

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from ruamel.yaml import YAML
 
-from mlflow_validator.action import (
+from mlflow_validator.batch.action import (
     OWN_INPUTS,
     SELECTION_INPUTS,
     SETTING_INPUTS,

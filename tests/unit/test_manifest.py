@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from mlflow_validator.batch.manifest import ManifestError, parse_manifest
 from mlflow_validator.errors import UsageError
-from mlflow_validator.manifest import ManifestError, parse_manifest
 
 PATH = Path("deploy/mlflow-models.yaml")
 

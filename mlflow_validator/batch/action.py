@@ -1,4 +1,4 @@
-"""The GitHub Action's entry point (`python -m mlflow_validator.action`): its inputs become one `validate` command
+"""The GitHub Action's entry point (`python -m mlflow_validator.batch.action`): its inputs become one `validate` command
 line (one model, several, or a manifest's entries), and the step's outputs say how each model went. The
 summary and the annotations come from the CLI's GitHub reporter (one model) or the batch (several)."""
 
@@ -15,7 +15,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 from mlflow_validator import cli, commands
-from mlflow_validator.batch import CLEANUP_GRACE_S, MODEL_TIMEOUT_S, Target, TargetResult, overall_verdict
+from mlflow_validator.batch.run import CLEANUP_GRACE_S, MODEL_TIMEOUT_S, Target, TargetResult, overall_verdict
 from mlflow_validator.outputs import DEFAULT_DIR, JUNIT_FILE, REPORT_FILE, RESULTS_FILE, SUMMARY_FILE
 from mlflow_validator.reporters.github import append_summary
 from mlflow_validator.reporters.record import from_json

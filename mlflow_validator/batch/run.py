@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow_validator import commands
+from mlflow_validator.batch.manifest import Manifest, ResolvedChange
 from mlflow_validator.errors import EXIT_CANNOT_VALIDATE, EXIT_PASSED, Cancelled
-from mlflow_validator.manifest import Manifest, ResolvedChange
 from mlflow_validator.outputs import IMAGE_RECORD, JUNIT_FILE, REPORT_FILE, RESULTS_FILE, SUMMARY_FILE, VERDICT_FILE
 from mlflow_validator.reporters.github import Blame, append_summary, check_annotations, within_budget
 from mlflow_validator.reporters.junit import render_models
