@@ -77,6 +77,15 @@ CHECKS = (
     ),
     Check(
         STATIC,
+        "platforms",
+        "with `platforms` naming another platform than linux/amd64 (`linux/arm64`: Graviton, images built on Apple "
+        "silicon), uv cannot resolve the same requirements there (`aarch64-manylinux_2_36`): a requirement has no "
+        "wheel for it and no source distribution. The message names the platform and what to pin",
+        requires=("resolvable",),
+        has_policy=True,
+    ),
+    Check(
+        STATIC,
         "runtime-constraints",
         "with `--constraints FILE` (the serving runtime's installed packages): no resolution satisfies both; the "
         "message names each package, e.g. \"the model's lock needs scikit-learn 1.9.1, the target runtime has "

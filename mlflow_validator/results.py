@@ -66,6 +66,7 @@ class ModelIdentity:
     name: str
     version: str = ""
     run_id: str = ""
+    model_id: str = ""  # MLflow 3's LoggedModel behind the version (or the one named by models:/m-…)
     source: str = ""
     mlflow_version: str = ""
 

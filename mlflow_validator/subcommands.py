@@ -28,7 +28,7 @@ from mlflow_validator.batch.run import Batch, Target, manifest_target
 from mlflow_validator.doctor import diagnose, rendered
 from mlflow_validator.errors import EXIT_CANNOT_VALIDATE, Cancelled, UsageError, ValidatorError
 from mlflow_validator.expectations.team import EXAMPLE_FILE, example_checks
-from mlflow_validator.model.fetch import fetch_model, parse_model_uri
+from mlflow_validator.model.fetch import ModelReference, fetch_model, parse_model_uri
 from mlflow_validator.model.mlmodel import ModelFileError
 from mlflow_validator.model.registry import Registry
 from mlflow_validator.pipeline import Pipeline
@@ -88,6 +88,11 @@ def _verdict_line(report: ValidationReport) -> str:
     return ""
 
 
+def _registered(reference: ModelReference) -> bool:
+    """A registered model's version (by number, alias or `latest`): what an alias can point at."""
+    return bool(reference.name) and reference.local_path is None
+
+
 def validate(options: Options, env: Mapping[str, str], run_log: RunLog) -> int:
     _check_writable(options.output_dir, "output directory")
     _check_writable(options.junit_path, "report")
@@ -100,6 +105,12 @@ def validate(options: Options, env: Mapping[str, str], run_log: RunLog) -> int:
         raise UsageError(
             f"--on-pass-set-alias {alias!r} is no alias MLflow accepts",
             "use letters, digits, - and _ (not `latest`, nor v followed by digits)",
+        )
+    if alias and not _registered(parse_model_uri(options.model_uri)):
+        raise UsageError(
+            f"--on-pass-set-alias moves an alias of a registered model, and {options.model_uri} is none "
+            "(a logged model, a run or a directory)",
+            "register the model (mlflow.register_model) and validate models:/NAME/VERSION",
         )
     if options.write_back.on_pass_set_alias and set(options.stages) != set(Stage):
         raise UsageError(

@@ -9,8 +9,10 @@ from pathlib import Path
 from mlflow_validator.errors import CommandError
 
 _MISSING_VERSION = re.compile(r"no versions? of (?P<requirement>[A-Za-z0-9_.\-\[\]]+[=<>!~]=?[^\s,]+)")
-# The python-build-standalone/official slim images are Debian bookworm: glibc 2.36.
-SERVING_PLATFORM = "x86_64-manylinux_2_36"
+# The platforms a model may be asked to install on, as uv names them. glibc 2.36 is Debian bookworm's, the
+# oldest the slim images that models' Dockerfiles start from have.
+UV_PLATFORMS = {"linux/amd64": "x86_64-manylinux_2_36", "linux/arm64": "aarch64-manylinux_2_36"}
+SERVING_PLATFORM = UV_PLATFORMS["linux/amd64"]  # what the validator's stages install and run
 
 
 def uv_binary() -> str:
@@ -46,9 +48,14 @@ def repair_hint(model_uri: str, uv_output: str) -> str:
 
 
 def compile_command(
-    uv: str, requirements: Path, python_version: str, output: Path, constraints: Path | None
+    uv: str,
+    requirements: Path,
+    python_version: str,
+    output: Path,
+    constraints: Path | None,
+    platform: str = SERVING_PLATFORM,
 ) -> list[str | Path]:
-    """Resolve for the serving platform (Linux x86-64), whatever machine we run on."""
+    """Resolve for a serving platform (Linux x86-64 unless told), whatever machine we run on."""
     command: list[str | Path] = [
         uv,
         "pip",
@@ -57,7 +64,7 @@ def compile_command(
         "--python-version",
         python_version,
         "--python-platform",
-        SERVING_PLATFORM,
+        platform,
         "--output-file",
         output,
         "--no-progress",

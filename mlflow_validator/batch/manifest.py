@@ -8,6 +8,9 @@ the registry so an alias becomes the version it points at now.
       production:
         iris-classifier: 3               # a version
         fraud-scorer: "@champion"        # an alias
+      review:
+        iris-classifier: latest          # the newest version, when the plan is made
+        chat-agent: m-4a1d…              # a logged model (MLflow 3), registered or not
       staging:
         iris-classifier:
           version: 4
@@ -26,6 +29,7 @@ import yaml
 
 from mlflow_validator import commands
 from mlflow_validator.errors import CommandError, ModelNotFoundError, UsageError
+from mlflow_validator.model.fetch import LOGGED_MODEL_ID
 from mlflow_validator.model.registry import Registry
 from mlflow_validator.results import Stage
 from mlflow_validator.settings.types import did_you_mean
@@ -37,7 +41,7 @@ GIT_TIMEOUT_S = 60
 # Per-model settings, each the validate flag of the same name; paths are relative to the manifest.
 SETTING_FLAGS = {"config": "--config", "requests": "--requests", "baseline": "--baseline", "stages": "--stages"}
 PATH_SETTINGS = ("config", "requests")
-ENTRY_KEYS = ["version", "alias", *SETTING_FLAGS]
+ENTRY_KEYS = ["version", "alias", "model_id", *SETTING_FLAGS]
 
 
 class ManifestError(UsageError):
@@ -52,8 +56,9 @@ class ManifestEntry:
     environment: str
     name: str
     line: int
-    version: str = ""
+    version: str = ""  # a number, or `latest`
     alias: str = ""
+    model_id: str = ""  # a logged model's
     config: str = ""
     requests: str = ""
     baseline: str = ""
@@ -65,6 +70,8 @@ class ManifestEntry:
 
     @property
     def model_uri(self) -> str:
+        if self.model_id:
+            return f"models:/{self.model_id}"
         return f"models:/{self.name}/{self.version}" if self.version else f"models:/{self.name}@{self.alias}"
 
     @property
@@ -157,6 +164,8 @@ def _mapping(node: yaml.Node, path: Path, problem: str) -> yaml.MappingNode:
 def _scalar_reference(value: str) -> dict[str, str]:
     if value.startswith("@"):
         return {"alias": value[1:]}
+    if LOGGED_MODEL_ID.fullmatch(value):
+        return {"model_id": value}
     return {"version": value}
 
 
@@ -177,15 +186,21 @@ def _entry(environment: str, name: str, line: int, node: yaml.Node, path: Path) 
                     f"an entry takes {', '.join(ENTRY_KEYS)}",
                 )
             values[key] = _setting_text(key, value_node, path)
-    if bool(values.get("version")) == bool(values.get("alias")):
-        raise ManifestError(path, line, f"{where} needs exactly one of a version or an alias", "write 3 or '@champion'")
-    if values.get("version") and not values["version"].isdigit():
+    if sum(bool(values.get(key)) for key in ("version", "alias", "model_id")) != 1:
+        raise ManifestError(
+            path, line, f"{where} needs exactly one of a version, an alias or a logged model's id",
+            "write 3, latest, '@champion' or m-<id>",
+        )  # fmt: skip
+    version = values.get("version", "")
+    if version and not (version.isdigit() or version.lower() == "latest"):
         raise ManifestError(
             path,
             line,
-            f"{where} has version '{values['version']}', which is not a number",
-            "write a version number, or an alias as '@NAME'",
+            f"{where} has version '{version}', which is not a number",
+            "write a version number or latest, an alias as '@NAME', or a logged model's id m-<id>",
         )
+    if values.get("model_id") and not LOGGED_MODEL_ID.fullmatch(values["model_id"]):
+        raise ManifestError(path, line, f"{where} has model_id '{values['model_id']}'", "write MLflow's m-<hex> id")
     return ManifestEntry(environment, name, line, **values)
 
 
@@ -291,7 +306,7 @@ def _reasons(
     if old is None:
         return ["added"]
     reasons = []
-    if (old.version, old.alias) != (entry.version, entry.alias):
+    if (old.version, old.alias, old.model_id) != (entry.version, entry.alias, entry.model_id):
         reasons.append(f"{_reference(old)} -> {_reference(entry)}")
     for key in SETTING_FLAGS:
         if getattr(old, key) != getattr(entry, key):
@@ -304,6 +319,8 @@ def _reasons(
 
 
 def _reference(entry: ManifestEntry) -> str:
+    if entry.model_id:
+        return f"logged model {entry.model_id}"
     return f"version {entry.version}" if entry.version else f"alias @{entry.alias}"
 
 
@@ -313,15 +330,24 @@ def _reference(entry: ManifestEntry) -> str:
 @dataclass(frozen=True)
 class ResolvedEntry:
     entry: ManifestEntry
-    version: str  # the alias's version at the time of the plan, or the entry's own
+    version: str  # the alias's or `latest`'s version at the time of the plan, or the entry's own; "" for a logged model
 
     @property
     def model_uri(self) -> str:
-        return f"models:/{self.entry.name}/{self.version}"
+        return self.entry.model_uri if self.entry.model_id else f"models:/{self.entry.name}/{self.version}"
 
 
 def resolve_entry(registry: Registry, entry: ManifestEntry, path: Path) -> ResolvedEntry:
-    """The entry's version; an unknown model, version or alias is a ManifestError with a suggestion."""
+    """The entry's version; an unknown model, version, alias or logged model is a ManifestError with a suggestion."""
+    if entry.model_id:
+        try:
+            registry.call(lambda: registry.client.get_logged_model(entry.model_id), entry.model_uri)
+        except ModelNotFoundError:
+            raise ManifestError(
+                path, entry.line, f"the server at {registry.tracking_uri} has no logged model {entry.model_id}",
+                "copy the id from the run's Models tab in the MLflow UI",
+            ) from None  # fmt: skip
+        return ResolvedEntry(entry, "")
     try:
         model = registry.call(lambda: registry.client.get_registered_model(entry.name), entry.model_uri)
     except ModelNotFoundError:
@@ -345,6 +371,8 @@ def resolve_entry(registry: Registry, entry: ManifestEntry, path: Path) -> Resol
     versions = registry.call(
         lambda: [v.version for v in registry.client.search_model_versions(f"name = '{entry.name}'")], entry.model_uri
     )
+    if entry.version.lower() == "latest" and versions:  # as MLflow reads models:/NAME/latest: the newest
+        return ResolvedEntry(entry, str(max(int(v) for v in versions)))
     if entry.version not in [str(v) for v in versions]:
         raise ManifestError(
             path,
@@ -385,6 +413,8 @@ def plan_record(change: ResolvedChange, manifest: Manifest) -> dict[str, Any]:
     }
     if entry.alias:
         record["alias"] = entry.alias
+    if entry.model_id:
+        record["model_id"] = entry.model_id
     return record
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import warnings
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
@@ -23,10 +24,15 @@ from mlflow_validator.settings import Options
 
 T = TypeVar("T")
 
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))/?$")
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+|(?i:latest))|@(?P<alias>[\w-]+))/?$")
+LOGGED_MODEL_ID = re.compile(r"m-[0-9a-f]{8,64}")  # MLflow 3's LoggedModel ids
+_LOGGED_MODEL_URI = re.compile(rf"^models:/(?P<model_id>{LOGGED_MODEL_ID.pattern})/?$")
 _RUNS_URI = re.compile(r"^runs:/(?P<run_id>[0-9a-f]{32})/(?P<path>.+)$")
 
-URI_FORMS = "models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or a local model directory"
+URI_FORMS = (
+    "models:/NAME/VERSION, models:/NAME/latest, models:/NAME@ALIAS, models:/m-ID (a logged model), "
+    "runs:/RUN_ID/PATH or a local model directory"
+)
 # Files above this size wait until a stage needs them, unless the static checks read them.
 SMALL_FILE_BYTES = 1024 * 1024
 STATIC_SUFFIXES = (".yaml", ".yml", ".txt", ".json", ".py", ".toml", ".lock", ".cfg", ".ini", ".md")
@@ -41,7 +47,12 @@ class ModelReference:
     version: str = ""
     alias: str = ""
     run_id: str = ""
+    model_id: str = ""  # a logged model's (models:/m-…)
     local_path: Path | None = None
+
+    @property
+    def latest(self) -> bool:
+        return self.version.lower() == "latest"
 
 
 @dataclass
@@ -66,6 +77,8 @@ class FetchedModel:
 
 def parse_model_uri(uri: str) -> ModelReference:
     """Pure parse of the supported URI forms; anything else is a usage error."""
+    if match := _LOGGED_MODEL_URI.match(uri):
+        return ModelReference(uri, model_id=match["model_id"])
     if match := _MODELS_URI.match(uri):
         return ModelReference(uri, name=match["name"], version=match["version"] or "", alias=match["alias"] or "")
     if match := _RUNS_URI.match(uri):
@@ -114,19 +127,45 @@ def _model_root(dest: Path) -> Path:
 
 
 def _identity(client: Any, ref: ModelReference) -> tuple[ModelIdentity, dict[str, str]]:
-    """Who the model is, and its tags: the version's for a registered model, the run's for runs:/."""
+    """Who the model is, and its tags: the version's for a registered model (an alias or `latest` resolved
+    as MLflow resolves them), the logged model's for models:/m-…, the run's for runs:/."""
     if ref.run_id:
         run = client.get_run(ref.run_id)
         identity = ModelIdentity(uri=ref.uri, name=run.info.run_name or ref.run_id, run_id=ref.run_id, source=ref.uri)
         return identity, dict(run.data.tags)
+    if ref.model_id:
+        logged = client.get_logged_model(ref.model_id)
+        identity = ModelIdentity(
+            uri=ref.uri, name=logged.name, run_id=logged.source_run_id or "", source=logged.artifact_location,
+            model_id=logged.model_id,
+        )  # fmt: skip
+        return identity, dict(logged.tags or {})
     if ref.alias:
         version = client.get_model_version_by_alias(ref.name, ref.alias)
     else:
-        version = client.get_model_version(ref.name, ref.version)
+        version = client.get_model_version(ref.name, _latest_version(client, ref.name) if ref.latest else ref.version)
     identity = ModelIdentity(
-        uri=ref.uri, name=version.name, version=str(version.version), run_id=version.run_id or "", source=version.source
-    )
+        uri=ref.uri, name=version.name, version=str(version.version), run_id=version.run_id or "",
+        source=version.source, model_id=getattr(version, "model_id", None) or "",
+    )  # fmt: skip
     return identity, dict(version.tags or {})
+
+
+def _latest_version(client: Any, name: str) -> str:
+    """MLflow's own reading of models:/NAME/latest: the newest version in any stage."""
+    from mlflow.store.artifact.utils.models import _get_latest_model_version
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # stages are deprecated; `latest` is read through them
+        return str(_get_latest_model_version(client, name, None))
+
+
+def pinned_uri(ref: ModelReference, identity: ModelIdentity) -> str:
+    """The URI the files are fetched from: an alias or `latest` pinned to the version resolved, so that a
+    version registered meanwhile is not the one validated."""
+    if ref.alias or ref.latest:
+        return f"models:/{identity.name}/{identity.version}"
+    return ref.uri
 
 
 def _list_recursively(repo: Any, path: str = "") -> dict[str, int | None]:
@@ -168,7 +207,8 @@ def fetch_model(options: Options, dest: Path, *, static_files_only: bool) -> Fet
         fetched = _with_mlflow_version(ModelFiles(root, _local_listing(root)), identity)
         fetched.tags = tags
         return fetched
-    repo = bounded(lambda: get_artifact_repository(ref.uri, tracking_uri=tracking_uri, registry_uri=registry_uri))
+    source = pinned_uri(ref, identity)
+    repo = bounded(lambda: get_artifact_repository(source, tracking_uri=tracking_uri, registry_uri=registry_uri))
     listing = bounded(lambda: _list_recursively(repo))
     if "MLmodel" not in listing:
         raise ModelNotFoundError(f"{ref.uri} holds no MLmodel file, so it is not an MLflow model", f"pass {URI_FORMS}")

@@ -20,7 +20,14 @@ from mlflow_validator.model.files import ModelFiles
 from mlflow_validator.model.mlmodel import ModelFileError
 from mlflow_validator.model.requirements import parse_requirements, pins, read_requirements
 from mlflow_validator.outputs import LOCK_FILE
-from mlflow_validator.uv import compile_command, export_command, summarize_failure, uv_binary
+from mlflow_validator.uv import (
+    SERVING_PLATFORM,
+    UV_PLATFORMS,
+    compile_command,
+    export_command,
+    summarize_failure,
+    uv_binary,
+)
 
 LOCK_FILE_NAME = LOCK_FILE
 SERVING_PACKAGES = ("gunicorn[gevent]",)  # what MLflow's image adds to every model's requirements
@@ -60,6 +67,7 @@ class Resolver:
     tool_env: Mapping[str, str]
     timeout_s: float
     _resolved: dict[Path | None, Resolution] = field(default_factory=dict)
+    _on_platform: dict[str, Resolution] = field(default_factory=dict)  # other platforms (`platforms`)
     _exported: commands.CommandResult | None = None
     _lock: Lock | None = None
 
@@ -85,16 +93,23 @@ class Resolver:
     def resolve(self, constraints: Path | None) -> Resolution:
         if constraints not in self._resolved:
             output = self.workdir / ("lock-constrained.txt" if constraints else "lock.txt")
-            command = compile_command(
-                uv_binary(), self._serving_input(), self.files.python_env.python, output, constraints
-            )
-            result = commands.run(
-                command, env=self.tool_env, cwd=self.files.directory, timeout_s=self.timeout_s, check=False
-            )
-            self._resolved[constraints] = Resolution(
-                result, output, pins(read_requirements(output)) if result.ok else {}
-            )
+            self._resolved[constraints] = self._compile(output, constraints, SERVING_PLATFORM)
         return self._resolved[constraints]
+
+    def resolve_on(self, platform: str) -> Resolution:
+        """The same resolution (within the runtime's constraints, as the lock is) for another platform."""
+        if platform not in self._on_platform:
+            output = self.workdir / f"lock-{platform.replace('/', '-')}.txt"
+            self._on_platform[platform] = self._compile(output, self.constraints, UV_PLATFORMS[platform])
+        return self._on_platform[platform]
+
+    def _compile(self, output: Path, constraints: Path | None, platform: str) -> Resolution:
+        command = compile_command(
+            uv_binary(), self._serving_input(), self.files.python_env.python, output, constraints, platform
+        )
+        env, cwd = self.tool_env, self.files.directory
+        result = commands.run(command, env=env, cwd=cwd, timeout_s=self.timeout_s, check=False)
+        return Resolution(result, output, pins(read_requirements(output)) if result.ok else {})
 
     @property
     def resolved_pins(self) -> dict[str, str]:

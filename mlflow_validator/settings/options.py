@@ -352,6 +352,14 @@ class Options:
         flag="--stages",
         env=("MLFLOW_VALIDATOR_STAGES",),
     )
+    platforms: tuple[str, ...] = setting(
+        ("linux/amd64",),
+        t.PLATFORMS,
+        "the platforms the model must install on: the static stage resolves its requirements for each (linux/arm64: "
+        "Graviton, images built on Apple silicon); the venv and docker stages run linux/amd64",
+        flag="--platforms",
+        env=("MLFLOW_VALIDATOR_PLATFORMS",),
+    )
     tracking_uri: str | None = setting(
         None,
         t.TEXT,

@@ -15,6 +15,7 @@ from typing import Any
 
 from mlflow_validator.checks import Policy
 from mlflow_validator.results import Stage
+from mlflow_validator.uv import UV_PLATFORMS
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,17 @@ def parse_stages(value: Any) -> tuple[Stage, ...]:
     if not stages:
         raise ValueError("name at least one stage")
     return tuple(stage for stage in Stage if stage in stages)
+
+
+def parse_platforms(value: Any) -> tuple[str, ...]:
+    names = [str(raw).strip() for raw in (value.split(",") if isinstance(value, str) else list(value))]
+    known = list(UV_PLATFORMS)
+    for name in names:
+        if name not in known:
+            raise ValueError(f"unknown platform '{name}'{did_you_mean(name, known)}; platforms are {', '.join(known)}")
+    if not names:
+        raise ValueError("name at least one platform")
+    return tuple(dict.fromkeys(names))
 
 
 def parse_policy(value: Any) -> Policy:
@@ -261,6 +273,12 @@ STAGES = ValueType(
     },
     "a list (or comma-separated string) of " + ", ".join(s.value for s in Stage),
     metavar="STAGE[,STAGE...]",
+)
+PLATFORMS = ValueType(
+    parse_platforms,
+    {"oneOf": [{"type": "string"}, {"type": "array", "items": {"enum": list(UV_PLATFORMS)}, "minItems": 1}]},
+    "a list (or comma-separated string) of " + ", ".join(UV_PLATFORMS),
+    metavar="PLATFORM[,PLATFORM...]",
 )
 ENV_NAMES = ValueType(
     _env_names,

@@ -139,6 +139,25 @@ def test_unresolvable_requirement_is_rejected_in_seconds(run_cli, registered):
     assert statuses["code-imports"] == "skipped"
 
 
+def test_a_requirement_with_wheels_for_x86_64_alone_fails_where_arm64_is_asked_for(run_cli, registered, register):
+    """tbb publishes wheels for x86-64 Linux and Windows only, and no source distribution (PyPI, as resolved)."""
+
+    def tamper(model: Path) -> None:
+        requirements = model / "requirements.txt"
+        requirements.write_text(requirements.read_text().rstrip() + "\ntbb==2023.2.0\n")
+        edit_yaml(model / "conda.yaml", lambda conda: conda["dependencies"][-1]["pip"].append("tbb==2023.2.0"))
+
+    uri = register("amd64-only", tamper)
+    result, statuses, _ = static_run(run_cli, registered, uri)
+    assert (result.returncode, statuses["resolvable"], statuses["platforms"]) == (0, "passed", "skipped")
+
+    result, statuses, root = static_run(run_cli, registered, uri, "--platforms", "linux/amd64,linux/arm64")
+    assert result.returncode == 1, result.stdout
+    message = failure_text(root, "platforms")
+    assert "cannot be installed on linux/arm64 (aarch64-manylinux_2_36)" in message and "tbb" in message
+    assert statuses["resolvable"] == "passed"
+
+
 def test_target_runtime_conflict_is_reported_package_by_package(run_cli, registered, tmp_path):
     (tmp_path / "runtime.txt").write_text("scikit-learn==1.5.2\ncloudpickle==3.1.1\n")
     result, _, root = static_run(

@@ -36,6 +36,21 @@ environments:
     assert manifest.files(churn_staging) == [Path("deploy/churn.yaml"), Path("deploy/requests/churn")]
 
 
+def test_mlflow_3s_references_are_entries_too_latest_and_a_logged_models_id():
+    manifest = parse_manifest(
+        "environments:\n  review:\n    churn: latest\n    agent: m-4a1d2b3c4d5e6f708192a3b4c5d6e7f8\n"
+        "    scorer: {model_id: m-0123456789abcdef, stages: [static]}\n",
+        PATH,
+    )
+    churn, agent, scorer = manifest.entries
+    assert (churn.version, churn.model_uri) == ("latest", "models:/churn/latest")
+    assert (agent.model_id, agent.model_uri) == (
+        "m-4a1d2b3c4d5e6f708192a3b4c5d6e7f8",
+        "models:/m-4a1d2b3c4d5e6f708192a3b4c5d6e7f8",
+    )
+    assert (scorer.model_uri, manifest.flags(scorer)) == ("models:/m-0123456789abcdef", ["--stages", "static"])
+
+
 @pytest.mark.parametrize(
     ("text", "line", "said"),
     [
@@ -44,8 +59,12 @@ environments:
             4,
             "unknown key 'versoin' (did you mean 'version'?)",
         ),
-        ("environments:\n  prod:\n    churn: {version: 3, alias: a}\n", 3, "exactly one of a version or an alias"),
-        ("environments:\n  prod:\n    churn: latest\n", 3, "version 'latest', which is not a number"),
+        (
+            "environments:\n  prod:\n    churn: {version: 3, alias: a}\n",
+            3,
+            "exactly one of a version, an alias or a logged model's id",
+        ),
+        ("environments:\n  prod:\n    churn: newest\n", 3, "version 'newest', which is not a number"),
         ("environments:\n  prod:\n    churn: {version: 3, stages: stati}\n", 3, "unknown stage 'stati'"),
         ("environments:\n  prod:\n    churn: 3\n    churn: 4\n", 4, "'churn' appears twice"),
         ("environments:\n  prod:\n    churn: [3\n", 4, "not valid YAML"),

@@ -29,6 +29,9 @@ UV_OUTPUT = """Using Python 3.11.7 environment at: /tmp/venv
     [
         ("models:/iris/3", {"name": "iris", "version": "3"}),
         ("models:/iris@champion", {"name": "iris", "alias": "champion"}),
+        ("models:/iris/latest", {"name": "iris", "version": "latest", "latest": True}),
+        ("models:/iris/LATEST", {"name": "iris", "latest": True}),  # as MLflow reads it, whatever the case
+        ("models:/m-0123456789abcdef0123456789abcdef", {"model_id": "m-0123456789abcdef0123456789abcdef"}),
         ("runs:/" + "a" * 32 + "/model", {"run_id": "a" * 32}),
         ("examples/iris", {"name": "iris", "local_path": Path("examples/iris")}),
     ],
@@ -38,7 +41,9 @@ def test_supported_uris(uri, fields):
     assert {key: getattr(ref, key) for key in fields} == fields
 
 
-@pytest.mark.parametrize("uri", ["s3://b/m", "models:/iris", "models:/iris/Production", "runs:/short/model"])
+@pytest.mark.parametrize(
+    "uri", ["s3://b/m", "models:/iris", "models:/iris/Production", "models:/m-x", "runs:/short/model"]
+)
 def test_unsupported_uris(uri):
     with pytest.raises(UsageError, match="models:/NAME/VERSION"):
         parse_model_uri(uri)

@@ -170,7 +170,9 @@ class DockerStage:
         built = self.builder.build(self.paths.context, model_dockerfile, self.tag, self.labels)
         if not built.ok:
             return self.builder.failure(built)
-        return passed(f"{self.tag} built in {built.duration_s:.0f} s; dependencies: {dependencies.how}")
+        unbuilt = [platform for platform in self.options.platforms if platform != "linux/amd64"]
+        not_here = f"; {', '.join(unbuilt)}: resolved by the static stage, not built here" if unbuilt else ""
+        return passed(f"{self.tag} built in {built.duration_s:.0f} s; dependencies: {dependencies.how}{not_here}")
 
     def start_container(self) -> Outcome:
         memory_mb = self.options.docker.memory_mb

@@ -40,6 +40,7 @@ class StaticStage:
             run.resolver,
             read_pickles_in_background(files, self.background, options.pickles.trusted),
             declared_env=(*options.env.passed, *options.env.values),
+            platforms=options.platforms,
         )
         self.policy = options.policy
 
@@ -60,6 +61,7 @@ class StaticStage:
                 "environment-files": bind(check_environment_files),
                 "environment-agreement": bind(check_agreement),
                 "resolvable": bind(resolution.check_resolvable),
+                "platforms": bind(resolution.check_platforms),
                 "runtime-constraints": bind(resolution.check_runtime_constraints),
                 "pinned": bind(check_pinned),
                 "uv-lock": bind(resolution.check_uv_lock),

@@ -22,6 +22,7 @@ class StaticContext:
     resolver: Resolver
     pickle_reading: Future[list[PickleFindings]]  # started with the stage: see read_pickles_in_background
     declared_env: Collection[str] = ()  # variables the config file gives the model (env.pass, env.set)
+    platforms: Sequence[str] = ("linux/amd64",)  # where the requirements must install (`platforms`)
 
     @property
     def lock(self) -> dict[str, str]:

@@ -9,7 +9,9 @@ from mlflow_validator.model.lock import Resolver
 from mlflow_validator.model.requirements import parse_requirements, pins, read_requirements
 from mlflow_validator.results import Outcome, failed, passed, skipped
 from mlflow_validator.stages.static.context import StaticContext
-from mlflow_validator.uv import SERVING_PLATFORM, repair_hint, summarize_failure
+from mlflow_validator.uv import SERVING_PLATFORM, UV_PLATFORMS, repair_hint, summarize_failure
+
+DEFAULT_PLATFORM = "linux/amd64"  # the one the venv and docker stages install: SERVING_PLATFORM
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,23 @@ class ResolutionChecks:
             f"{len(resolution.pins)} packages resolved for Python {python} on {SERVING_PLATFORM} "
             f"in {result.duration_s:.1f} s; the lock every stage installs is {lock.file}"
         )
+
+    def check_platforms(self, ctx: StaticContext) -> Outcome:
+        """The lock's resolution again for each other platform `platforms` names, nothing installed."""
+        others = [platform for platform in ctx.platforms if platform != DEFAULT_PLATFORM]
+        if not others:
+            return skipped(f"only {DEFAULT_PLATFORM} asked for (`platforms: [linux/amd64, linux/arm64]` adds another)")
+        python = ctx.files.python_env.python
+        for platform in others:
+            result = self.resolver.resolve_on(platform).result
+            if not result.ok:
+                return failed(
+                    f"the requirements cannot be installed on {platform} ({UV_PLATFORMS[platform]}) for Python "
+                    f"{python}: {summarize_failure(result.output)}. Fix: pin versions that publish wheels for "
+                    f"{platform} (or a source distribution), or leave {platform} out of `platforms`",
+                    result.tail(),
+                )
+        return passed(f"the requirements resolve for Python {python} on {', '.join(others)} too")
 
     def check_runtime_constraints(self, ctx: StaticContext) -> Outcome:
         if self.resolver.constraints is None:
