@@ -5,9 +5,9 @@
 #     mlflow-validator validate models:/iris-classifier/3 --tracking-uri http://mlflow:5000
 # Build it with BuildKit. Behind a TLS-intercepting proxy, give the build the proxy's CA as a secret
 # (it reaches no layer):  DOCKER_BUILDKIT=1 docker build --secret id=ca,src=/path/to/ca.pem -t mlflow-validator .
-# python:3.11-slim is Debian 13 (trixie) today, whose docker CLI and buildx plugin are packages of their
-# own: the CLI builds with BuildKit through the plugin. No daemon: the engine is the one the job gives.
-ARG PYTHON_IMAGE=python:3.11-slim
+# Debian 13 (trixie), by name, as python:3.11-slim is today: its docker CLI and buildx plugin are packages
+# of their own, and the CLI builds with BuildKit through the plugin. No daemon: the engine is the job's.
+ARG PYTHON_IMAGE=python:3.11-slim-trixie
 FROM ${PYTHON_IMAGE}
 
 RUN apt-get update \

@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         "model_uri",
         metavar="MODEL_URI",
         nargs="*",
-        help="models:/NAME/VERSION, models:/NAME@ALIAS, models:/NAME/latest, models:/m-ID, runs:/RUN_ID/PATH or a directory; several, or --manifest",
+        help="models:/NAME/VERSION, models:/NAME@ALIAS, models:/NAME/latest, models:/m-ID, runs:/RUN_ID/PATH or "
+        "a directory; several, or --manifest",
     )
     _add_manifest_flags(validate, required=False)
     validate.add_argument("--entry", metavar="ENV/MODEL", help="only this manifest entry (as `plan` names it)")

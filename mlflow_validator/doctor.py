@@ -72,7 +72,7 @@ def _cage(options: Options, env: Mapping[str, str], engine_works: bool) -> Findi
     return Finding("cage", found, problem=needed, fix=ENABLE_HINT if needed else "")
 
 
-def _interpreters(options: Options, uv: str, env: Mapping[str, str]) -> Finding:
+def _interpreters(options: Options, uv: str, env: Mapping[str, str], engine_works: bool) -> Finding:
     search = {**env, "PATH": search_path(env), "UV_PYTHON_DOWNLOADS": "never"}
     found = [
         minor
@@ -82,7 +82,9 @@ def _interpreters(options: Options, uv: str, env: Mapping[str, str]) -> Finding:
     here = f"Python {', '.join(found)} on this machine" if found else "none on this machine"
     if options.python.downloads == "auto":
         return Finding("interpreters", f"{here}; uv installs any other (python.downloads: auto)")
-    return Finding("interpreters", f"{here}; a model of any other runs in a container of its Python")
+    if engine_works and options.sandbox.backend != "bubblewrap":
+        return Finding("interpreters", f"{here}; a model of any other runs in a container of its Python")
+    return Finding("interpreters", f"{here}; a model of any other cannot be validated here")
 
 
 def _model(
@@ -143,7 +145,7 @@ def diagnose(options: Options, env: Mapping[str, str]) -> list[Finding]:
     engine, engine_works = _engine(options, env)
     findings = [uv_found, engine, _cage(options, env, engine_works)]
     if uv:
-        findings.append(_interpreters(options, uv, env))
+        findings.append(_interpreters(options, uv, env, engine_works))
     if options.model_uri:
         model, identity = _model(options, uv, env, engine_works)
         findings += model

@@ -18,9 +18,11 @@ from mlflow_validator.settings import BuildNetwork
 MODEL_ENV_ALLOWED = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
 TOOL_ENV_ALLOWED = (
     "PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "XDG_CACHE_HOME", "UV_CACHE_DIR", "DOCKER_HOST", "PYENV_ROOT",
-    # where uv installs interpreters from and to (python.downloads: auto)
-    "UV_PYTHON_INSTALL_DIR", "UV_PYTHON_INSTALL_MIRROR", "UV_PYTHON_DOWNLOADS_JSON_URL",
+    "UV_PYTHON_INSTALL_DIR",  # where uv's own interpreters are (python.downloads: auto)
 )  # fmt: skip
+# Where uv downloads interpreters from (python.downloads: auto), often with credentials: given to
+# `uv python install` alone, never to a uv that may build a requirement's source distribution.
+PYTHON_MIRROR_ENV = ("UV_PYTHON_INSTALL_MIRROR", "UV_PYTHON_DOWNLOADS_JSON_URL")
 
 
 def _allowed(env: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
@@ -93,9 +95,19 @@ def install_network(network: BuildNetwork, requirements: list[RequirementLine]) 
     return replace(network, index_url=network.index_url or file_index, extra_index_urls=extras)
 
 
+def python_mirror_env(env: Mapping[str, str]) -> dict[str, str]:
+    return _allowed(env, PYTHON_MIRROR_ENV)
+
+
 def install_tool_env(env: Mapping[str, str], network: BuildNetwork) -> dict[str, str]:
     """Environment for uv: the index, CA bundle and proxies, and no interpreter downloads."""
-    tool_env = {**_allowed(env, TOOL_ENV_ALLOWED), **proxy_env(network), "UV_PYTHON_DOWNLOADS": "never"}
+    # UV_NO_CONFIG: a uv.toml or pyproject.toml in the model's directory (uv's working directory) configures nothing
+    tool_env = {
+        **_allowed(env, TOOL_ENV_ALLOWED),
+        **proxy_env(network),
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_NO_CONFIG": "1",
+    }
     if network.ca_bundle:
         tool_env["SSL_CERT_FILE"] = str(network.ca_bundle)
     if network.index_url:

@@ -68,6 +68,9 @@ def compile_command(
         "--output-file",
         output,
         "--no-progress",
+        # Wheels only: a source distribution's build backend is the requirement's code, and would run here,
+        # uncaged (the docker stage's wheel download refuses them too).
+        "--no-build",
     ]
     return [*command, "--constraints", constraints] if constraints else command
 

@@ -153,11 +153,20 @@ def _identity(client: Any, ref: ModelReference) -> tuple[ModelIdentity, dict[str
 
 def _latest_version(client: Any, name: str) -> str:
     """MLflow's own reading of models:/NAME/latest: the newest version in any stage."""
+    from mlflow.exceptions import MlflowException
     from mlflow.store.artifact.utils.models import _get_latest_model_version
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # stages are deprecated; `latest` is read through them
-        return str(_get_latest_model_version(client, name, None))
+        try:
+            return str(_get_latest_model_version(client, name, None))
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+                raise  # an unknown model: named as such by the registry client
+            raise ModelNotFoundError(
+                f"models:/{name}/latest names no version: {' '.join(str(exc.message).split())[:200]}",
+                "register a version of the model, or name one (models:/NAME/VERSION)",
+            ) from None
 
 
 def pinned_uri(ref: ModelReference, identity: ModelIdentity) -> str:

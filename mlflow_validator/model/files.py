@@ -7,6 +7,7 @@ fails), and is not parsed again.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from mlflow_validator.model.requirements import RequirementLine, read_requiremen
 
 T = TypeVar("T")
 
+PYTHON_VERSION = re.compile(r"3\.\d{1,2}(\.\d{1,3})?")
 # Older MLflow versions wrote no serving_input_path, only input_example.json in pandas or tensor form.
 DEFAULT_SERVING_EXAMPLE = "serving_input_example.json"
 SERVING_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -110,8 +112,12 @@ class ModelFiles:
         python = str(data.get("python", "")) if isinstance(data, dict) else ""
         if not python:
             raise ModelFileError(f"{relative} does not say which Python version the model needs")
+        if not PYTHON_VERSION.fullmatch(python):  # it reaches uv's and docker's command lines
+            raise ModelFileError(f"{relative} names Python {python!r}, which is no version like 3.11.7")
         requirements = [dep for dep in data.get("dependencies") or [] if str(dep).startswith("-r ")]
         requirements_file = self.directory / (requirements[0][3:].strip() if requirements else "requirements.txt")
+        if not requirements_file.resolve().is_relative_to(self.directory.resolve()):
+            raise ModelFileError(f"{relative} names requirements outside the model ({requirements_file.name})")
         if not requirements_file.is_file():
             raise ModelFileError(f"{requirements_file.name} is missing, so the model's dependencies are unknown")
         return PythonEnv(python, tuple(str(dep) for dep in data.get("build_dependencies") or []), requirements_file)

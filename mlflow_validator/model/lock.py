@@ -18,7 +18,7 @@ import mlflow
 from mlflow_validator import commands
 from mlflow_validator.model.files import ModelFiles
 from mlflow_validator.model.mlmodel import ModelFileError
-from mlflow_validator.model.requirements import parse_requirements, pins, read_requirements
+from mlflow_validator.model.requirements import outside_paths, parse_requirements, pins, read_requirements
 from mlflow_validator.outputs import LOCK_FILE
 from mlflow_validator.uv import (
     SERVING_PLATFORM,
@@ -97,10 +97,11 @@ class Resolver:
         return self._resolved[constraints]
 
     def resolve_on(self, platform: str) -> Resolution:
-        """The same resolution (within the runtime's constraints, as the lock is) for another platform."""
+        """The lock on another platform: the same requirements resolved there within the lock's own pins, so
+        that what would install there is what the stages validated (plus what that platform alone needs)."""
         if platform not in self._on_platform:
             output = self.workdir / f"lock-{platform.replace('/', '-')}.txt"
-            self._on_platform[platform] = self._compile(output, self.constraints, UV_PLATFORMS[platform])
+            self._on_platform[platform] = self._compile(output, self.lock().file, UV_PLATFORMS[platform])
         return self._on_platform[platform]
 
     def _compile(self, output: Path, constraints: Path | None, platform: str) -> Resolution:
@@ -141,6 +142,14 @@ class Resolver:
         """What is resolved: the model's requirements (or its uv.lock's pins), its build dependencies, and
         what MLflow's serving image installs besides."""
         requirements = self.files.python_env.requirements_file
+        if outside := outside_paths(requirements, self.files.directory.resolve()):
+            raise ModelFileError(
+                f"the requirements read files outside the model ({'; '.join(outside)[:300]}): log what they "
+                "need with the model (code_paths, artifacts) and name it by a path inside the model"
+            )
+        build_options = [dep for dep in self.files.python_env.build_dependencies if dep.lstrip().startswith("-")]
+        if build_options:
+            raise ModelFileError(f"python_env.yaml's build_dependencies hold pip options ({build_options[0][:80]})")
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.is_uv_project:
             exported = self.uv_export()

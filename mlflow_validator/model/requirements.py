@@ -93,3 +93,32 @@ def index_urls(lines: list[RequirementLine]) -> tuple[str | None, tuple[str, ...
 def pins(lines: list[RequirementLine]) -> dict[str, str]:
     """Canonical name -> pinned version, for pinned lines only."""
     return {line.name: line.version for line in lines if line.kind is Kind.PINNED}
+
+
+_INCLUDES = ("-r", "--requirement", "-c", "--constraint", "-e", "--editable")
+
+
+def _named_path(line: RequirementLine) -> str | None:
+    """The local file or directory a line reads: an included file, an editable or a local path."""
+    if line.kind is Kind.OTHER_OPTION:
+        option, _, rest = line.text.replace("=", " ", 1).partition(" ")
+        return rest.strip() or None if option in _INCLUDES else None
+    if line.kind is Kind.PATH:
+        return line.text.split("@", 1)[-1].strip() if " @ " in line.text else line.text
+    return None
+
+
+def outside_paths(requirements: Path, root: Path, seen: frozenset[Path] = frozenset()) -> list[str]:
+    """What a requirements file (and the files it includes, in turn) reads from outside `root`: uv would
+    read it on the host, and quote it in its errors (`-r /proc/self/environ`)."""
+    outside = []
+    for line in read_requirements(requirements):
+        named = _named_path(line)
+        if named is None or (re.match(r"^[a-z][a-z0-9+.-]*://", named) and not named.startswith("file:")):
+            continue
+        path = (requirements.parent / Path(named.removeprefix("file://").removeprefix("file:")).expanduser()).resolve()
+        if not path.is_relative_to(root):
+            outside.append(f"{requirements.name} {line.display}")
+        elif line.kind is Kind.OTHER_OPTION and path.is_file() and path not in seen:
+            outside += outside_paths(path, root, seen | {requirements.resolve()})
+    return outside

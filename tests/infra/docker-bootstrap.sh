@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Test-only bootstrap: gives this machine a Docker engine, the base images that MLflow's
 # generated Dockerfile starts FROM (python:<version>-slim) for each Python the tests log
-# models with, and python:3.11-slim, which the validator's own image starts FROM.
+# models with, and python:3.11-slim-trixie, which the validator's own image starts FROM.
 #
 # Why it exists: the machines this project is developed and tested on reach PyPI and
 # Debian's mirror but no image registry, so `docker pull python:3.11.7-slim` fails.
@@ -9,15 +9,15 @@
 # the Dockerfile asks for, on the Debian release the upstream image of that name has:
 #   python:3.11.7-slim (a frozen tag): Debian 12, whose python3 is 3.11;
 #   python:3.13.0-slim: Debian 13, whose python3 is 3.13;
-#   python:3.11-slim (a moving tag): Debian 13 today, with this machine's CPython 3.11 in
-#   /usr/local as the upstream image has its own (Debian 13 packages no 3.11).
+#   python:3.11-slim-trixie (the validator's image's base): Debian 13, with this machine's CPython
+#   3.11 in /usr/local as the upstream image has its own (Debian 13 packages no 3.11).
 # Real users pull their base images from a registry and never run this.
 #
 # Usage: tests/infra/docker-bootstrap.sh PYTHON_VERSION...   (e.g. 3.11.7 3.13.0)
 set -euo pipefail
 
 [ $# -gt 0 ] || { echo "usage: docker-bootstrap.sh PYTHON_VERSION..." >&2; exit 2; }
-validator_base="python:3.11-slim"
+validator_base="python:3.11-slim-trixie"
 
 log() { echo "[docker-bootstrap] $*" >&2; }
 

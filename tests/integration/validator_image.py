@@ -22,7 +22,7 @@ def docker(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]
 
 
 def build_validator_image() -> Iterator[str]:
-    """Built from the project's Dockerfile as it stands (FROM python:3.11-slim: Debian 13), with the proxy's
+    """Built from the project's Dockerfile as it stands (FROM python:3.11-slim-trixie), with the proxy's
     CA as a build secret."""
     built = docker("build", "--secret", f"id=ca,src={CA_BUNDLE}", "--tag", IMAGE, str(ROOT), timeout=900)
     assert built.returncode == 0, built.stdout + built.stderr

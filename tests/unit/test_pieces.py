@@ -9,7 +9,7 @@ from mlflow_validator.errors import InfrastructureError, UsageError
 from mlflow_validator.isolation import install_network, install_tool_env, model_process_env
 from mlflow_validator.model.fetch import parse_model_uri
 from mlflow_validator.model.mlmodel import ModelFileError
-from mlflow_validator.model.requirements import parse_requirements
+from mlflow_validator.model.requirements import outside_paths, parse_requirements
 from mlflow_validator.results import Outcome, Stage, Status, failed, passed
 from mlflow_validator.settings import BuildNetwork, resolve_options
 from mlflow_validator.settings.types import IMAGE_REFERENCE, MEMORY
@@ -186,3 +186,23 @@ def test_the_models_index_lines_join_the_settings_indexes_and_the_settings_index
     assert network.index_url == "https://corp/simple"
     assert network.extra_index_urls == ("https://other/simple", "https://u:p@private/simple")
     assert install_tool_env({}, network)["UV_INDEX"] == "https://other/simple https://u:p@private/simple"
+
+
+def test_requirements_that_read_files_outside_the_model_are_named_whichever_way_they_reach_them(tmp_path):
+    model = tmp_path / "model"
+    (model / "extra").mkdir(parents=True)
+    (model / "extra" / "more.txt").write_text("-c ../../secrets.txt\nnumpy==2.0\n")
+    (model / "leak").symlink_to("/proc/self/environ")
+    requirements = model / "requirements.txt"
+    requirements.write_text(
+        "pandas==2.2\n-r extra/more.txt\n-r /proc/self/environ\n--requirement=leak\n./wheels/ok.whl\n"
+        "-e ../outside-project\nhttps://example.com/x.whl\nmine @ file:///etc/hostname\n"
+    )
+    found = outside_paths(requirements, model.resolve())
+    assert found == [
+        "more.txt line 1: -c ../../secrets.txt",
+        "requirements.txt line 3: -r /proc/self/environ",
+        "requirements.txt line 4: --requirement=leak",
+        "requirements.txt line 6: -e ../outside-project",
+        "requirements.txt line 8: mine @ file:///etc/hostname",
+    ]

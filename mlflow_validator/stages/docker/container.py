@@ -75,17 +75,6 @@ class Container:
         return oom_killed(self.docker, self.name)
 
 
-def installed_in(docker: Docker, image: str) -> dict[str, str]:
-    """What the image's interpreter imports, as Container.installed reads it. A requirement's .pth file runs
-    at start-up, so the container is as bare as the model's cage: no network, no capability, nobody's uid."""
-    listed = docker.run(
-        "run", "--rm", "--network", "none", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-        "--user", "65534:65534", "--pids-limit", "64", "--entrypoint", "python", image, "-I", "-c", LIST_DISTRIBUTIONS,
-        timeout_s=120,
-    )  # fmt: skip
-    return canonical(json.loads(printed(listed)))
-
-
 @contextmanager
 def running_container(
     docker: Docker,

@@ -205,6 +205,8 @@ class DockerStage:
         self.answers.installed = self.container.installed()
         if self.venv_answers is None:
             return Outcome(Status.SKIPPED, "the venv stage did not run, so there is nothing to compare with")
+        if not self.venv_answers.installed:  # no interpreter of the model's on the runner
+            return Outcome(Status.SKIPPED, "the venv stage ran the model in this image's dependency layer: the same")
         return check_parity(self.venv_answers.installed, self.answers.installed)
 
     def answer_requests(self) -> Outcome:

@@ -37,7 +37,7 @@ class ResolutionChecks:
         )
 
     def check_platforms(self, ctx: StaticContext) -> Outcome:
-        """The lock's resolution again for each other platform `platforms` names, nothing installed."""
+        """The lock's pins resolved for each other platform `platforms` names, nothing installed."""
         others = [platform for platform in ctx.platforms if platform != DEFAULT_PLATFORM]
         if not others:
             return skipped(f"only {DEFAULT_PLATFORM} asked for (`platforms: [linux/amd64, linux/arm64]` adds another)")

@@ -30,27 +30,29 @@ def search_path(env: Mapping[str, str]) -> str:
 
 
 def find_interpreter(
-    uv: str, requested: str, tool_env: Mapping[str, str], timeout_s: float, *, download: bool = False
+    uv: str, requested: str, tool_env: Mapping[str, str], timeout_s: float, *, mirror: Mapping[str, str] | None = None
 ) -> Interpreter | None:
-    """Exact version first; else the same minor release with another patch level; else, when `download`,
-    the minor release as uv installs it (from the mirror the environment names). None: no interpreter."""
+    """Exact version first; else the same minor release with another patch level; else, when given where
+    uv downloads from (`mirror`, possibly empty: uv's default), the version as uv installs it, exact if it
+    can. None: no interpreter."""
     minor = minor_of(requested)
     env = {**tool_env, "PATH": search_path(tool_env), "UV_PYTHON_DOWNLOADS": "never"}
     for request in dict.fromkeys((requested, minor)):
         if found := _found(uv, request, env, timeout_s):
             return Interpreter(found, _version(found, env, timeout_s), requested)
-    if not download:
+    if mirror is None:
         return None
-    # --no-bin: nothing goes into the runner's ~/.local/bin
-    install = [uv, "python", "install", "--no-bin", minor]
-    installed = commands.run(install, env={**env, "UV_PYTHON_DOWNLOADS": "automatic"}, timeout_s=timeout_s, check=False)
-    if not installed.ok:
-        raise InfrastructureError(
-            f"uv could not install Python {minor} (python.downloads: auto): {commands.last_line(installed.output)}",
-            "let the runner reach uv's Python downloads, or name a mirror in UV_PYTHON_INSTALL_MIRROR",
-        )
-    found = _found(uv, minor, env, timeout_s)
-    return Interpreter(found, _version(found, env, timeout_s), requested) if found else None
+    install_env = {**env, **mirror, "UV_PYTHON_DOWNLOADS": "automatic"}
+    for request in dict.fromkeys((requested, minor)):
+        # --no-bin: nothing goes into the runner's ~/.local/bin
+        install = [uv, "python", "install", "--no-bin", request]
+        installed = commands.run(install, env=install_env, timeout_s=timeout_s, check=False)
+        if installed.ok and (found := _found(uv, request, env, timeout_s)):
+            return Interpreter(found, _version(found, env, timeout_s), requested)
+    raise InfrastructureError(
+        f"uv could not install Python {minor} (python.downloads: auto): {commands.last_line(installed.output)}",
+        "let the runner reach uv's Python downloads, or name a mirror in UV_PYTHON_INSTALL_MIRROR",
+    )
 
 
 def no_interpreter(requested: str, why_not_a_container: str) -> InfrastructureError:
@@ -68,8 +70,10 @@ def minor_of(version: str) -> str:
 
 
 def _found(uv: str, request: str, env: Mapping[str, str], timeout_s: float) -> Path | None:
+    """The interpreter's real path: a link to it may live in a directory the cage hides (a home's bin, a
+    checkout's .venv), and uv names its installs through links to directories (cpython-3.13 -> 3.13.0)."""
     found = commands.run([uv, "python", "find", "--no-project", request], env=env, timeout_s=timeout_s, check=False)
-    return Path(found.output.strip().splitlines()[-1]) if found.ok else None
+    return Path(os.path.realpath(found.output.strip().splitlines()[-1])) if found.ok else None
 
 
 def _version(python: Path, env: Mapping[str, str], timeout_s: float) -> str:

@@ -47,6 +47,7 @@ from mlflow_validator.isolation import (
     UntrustedFileError,
     install_tool_env,
     model_process_env,
+    python_mirror_env,
     read_untrusted,
 )
 from mlflow_validator.model.mlmodel import ModelFileError
@@ -55,7 +56,6 @@ from mlflow_validator.results import Outcome, Stage, Status, failed, passed, ski
 from mlflow_validator.stages.context import RunContext
 from mlflow_validator.stages.docker import LABEL
 from mlflow_validator.stages.docker.builder import ImageBuilder
-from mlflow_validator.stages.docker.container import installed_in
 from mlflow_validator.stages.docker.engine import Docker, docker_env, engine_problem, oom_killed
 from mlflow_validator.stages.endpoint import SOCKET_SCHEME, BadAnswer, Endpoint
 from mlflow_validator.stages.venv.cage import ENABLE_HINT as CAGE_HINT
@@ -198,10 +198,9 @@ class VenvStage:
     def find_interpreter(self) -> Outcome:
         self.uv = uv_binary()
         wanted = self.files.python_env.python
-        download = self.options.python.downloads == "auto"
-        self.interpreter = find_interpreter(
-            self.uv, wanted, self.tool_env, self.options.timeouts.install, download=download
-        )
+        mirror = python_mirror_env(self.env) if self.options.python.downloads == "auto" else None
+        timeout = self.options.timeouts.install
+        self.interpreter = find_interpreter(self.uv, wanted, self.tool_env, timeout, mirror=mirror)
         if self.interpreter is None:
             return self._python_in_a_container(wanted)
         if self.interpreter.exact:
@@ -210,6 +209,9 @@ class VenvStage:
             f"the model asks for Python {wanted}; none on this machine, so using "
             f"{self.interpreter.version} at {self.interpreter.path} (same minor release)"
         )
+
+    def _python_image(self) -> str:
+        return f"python:{self.files.python_env.python}-slim"
 
     def _python_in_a_container(self, wanted: str) -> Outcome:
         """No interpreter of the model's minor release here: its exact Python is the dependency image's base."""
@@ -220,7 +222,7 @@ class VenvStage:
         self.in_image = True
         return passed(
             f"no Python {minor_of(wanted)} on this machine: the model runs in a container of the run's dependency "
-            f"image, whose base image (python:{wanted}-slim, as MLflow's build-docker makes it) has Python {wanted}"
+            f"image, whose base image ({self._python_image()}, as MLflow's build-docker makes it) has Python {wanted}"
         )
 
     def create_virtualenv(self) -> Outcome:
@@ -249,7 +251,7 @@ class VenvStage:
         if self.in_image:
             return passed(f"{lock.described}: installed in the dependency image (see sandbox), not on this machine")
         result = commands.run(
-            [self.uv, "pip", "sync", "--python", self.paths.python, lock.file],
+            [self.uv, "pip", "sync", "--no-build", "--python", self.paths.python, lock.file],
             env={**self.tool_env, "UV_LINK_MODE": "copy"},  # hard links would let the model write into uv's cache
             cwd=self.model_dir,
             timeout_s=self.options.timeouts.install,
@@ -301,12 +303,10 @@ class VenvStage:
 
     def _bubblewrap_cage(self) -> Outcome:
         interpreter = self.interpreter.path if self.interpreter else Path(sys.executable)
-        # The venv's python links to the interpreter as named, which may pass through a link to a directory
-        # (uv's cpython-3.13-… names its cpython-3.13.0-…): both installs as named and as resolved are shown.
-        prefixes = dict.fromkeys((interpreter.parent.parent, Path(os.path.realpath(interpreter)).parent.parent))
+        prefix = interpreter.parent.parent  # resolved: the venv links to it by that path
         self.cage = cage = cage_for(
             self.paths.home,
-            readable=(*prefixes, self.paths.venv, self.paths.plan, self.model_dir, PREDICTOR.parent),
+            readable=(prefix, self.paths.venv, self.paths.plan, self.model_dir, PREDICTOR.parent),
             hidden=hidden_paths(self.env, Path.cwd(), extra=[self.run.workdir]),
             bounds=self._bounds(),
             euid=os.geteuid(),
@@ -328,6 +328,12 @@ class VenvStage:
         docker = Docker(self.options.docker.cli, docker_env(self.env))
         build_log = self.run.output_dir / "sandbox-image-build.log"  # next to the report, as the docker stage's
         builder = ImageBuilder(self.run, docker, self.paths.work / "docker-context", build_log)
+        if self.in_image and (base := builder.generate().base_image) != (wanted := self._python_image()):
+            raise InfrastructureError(  # MLflow's Java flavors start from Ubuntu with Python 3.11
+                f"the machine has no Python {self.files.python_env.python}, and the model's serving image starts "
+                f"from {base}, not {wanted}, so no container here has the model's Python either",
+                f"install Python {minor_of(self.files.python_env.python)} on the runner",
+            )
         image = builder.dependencies()
         if image.failure:
             return replace(image.failure, message=f"the cage's image cannot be built: {image.failure.message}")
@@ -335,8 +341,6 @@ class VenvStage:
         name = f"mlflow-validator-{self.run.run_id}-{self.label}"
         uid = CONTAINER_UIDS.start + secrets.randbelow(len(CONTAINER_UIDS))
         self.cage = cage = ContainerCage(image.tag, name, {LABEL: self.run.run_id}, uid, self._bounds())
-        if self.in_image:
-            self.answers.installed = installed_in(docker, image.tag)
         bounds = cage.bounds
         return passed(
             f"container on the Docker engine ({image.how}): uid {cage.uid}, which owns nothing in the image; no "
@@ -348,6 +352,11 @@ class VenvStage:
     def load_model(self) -> Outcome:
         """Load the model once in the fresh environment, caged, and answer every sample request twice. The
         process then stays, serving on a socket, until the stage closes (generated inputs, team checks)."""
+        if self.in_image and not isinstance(self.cage, ContainerCage):
+            raise InfrastructureError(
+                "the model's Python is only in its container on the engine, and the model was not caged there",
+                "let the sandbox step run (`checks: {sandbox: error}`), or install the model's Python on the runner",
+            )
         if self.cage is None and self.options.policy("sandbox") is Policy.ERROR:
             return skipped("not run: the model would run uncaged (see sandbox; `checks: {sandbox: warn}` allows it)")
         self.requests = self.run.requests()
