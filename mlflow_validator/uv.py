@@ -34,6 +34,12 @@ def summarize_failure(output: str) -> str:
 
 def repair_hint(model_uri: str, uv_output: str) -> str:
     """What to run to repair a requirement uv could not satisfy."""
+    if "Building source distributions is disabled" in uv_output:
+        return (
+            "a requirement has no wheel, only a source distribution or a local project, and the validator builds "
+            "nothing on the runner (building runs the requirement's code): pin a version that publishes a wheel, "
+            "or log local code with the model as code_paths"
+        )
     match = _MISSING_VERSION.search(uv_output)
     if not match:
         return "fix requirements.txt, or repair it in place with `mlflow models update-pip-requirements`"

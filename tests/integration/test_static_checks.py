@@ -69,6 +69,7 @@ def test_clean_sklearn_model_raises_no_alarm_and_writes_a_lock(run_cli, register
     result, statuses, _ = static_run(run_cli, registered, "models:/iris-classifier/1")
     assert result.returncode == 0, result.stdout
     assert {name for name, status in statuses.items() if status != "passed"} == {
+        "platforms",
         "runtime-constraints",
         "uv-lock",
         "code-imports",
@@ -156,6 +157,30 @@ def test_a_requirement_with_wheels_for_x86_64_alone_fails_where_arm64_is_asked_f
     message = failure_text(root, "platforms")
     assert "cannot be installed on linux/arm64 (aarch64-manylinux_2_36)" in message and "tbb" in message
     assert statuses["resolvable"] == "passed"
+
+
+def test_the_models_own_uv_config_and_build_code_never_run_on_the_runner(run_cli, registered, tmp_path):
+    """A uv.toml in the model (uv's working directory) would point uv elsewhere; a local project among the
+    requirements would have its setup.py run by uv to learn its metadata, on the runner, uncaged."""
+    marker = tmp_path / "built-on-the-runner"
+    model = tmp_path / "model"
+    shutil.copytree(EXAMPLE, model)
+    (model / "uv.toml").write_text('[pip]\nindex-url = "http://127.0.0.1:9/simple"\n')
+    result, statuses, _ = static_run(run_cli, registered, str(model))
+    assert statuses["resolvable"] == "passed", result.stdout  # the model's uv.toml was not read
+
+    (model / "helper").mkdir()
+    (model / "helper" / "setup.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+        "from setuptools import setup\nsetup(name='helper', version='1.0')\n"
+    )
+    requirements = model / "requirements.txt"
+    requirements.write_text(requirements.read_text().rstrip() + "\n./helper\n")
+    edit_yaml(model / "conda.yaml", lambda conda: conda["dependencies"][-1]["pip"].append("./helper"))
+    result, statuses, root = static_run(run_cli, registered, str(model))
+    assert statuses["resolvable"] == "failure", result.stdout
+    assert "builds nothing on the runner" in failure_text(root, "resolvable")
+    assert not marker.exists()
 
 
 def test_target_runtime_conflict_is_reported_package_by_package(run_cli, registered, tmp_path):
