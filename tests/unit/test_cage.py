@@ -12,6 +12,7 @@ from mlflow_validator.model.lock import Resolver
 from mlflow_validator.settings import resolve_options
 from mlflow_validator.stages.venv import cage as cage_module
 from mlflow_validator.stages.venv.cage import CAGE_UIDS, Bounds, cage_for, cage_problem, caged, hidden_paths
+from mlflow_validator.stages.venv.stage import interpreter_prefixes
 
 BOUNDS = Bounds(memory_mb=512, cpu_seconds=60, processes=100)
 
@@ -134,3 +135,24 @@ def test_a_models_output_in_a_message_cannot_move_the_cursor_or_start_a_ci_comma
 
     said = "failed: \x1b[2K\x1b[1A\r\n::error::forged\x9b31m\tdone"
     assert one_printable_line(said) == "failed: [2K [1A ::error::forged 31m done"
+
+
+def test_a_link_to_the_interpreter_in_a_hidden_directory_shows_only_the_install(tmp_path):
+    """uv finds `~/bin/python3.11`, a link in the home the cage hides: the home must stay hidden."""
+    install = tmp_path / "opt" / "cpython-3.13.0"
+    (install / "bin").mkdir(parents=True)
+    (install / "bin" / "python3.13").write_text("")
+    home_bin = tmp_path / "home" / "bin"
+    home_bin.mkdir(parents=True)
+    (home_bin / "python3.13").symlink_to(install / "bin" / "python3.13")
+    venv_python = tmp_path / "venv" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    venv_python.symlink_to(home_bin / "python3.13")
+    assert interpreter_prefixes(home_bin / "python3.13", venv_python) == [install]
+
+    # uv's own installs: the venv links through cpython-3.13 -> cpython-3.13.0, the same install.
+    minor = tmp_path / "opt" / "cpython-3.13"
+    minor.symlink_to(install)
+    venv_python.unlink()
+    venv_python.symlink_to(minor / "bin" / "python3.13")
+    assert interpreter_prefixes(install / "bin" / "python3.13", venv_python) == [install, minor]

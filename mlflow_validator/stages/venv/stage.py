@@ -303,10 +303,10 @@ class VenvStage:
 
     def _bubblewrap_cage(self) -> Outcome:
         interpreter = self.interpreter.path if self.interpreter else Path(sys.executable)
-        prefix = interpreter.parent.parent  # resolved: the venv links to it by that path
+        shown = (self.paths.venv, self.paths.plan, self.model_dir, PREDICTOR.parent)
         self.cage = cage = cage_for(
             self.paths.home,
-            readable=(prefix, self.paths.venv, self.paths.plan, self.model_dir, PREDICTOR.parent),
+            readable=(*interpreter_prefixes(interpreter, self.paths.python), *shown),
             hidden=hidden_paths(self.env, Path.cwd(), extra=[self.run.workdir]),
             bounds=self._bounds(),
             euid=os.geteuid(),
@@ -614,3 +614,14 @@ class VenvStage:
                 )
         self.baseline_endpoint = stage.endpoint
         return check_changes(requests, answers, stage.answers, self.options)
+
+
+def interpreter_prefixes(interpreter: Path, venv_python: Path) -> list[Path]:
+    """The interpreter's install, and the same install by the path the venv's python links to when uv names
+    it through a link to its directory (cpython-3.13-… for cpython-3.13.0-…). Only a path that resolves to the
+    install itself is shown: a link elsewhere (a home's bin, a checkout's .venv) would show what the cage hides."""
+    prefix = Path(os.path.realpath(interpreter)).parent.parent
+    if not venv_python.is_symlink():
+        return [prefix]
+    linked = Path(os.path.normpath(venv_python.parent / os.readlink(venv_python))).parent.parent
+    return [prefix, linked] if linked != prefix and Path(os.path.realpath(linked)) == prefix else [prefix]
