@@ -70,7 +70,9 @@ CHECKS = (
         "resolvable",
         "uv cannot resolve the requirements for the model's Python on `x86_64-manylinux_2_36` (the slim images' "
         "platform), whatever machine runs the validator; uv's explanation and the repair command are in the "
-        "message. The full resolution, every transitive pin, is written to `requirements.lock.txt` next to the "
+        "message. A requirement line uv is not given (one that would read a file outside the model, expand a "
+        "variable, or need building: see the threat model's allow-list) fails it too, named. The full resolution, "
+        "every transitive pin, is written to `requirements.lock.txt` next to the "
         "report",
         requires=("environment-files",),
         has_policy=True,

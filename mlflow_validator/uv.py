@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 from pathlib import Path
 
 from mlflow_validator.errors import CommandError
@@ -34,7 +35,7 @@ def summarize_failure(output: str) -> str:
 
 def repair_hint(model_uri: str, uv_output: str) -> str:
     """What to run to repair a requirement uv could not satisfy."""
-    if "Building source distributions is disabled" in uv_output:
+    if "Building source distributions is disabled" in uv_output or "with `--no-build`" in uv_output:
         return (
             "a requirement has no wheel, only a source distribution or a local project, and the validator builds "
             "nothing on the runner (building runs the requirement's code): pin a version that publishes a wheel, "
@@ -67,6 +68,9 @@ def compile_command(
         "pip",
         "compile",
         requirements,
+        # The validator's own interpreter: else uv looks for one, a virtualenv in its working directory first
+        "--python",
+        sys.executable,
         "--python-version",
         python_version,
         "--python-platform",

@@ -8,6 +8,7 @@ Resolving all of that once, here, is what makes the venv and the image the same 
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,14 @@ import mlflow
 from mlflow_validator import commands
 from mlflow_validator.model.files import ModelFiles
 from mlflow_validator.model.mlmodel import ModelFileError
-from mlflow_validator.model.requirements import outside_paths, parse_requirements, pins, read_requirements
+from mlflow_validator.model.requirements import (
+    ACCEPTED,
+    parse_requirements,
+    pins,
+    read_requirements,
+    refusal,
+    refused_lines,
+)
 from mlflow_validator.outputs import LOCK_FILE
 from mlflow_validator.uv import (
     SERVING_PLATFORM,
@@ -81,6 +89,7 @@ class Resolver:
 
     def uv_export(self) -> commands.CommandResult:
         """The pins of the model's uv.lock, as `uv sync --frozen --no-dev` would install them."""
+        self._refuse_a_carried_virtualenv()
         if self._exported is None:
             self._exported = commands.run(
                 export_command(uv_binary(), self.files.directory),
@@ -138,18 +147,25 @@ class Resolver:
             f"{summarize_failure(self.resolve(None).result.output)}"
         )
 
+    def _refuse_a_carried_virtualenv(self) -> None:
+        """uv, run in the model's directory, would take a virtualenv there for its own and run its python."""
+        root = self.files.directory
+        if carried := next(root.rglob("pyvenv.cfg"), None):
+            raise ModelFileError(f"the model carries a virtualenv ({carried.relative_to(root)}): log it without one")
+
     def _serving_input(self) -> Path:
         """What is resolved: the model's requirements (or its uv.lock's pins), its build dependencies, and
         what MLflow's serving image installs besides."""
         requirements = self.files.python_env.requirements_file
-        if outside := outside_paths(requirements, self.files.directory.resolve()):
-            raise ModelFileError(
-                f"the requirements read files outside the model ({'; '.join(outside)[:300]}): log what they "
-                "need with the model (code_paths, artifacts) and name it by a path inside the model"
-            )
-        build_options = [dep for dep in self.files.python_env.build_dependencies if dep.lstrip().startswith("-")]
-        if build_options:
-            raise ModelFileError(f"python_env.yaml's build_dependencies hold pip options ({build_options[0][:80]})")
+        root = self.files.directory.resolve()
+        self._refuse_a_carried_virtualenv()
+        build_dependencies = self.files.python_env.build_dependencies
+        relative = str(requirements.relative_to(self.files.directory))
+        refused = [
+            *([] if _SAFE_NAME.fullmatch(relative) else [f"{relative} (a name of letters, digits, ., _, - and /)"]),
+            *refused_lines(requirements, root),
+            *(f"build_dependencies: {dep} ({why})" for dep in build_dependencies if (why := _refused(dep, root))),
+        ]
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.is_uv_project:
             exported = self.uv_export()
@@ -159,9 +175,22 @@ class Resolver:
                 )
             requirements = self.workdir / "uv-lock-requirements.txt"
             requirements.write_text(exported.output)
+            refused += [f"uv.lock's {line}" for line in refused_lines(requirements, root)]
+        if refused:
+            raise ModelFileError(f"requirements uv is not given: {'; '.join(refused)[:400]}. Accepted: {ACCEPTED}")
         named = {line.name for line in parse_requirements(requirements.read_text())}
         mlflow_pin = [] if "mlflow" in named else [f"mlflow=={mlflow.__version__}"]
         lines = [f"-r {requirements}", *self.files.python_env.build_dependencies, *SERVING_PACKAGES, *mlflow_pin]
         serving_input = self.workdir / "serving-requirements.in"
         serving_input.write_text("\n".join(lines) + "\n")
         return serving_input
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")  # the requirements file's path, as `-r` gives it to uv
+
+
+def _refused(dependency: str, root: Path) -> str:
+    """Why a build dependency of python_env.yaml is not given to uv: one requirement per entry, nothing else."""
+    if "\n" in dependency or dependency.lstrip().startswith("-"):
+        return "not one requirement"
+    return refusal(dependency.strip(), root, root)[0]

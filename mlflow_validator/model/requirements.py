@@ -95,30 +95,69 @@ def pins(lines: list[RequirementLine]) -> dict[str, str]:
     return {line.name: line.version for line in lines if line.kind is Kind.PINNED}
 
 
-_INCLUDES = ("-r", "--requirement", "-c", "--constraint", "-e", "--editable")
+# What uv is given of a model's requirements: an allow-list, not an imitation of uv's parser. uv would read
+# files the line names (relative to the file for -r/-c, to its working directory for paths), expand ${VAR}
+# from its environment (where index credentials are), un-quote values and fetch what a URL includes.
+_SAFE_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")  # relative; no quoting, expansion, comment or space
+_INCLUDE = re.compile(r"(-r|--requirement|-c|--constraint)[ =]([^ ]+)")
+_INDEX = re.compile(r"(--index-url|-i|--extra-index-url|--find-links|-f)[ =](https?://[^ ]+)")
+_HASHES = re.compile(r"( +--hash[ =]sha256:[0-9a-f]{64})+$")
+ACCEPTED = (
+    "name==version (markers, extras and --hash allowed), name @ https://…, an https:// wheel, a wheel file of the "
+    "model, -r/-c a file of the model, and http(s) --index-url, --extra-index-url and --find-links"
+)
+MAX_REQUIREMENTS_BYTES = 1024 * 1024
 
 
-def _named_path(line: RequirementLine) -> str | None:
-    """The local file or directory a line reads: an included file, an editable or a local path."""
-    if line.kind is Kind.OTHER_OPTION:
-        option, _, rest = line.text.replace("=", " ", 1).partition(" ")
-        return rest.strip() or None if option in _INCLUDES else None
-    if line.kind is Kind.PATH:
-        return line.text.split("@", 1)[-1].strip() if " @ " in line.text else line.text
-    return None
+def refused_lines(requirements: Path, root: Path, visited: set[Path] | None = None) -> list[str]:
+    """The lines of a requirements file, and of the files it includes in turn, that uv is not given, each
+    with why. `root` is the model's directory (resolved): uv's working directory."""
+    visited = set() if visited is None else visited
+    visited.add(requirements.resolve())
+    if requirements.stat().st_size > MAX_REQUIREMENTS_BYTES:
+        return [f"{requirements.name}: larger than {MAX_REQUIREMENTS_BYTES // 1024} KiB"]
+    try:
+        text = requirements.read_text()
+    except UnicodeDecodeError:
+        return [f"{requirements.name}: not text"]
+    refused = []
+    for line in parse_requirements(text):
+        why, included = refusal(line.text, requirements.parent, root)
+        if why:
+            refused.append(f"{requirements.name} {line.display} ({why})")
+        elif included is not None and included not in visited:
+            refused += refused_lines(included, root, visited)
+    return refused
 
 
-def outside_paths(requirements: Path, root: Path, seen: frozenset[Path] = frozenset()) -> list[str]:
-    """What a requirements file (and the files it includes, in turn) reads from outside `root`: uv would
-    read it on the host, and quote it in its errors (`-r /proc/self/environ`)."""
-    outside = []
-    for line in read_requirements(requirements):
-        named = _named_path(line)
-        if named is None or (re.match(r"^[a-z][a-z0-9+.-]*://", named) and not named.startswith("file:")):
-            continue
-        path = (requirements.parent / Path(named.removeprefix("file://").removeprefix("file:")).expanduser()).resolve()
-        if not path.is_relative_to(root):
-            outside.append(f"{requirements.name} {line.display}")
-        elif line.kind is Kind.OTHER_OPTION and path.is_file() and path not in seen:
-            outside += outside_paths(path, root, seen | {requirements.resolve()})
-    return outside
+def refusal(text: str, directory: Path, root: Path) -> tuple[str, Path | None]:
+    """Why uv must not be given this line ("" when it may), and the model's file it includes, if any."""
+    if "$" in text or "\t" in text or "\\" in text:
+        return "uv would expand or un-escape it", None
+    if match := _INCLUDE.fullmatch(text):
+        path = _inside(match[2], directory, root)
+        return ("", path) if path and path.is_file() else ("not a file of the model", None)
+    if _INDEX.fullmatch(text):
+        return "", None
+    if text.startswith("-"):
+        return "a pip option uv is not given", None
+    text = _HASHES.sub("", text)
+    if text.endswith(".whl") and _SAFE_PATH.fullmatch(wheel := text.removeprefix("./")):  # the model's own wheel
+        return ("", None) if _inside(wheel, root, root) else ("not a file of the model", None)
+    if re.fullmatch(r"https?://[^ ;]+\.whl", text):
+        return "", None
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement:
+        return "not a requirement", None
+    if requirement.url and not re.match(r"https?://", requirement.url):
+        return "a URL that is not http(s)", None
+    return "", None
+
+
+def _inside(named: str, directory: Path, root: Path) -> Path | None:
+    """`named`, relative to `directory` and to uv's working directory alike, when both are in the model."""
+    if not _SAFE_PATH.fullmatch(named):
+        return None
+    paths = [(directory / named).resolve(), (root / named).resolve()]
+    return paths[0] if all(path.is_relative_to(root) for path in paths) else None

@@ -179,8 +179,14 @@ def test_the_models_own_uv_config_and_build_code_never_run_on_the_runner(run_cli
     edit_yaml(model / "conda.yaml", lambda conda: conda["dependencies"][-1]["pip"].append("./helper"))
     result, statuses, root = static_run(run_cli, registered, str(model))
     assert statuses["resolvable"] == "failure", result.stdout
-    assert "builds nothing on the runner" in failure_text(root, "resolvable")
+    assert "./helper (not a requirement)" in failure_text(root, "resolvable")  # a local project is never given
     assert not marker.exists()
+
+    # A requirement published only as a source distribution would be built to learn its metadata: never.
+    requirements.write_text(requirements.read_text().replace("./helper", "antlr4-python3-runtime==4.9.3"))
+    result, statuses, root = static_run(run_cli, registered, str(model))
+    assert statuses["resolvable"] == "failure", result.stdout
+    assert "builds nothing on the runner" in failure_text(root, "resolvable")
 
 
 def test_target_runtime_conflict_is_reported_package_by_package(run_cli, registered, tmp_path):

