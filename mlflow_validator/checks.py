@@ -82,7 +82,7 @@ CHECKS = (
         "platforms",
         "with `platforms` naming another platform than linux/amd64 (`linux/arm64`: Graviton, images built on Apple "
         "silicon), the lock's pins do not resolve there (`aarch64-manylinux_2_36`, the requirements within the "
-        "lock's versions): a pinned version has no wheel for it and no source distribution. The message names the "
+        "lock's versions): a pinned version has no wheel for it. The message names the "
         "platform and what to pin",
         requires=("resolvable",),
         has_policy=True,

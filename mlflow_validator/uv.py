@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from mlflow_validator.errors import CommandError
+from mlflow_validator.errors import CommandError, InfrastructureError
 
 _MISSING_VERSION = re.compile(r"no versions? of (?P<requirement>[A-Za-z0-9_.\-\[\]]+[=<>!~]=?[^\s,]+)")
 # The platforms a model may be asked to install on, as uv names them. glibc 2.36 is Debian bookworm's, the
@@ -33,14 +33,23 @@ def summarize_failure(output: str) -> str:
     return " ".join(line for line in lines[start:] if line)[:600].rstrip(".")
 
 
+def needs_building(uv_output: str) -> bool:
+    """uv stopped because a requirement has no wheel (only a source distribution), and --no-build holds."""
+    return "Building source distributions is disabled" in uv_output or "with `--no-build`" in uv_output
+
+
+def cannot_build(uv_output: str) -> InfrastructureError:
+    """The validator's limit, not the model's fault: it builds no requirement on the runner (a build runs the
+    requirement's own code there, uncaged). Exit 2, never a failed gate."""
+    return InfrastructureError(
+        f"a requirement has no wheel, only a source distribution, and the validator builds nothing on the runner: "
+        f"{summarize_failure(uv_output)}",
+        "pin a version that publishes a wheel, or build the wheel yourself (pip wheel) and serve it from your index",
+    )
+
+
 def repair_hint(model_uri: str, uv_output: str) -> str:
     """What to run to repair a requirement uv could not satisfy."""
-    if "Building source distributions is disabled" in uv_output or "with `--no-build`" in uv_output:
-        return (
-            "a requirement has no wheel, only a source distribution or a local project, and the validator builds "
-            "nothing on the runner (building runs the requirement's code): pin a version that publishes a wheel, "
-            "or log local code with the model as code_paths"
-        )
     match = _MISSING_VERSION.search(uv_output)
     if not match:
         return "fix requirements.txt, or repair it in place with `mlflow models update-pip-requirements`"

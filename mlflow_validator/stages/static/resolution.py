@@ -9,7 +9,14 @@ from mlflow_validator.model.lock import Resolver
 from mlflow_validator.model.requirements import parse_requirements, pins, read_requirements
 from mlflow_validator.results import Outcome, failed, passed, skipped
 from mlflow_validator.stages.static.context import StaticContext
-from mlflow_validator.uv import SERVING_PLATFORM, UV_PLATFORMS, repair_hint, summarize_failure
+from mlflow_validator.uv import (
+    SERVING_PLATFORM,
+    UV_PLATFORMS,
+    cannot_build,
+    needs_building,
+    repair_hint,
+    summarize_failure,
+)
 
 DEFAULT_PLATFORM = "linux/amd64"  # the one the venv and docker stages install: SERVING_PLATFORM
 
@@ -24,6 +31,8 @@ class ResolutionChecks:
         python = ctx.files.python_env.python
         resolution = self.resolver.resolve(constraints=None)
         result = resolution.result
+        if not result.ok and needs_building(result.output):
+            raise cannot_build(result.output)
         if not result.ok:
             return failed(
                 f"the requirements cannot be resolved for Python {python} on Linux x86-64: "
@@ -44,11 +53,13 @@ class ResolutionChecks:
         python = ctx.files.python_env.python
         for platform in others:
             result = self.resolver.resolve_on(platform).result
+            if not result.ok and needs_building(result.output):
+                raise cannot_build(result.output)
             if not result.ok:
                 return failed(
                     f"the requirements cannot be installed on {platform} ({UV_PLATFORMS[platform]}) for Python "
                     f"{python}: {summarize_failure(result.output)}. Fix: pin versions that publish wheels for "
-                    f"{platform} (or a source distribution), or leave {platform} out of `platforms`",
+                    f"{platform}, or leave {platform} out of `platforms`",
                     result.tail(),
                 )
         return passed(f"the requirements resolve for Python {python} on {', '.join(others)} too")
