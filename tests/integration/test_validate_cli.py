@@ -36,7 +36,8 @@ DOCKER_CHECKS = [
 ]
 
 STATIC_CHECKS = [check.name for check in checks_of(Stage.STATIC)]
-NOT_APPLICABLE_TO_IRIS = {"runtime-constraints", "uv-lock", "code-imports"}  # no constraints, no uv, no code
+# no constraints, no other platform, no uv project, no code
+NOT_APPLICABLE_TO_IRIS = {"runtime-constraints", "platforms", "uv-lock", "code-imports"}
 ALL_CHECKS = {
     "static": STATIC_CHECKS,
     "venv": [*VENV_SETUP, *VENV_CHECKS],
