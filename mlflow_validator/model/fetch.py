@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from mlflow_validator.errors import ModelNotFoundError, UsageError
 from mlflow_validator.model.files import ModelFiles
 from mlflow_validator.model.mlmodel import ModelFileError
-from mlflow_validator.model.registry import Registry
+from mlflow_validator.model.registry import NOT_FOUND_CODES, Registry
 from mlflow_validator.results import ModelIdentity
 from mlflow_validator.settings import Options
 
@@ -161,7 +161,7 @@ def _latest_version(client: Any, name: str) -> str:
         try:
             return str(_get_latest_model_version(client, name, None))
         except MlflowException as exc:
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+            if exc.error_code in NOT_FOUND_CODES:
                 raise  # an unknown model: named as such by the registry client
             raise ModelNotFoundError(
                 f"models:/{name}/latest names no version: {' '.join(str(exc.message).split())[:200]}",

@@ -8,7 +8,6 @@ Resolving all of that once, here, is what makes the venv and the image the same 
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from mlflow_validator.model.files import ModelFiles
 from mlflow_validator.model.mlmodel import ModelFileError
 from mlflow_validator.model.requirements import (
     ACCEPTED,
+    SAFE_PATH,
     parse_requirements,
     pins,
     read_requirements,
@@ -162,7 +162,7 @@ class Resolver:
         build_dependencies = self.files.python_env.build_dependencies
         relative = str(requirements.relative_to(self.files.directory))
         refused = [
-            *([] if _SAFE_NAME.fullmatch(relative) else [f"{relative} (a name of letters, digits, ., _, - and /)"]),
+            *([] if SAFE_PATH.fullmatch(relative) else [f"{relative} (a name of letters, digits, ., _, - and /)"]),
             *refused_lines(requirements, root),
             *(f"build_dependencies: {dep} ({why})" for dep in build_dependencies if (why := _refused(dep, root))),
         ]
@@ -184,9 +184,6 @@ class Resolver:
         serving_input = self.workdir / "serving-requirements.in"
         serving_input.write_text("\n".join(lines) + "\n")
         return serving_input
-
-
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")  # the requirements file's path, as `-r` gives it to uv
 
 
 def _refused(dependency: str, root: Path) -> str:

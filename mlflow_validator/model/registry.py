@@ -15,6 +15,7 @@ from mlflow_validator.errors import ModelNotFoundError, RegistryUnreachableError
 from mlflow_validator.settings import Options
 
 T = TypeVar("T")
+NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")  # MLflow's, for "no such model"
 
 
 class Registry:
@@ -70,8 +71,7 @@ def _client_settings(tracking_uri: str, registry_uri: str, timeout_s: float) -> 
 def _classify(exc: Exception, uri: str, tracking_uri: str) -> Exception:
     from mlflow.exceptions import MlflowException
 
-    not_found = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
-    if isinstance(exc, MlflowException) and exc.error_code in not_found:
+    if isinstance(exc, MlflowException) and exc.error_code in NOT_FOUND_CODES:
         return ModelNotFoundError(
             f"{uri} does not exist in the registry at {tracking_uri}",
             "check the name, version or alias (the MLflow UI lists them under Models)",

@@ -98,7 +98,7 @@ def pins(lines: list[RequirementLine]) -> dict[str, str]:
 # What uv is given of a model's requirements: an allow-list, not an imitation of uv's parser. uv would read
 # files the line names (relative to the file for -r/-c, to its working directory for paths), expand ${VAR}
 # from its environment (where index credentials are), un-quote values and fetch what a URL includes.
-_SAFE_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")  # relative; no quoting, expansion, comment or space
+SAFE_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")  # relative; no quoting, expansion, comment or space
 _INCLUDE = re.compile(r"(-r|--requirement|-c|--constraint)[ =]([^ ]+)")
 _INDEX = re.compile(r"(--index-url|-i|--extra-index-url|--find-links|-f)[ =](https?://[^ ]+)")
 _HASHES = re.compile(r"( +--hash[ =]sha256:[0-9a-f]{64})+$")
@@ -142,7 +142,7 @@ def refusal(text: str, directory: Path, root: Path) -> tuple[str, Path | None]:
     if text.startswith("-"):
         return "a pip option uv is not given", None
     text = _HASHES.sub("", text)
-    if text.endswith(".whl") and _SAFE_PATH.fullmatch(wheel := text.removeprefix("./")):  # the model's own wheel
+    if text.endswith(".whl") and SAFE_PATH.fullmatch(wheel := text.removeprefix("./")):  # the model's own wheel
         return ("", None) if _inside(wheel, root, root) else ("not a file of the model", None)
     if re.fullmatch(r"https?://[^ ;]+\.whl", text):
         return "", None
@@ -157,7 +157,7 @@ def refusal(text: str, directory: Path, root: Path) -> tuple[str, Path | None]:
 
 def _inside(named: str, directory: Path, root: Path) -> Path | None:
     """`named`, relative to `directory` and to uv's working directory alike, when both are in the model."""
-    if not _SAFE_PATH.fullmatch(named):
+    if not SAFE_PATH.fullmatch(named):
         return None
     paths = [(directory / named).resolve(), (root / named).resolve()]
     return paths[0] if all(path.is_relative_to(root) for path in paths) else None
