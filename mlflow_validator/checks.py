@@ -25,7 +25,7 @@ class Check:
     has_policy: bool = False  # `checks: {name: error|warn|off}` applies
 
 
-STATIC, VENV, DOCKER = Stage.STATIC, Stage.VENV, Stage.DOCKER
+STATIC, VENV, DOCKER, MLSERVER = Stage.STATIC, Stage.VENV, Stage.DOCKER, Stage.MLSERVER
 AFTER_VENV_ANSWERS = ("load-model",)
 AFTER_CONTAINER_ANSWERS = ("answers",)
 # Runs when no earlier check of its stage failed (the stage itself runs only when no earlier stage failed).
@@ -349,6 +349,52 @@ CHECKS = (
         "(only with `--image-tag`, when nothing failed) (exit 2) the engine refuses the tag, or the registry the push",
         requires=GATE_SO_FAR,
     ),
+    Check(MLSERVER, "generate-dockerfile", "(exit 2) MLflow's generator fails"),
+    Check(
+        MLSERVER,
+        "build-image",
+        "MLServer (1.7.1, with `mlserver-mlflow`) cannot be installed with the model's requirements (uv's "
+        "explanation), or `docker build` fails (`mlserver-build.log`)",
+    ),
+    Check(
+        MLSERVER,
+        "start-container",
+        "as in the docker stage, waiting for `/v2/models/mlflow-model/ready`: MLServer goes on running without the "
+        "model, so a model it keeps failing to load for 20 s fails with MLServer's own error",
+    ),
+    Check(
+        MLSERVER,
+        "package-parity",
+        "a distribution the model requires itself is at another version than in the venv, or anything else "
+        "differs but what MLServer installed; what MLServer adds and changes is named",
+        requires=("start-container",),
+        has_policy=True,
+    ),
+    Check(
+        MLSERVER,
+        "answers",
+        "as in the docker stage, each request asked in KServe's V2 protocol (`/v2/models/mlflow-model/infer`) "
+        "and its answer read back as the scoring server's: what MLServer cannot take or answer fails with its "
+        "own error text",
+        requires=("start-container",),
+    ),
+    Check(
+        MLSERVER,
+        "rejects-invalid-input",
+        "as in the venv stage; MLServer's 500 around MLflow's MlflowException counts as MLflow's refusal",
+        requires=AFTER_CONTAINER_ANSWERS,
+        has_policy=True,
+    ),
+    Check(MLSERVER, "output-contract", "as in the venv stage", requires=AFTER_CONTAINER_ANSWERS, has_policy=True),
+    Check(
+        MLSERVER,
+        "matches-venv",
+        "MLServer answers a request with another status or other values than the fresh virtualenv did",
+        requires=AFTER_CONTAINER_ANSWERS,
+        has_policy=True,
+    ),
+    Check(MLSERVER, "expected-responses", "as in the venv stage", requires=AFTER_CONTAINER_ANSWERS),
+    Check(MLSERVER, "timing", "as in the venv stage", requires=AFTER_CONTAINER_ANSWERS),
 )
 
 

@@ -27,7 +27,7 @@ from mlflow_validator.model.lock import Resolver
 from mlflow_validator.model.mlmodel import ModelFileError
 from mlflow_validator.plan import PlannedStage
 from mlflow_validator.reporters import Reporter
-from mlflow_validator.results import CheckResult, Stage, Status, ValidationReport
+from mlflow_validator.results import SERVING_STAGES, CheckResult, Stage, Status, ValidationReport
 from mlflow_validator.settings import BuildNetwork, Options
 from mlflow_validator.settings.options import EARLY_BUILD_CORES
 from mlflow_validator.stages import STAGES, StageRunner
@@ -232,6 +232,8 @@ class Pipeline:
     @staticmethod
     def _earlier_failure(report: ValidationReport, stage: Stage) -> str:
         earlier = [s for s in Stage if list(Stage).index(s) < list(Stage).index(stage)]
+        if stage in SERVING_STAGES:  # side by side: one serving target's failure does not hide the other's
+            earlier = [s for s in earlier if s not in SERVING_STAGES]
         failed = next((s for s in earlier if report.stage_failed(s)), None)
         return f"not run: the {failed.value} stage failed" if failed else ""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlflow_validator.errors import DockerUnavailableError
-from mlflow_validator.results import Stage
+from mlflow_validator.results import SERVING_STAGES, Stage
 from mlflow_validator.settings import Options
 
 
@@ -25,11 +25,14 @@ def plan_stages(options: Options, docker_problem: str) -> list[PlannedStage]:
     """
     plan = []
     for stage in Stage:
-        if stage not in options.stages:
+        if stage in SERVING_STAGES and stage not in serving_stages(options.docker.serving):
+            continue
+        selected = Stage.DOCKER if stage in SERVING_STAGES else stage  # --stages' docker means every serving target
+        if selected not in options.stages:
             plan.append(
                 PlannedStage(stage, False, f"not selected (--stages {','.join(s.value for s in options.stages)})")
             )
-        elif stage is Stage.DOCKER and docker_problem:
+        elif stage in SERVING_STAGES and docker_problem:
             if options.given("stages") or options.write_back.on_pass_set_alias:
                 raise DockerUnavailableError(
                     f"the docker stage was asked for but no Docker engine is reachable ({docker_problem})",
@@ -46,3 +49,8 @@ def plan_stages(options: Options, docker_problem: str) -> list[PlannedStage]:
         else:
             plan.append(PlannedStage(stage, True))
     return plan
+
+
+def serving_stages(serving: str) -> tuple[Stage, ...]:
+    """The serving targets `--serving` asks for, as the stages that report them."""
+    return {"mlflow": (Stage.DOCKER,), "mlserver": (Stage.MLSERVER,), "both": SERVING_STAGES}[serving]

@@ -17,7 +17,7 @@ import pytest
 
 from mlflow_validator.expectations.answers import Answer
 from mlflow_validator.isolation import CONTEXT_VARIABLE
-from mlflow_validator.stages.endpoint import Endpoint
+from mlflow_validator.serving.endpoint import Endpoint
 
 PAYLOAD_KEYS = {"dataframe_split", "dataframe_records", "instances", "inputs"}
 JSON = "application/json"

@@ -31,7 +31,7 @@ from mlflow_validator import commands
 from mlflow_validator.errors import CommandError, ModelNotFoundError, UsageError
 from mlflow_validator.model.fetch import LOGGED_MODEL_ID
 from mlflow_validator.model.registry import Registry
-from mlflow_validator.results import Stage
+from mlflow_validator.results import SELECTABLE_STAGES
 from mlflow_validator.settings.types import did_you_mean
 
 T = TypeVar("T")
@@ -215,7 +215,7 @@ def _setting_text(key: str, node: yaml.Node, path: Path) -> str:
         stages = [stage.strip() for stage in text.split(",")]
     else:
         raise ManifestError(path, _line(node), f"'{key}' must be a single value", "write it on one line")
-    known = [stage.value for stage in Stage]
+    known = [stage.value for stage in SELECTABLE_STAGES]
     for stage in stages:
         if stage not in known:
             raise ManifestError(

@@ -17,11 +17,12 @@ from typing import Any, Protocol
 from mlflow_validator.expectations.compare import compare, describe
 from mlflow_validator.expectations.contract import output_problems
 from mlflow_validator.expectations.requests import Expect, SampleRequest
-from mlflow_validator.model.mlmodel import Spec
+from mlflow_validator.model.mlmodel import Signature, Spec
 from mlflow_validator.results import Outcome, Status, failed, passed, skipped
-from mlflow_validator.settings import Budgets, Tolerance
+from mlflow_validator.settings import Budgets, Options, Tolerance
 
 MAX_BODY = 300
+MLSERVER_REFUSAL = "mlflow.exceptions.MlflowException:"
 NO_ANSWER = 0  # the status of a request the server never answered; the body says why
 _NOT_SERIALIZABLE = re.compile(r"Object of type (\S+) is not JSON serializable")
 _MISSING_ENV = re.compile(r"KeyError: '([A-Za-z_][A-Za-z0-9_]*)'")
@@ -46,9 +47,14 @@ class Answer:
             return None
 
     def is_mlflow_rejection(self) -> bool:
-        """A 4xx carrying MLflow's error JSON ({"error_code": …, "message": …})."""
+        """A 4xx carrying MLflow's error JSON ({"error_code": …, "message": …}), or MLflow's refusal as MLServer
+        sends it: a 500 of its own around the exception ({"error": "mlflow.exceptions.MlflowException: …"})."""
         parsed = self.json()
-        return 400 <= self.status < 500 and isinstance(parsed, dict) and "error_code" in parsed
+        if not isinstance(parsed, dict):
+            return False
+        if 400 <= self.status < 500:
+            return "error_code" in parsed
+        return self.status == 500 and str(parsed.get("error", "")).startswith(MLSERVER_REFUSAL)
 
 
 @dataclass
@@ -194,7 +200,8 @@ def check_rejections(requests: list[SampleRequest], answers: StageAnswers) -> Ou
             "and the model does not catch its errors",
             "\n".join(problems),
         )
-    return passed(f"{len(invalid)} invalid request(s) rejected with 4xx: {', '.join(r.name for r in invalid)}")
+    how = "with 4xx" if all(answers.answers[r.name].status < 500 for r in invalid) else "with MLflow's refusal"
+    return passed(f"{len(invalid)} invalid request(s) rejected {how}: {', '.join(r.name for r in invalid)}")
 
 
 def answered_by_all(requests: list[SampleRequest], *stages: StageAnswers) -> list[SampleRequest]:
@@ -268,9 +275,12 @@ def check_expected_responses(requests: list[SampleRequest], answers: StageAnswer
 def check_same_answers(
     requests: list[SampleRequest], expected: StageAnswers, actual: StageAnswers, tolerance: Tolerance
 ) -> Outcome:
-    """`actual` answers every request as `expected` did: the same status, and for a 200 the same values."""
+    """`actual` answers every request as `expected` did: the same status, and for a 200 the same values. MLflow's
+    refusal is the same answer whichever server sends it (MLServer wraps it in a 500)."""
     for request in requests:
         want, got = expected.answers[request.name], actual.answers[request.name]
+        if want.is_mlflow_rejection() and got.is_mlflow_rejection():
+            continue
         if (want.status == 200) != (got.status == 200) or (want.status >= 500) != (got.status >= 500):
             return failed(
                 f"{request.name} ({request.origin}) was answered {want.status} by the {expected.stage} but "
@@ -310,3 +320,14 @@ def check_timing(requests: list[SampleRequest], answers: StageAnswers, budgets: 
     if over:
         return failed(f"{'; '.join(over)} in the {answers.stage} ({figures})")
     return passed(figures)
+
+
+def shared_checks(signature: Signature, options: Options) -> dict[str, AnswerCheck]:
+    """The checks every answering stage runs over its own answers, whatever serves the model."""
+    tolerance = options.tolerance
+    return {
+        "rejects-invalid-input": check_rejections,
+        "output-contract": lambda requests, answers: check_output_contract(requests, answers, signature.outputs),
+        "expected-responses": lambda requests, answers: check_expected_responses(requests, answers, tolerance),
+        "timing": lambda requests, answers: check_timing(requests, answers, options.budgets),
+    }

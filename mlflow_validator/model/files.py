@@ -101,6 +101,11 @@ class ModelFiles:
         return self._once("requirements", lambda: read_requirements(self.python_env.requirements_file))
 
     @property
+    def requirement_names(self) -> set[str]:
+        """The distributions the model requires itself (canonical names), not what they bring."""
+        return {line.name for line in self.requirements if line.name}
+
+    @property
     def serving_example(self) -> ServingExample:
         return self._once("serving_example", self._read_serving_example)
 

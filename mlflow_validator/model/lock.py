@@ -113,9 +113,26 @@ class Resolver:
             self._on_platform[platform] = self._compile(output, self.lock().file, UV_PLATFORMS[platform])
         return self._on_platform[platform]
 
-    def _compile(self, output: Path, constraints: Path | None, platform: str) -> Resolution:
+    def resolve_with(self, server: str, requirements: tuple[str, ...]) -> Resolution:
+        """The lock with a serving runtime's requirements added. uv prefers the versions its output file holds,
+        so each of the lock's pins is kept where the runtime allows it and changed only where it must."""
+        lock = self.lock()
+        output = self.workdir / f"lock-{server}.txt"
+        shutil.copyfile(lock.file, output)
+        served = self.workdir / f"{server}-requirements.in"
+        served.write_text("\n".join([f"-r {self._serving_input()}", *requirements]) + "\n")
+        return self._compile(output, lock.constraints, SERVING_PLATFORM, served)
+
+    def _compile(
+        self, output: Path, constraints: Path | None, platform: str, requirements: Path | None = None
+    ) -> Resolution:
         command = compile_command(
-            uv_binary(), self._serving_input(), self.files.python_env.python, output, constraints, platform
+            uv_binary(),
+            requirements or self._serving_input(),
+            self.files.python_env.python,
+            output,
+            constraints,
+            platform,
         )
         env, cwd = self.tool_env, self.files.directory
         result = commands.run(command, env=env, cwd=cwd, timeout_s=self.timeout_s, check=False)

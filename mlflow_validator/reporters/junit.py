@@ -12,7 +12,7 @@ from pathlib import Path
 from junit_xml import TestCase, TestSuite
 
 from mlflow_validator.reporters import Reporter
-from mlflow_validator.results import CheckResult, Stage, Status, ValidationReport
+from mlflow_validator.results import SELECTABLE_STAGES, CheckResult, Stage, Status, ValidationReport
 
 # ANSI colour sequences from tool output, and characters XML 1.0 does not allow at all.
 _UNPRINTABLE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -73,6 +73,7 @@ def _stage_suites(report: ValidationReport, group: str) -> list[ET.Element]:
             )
         )
         for stage in Stage
+        if stage in SELECTABLE_STAGES or report.in_stage(stage)  # MLServer's suite only when --serving asked for it
     ]
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from mlflow_validator.checks import POLICY_CHECKS, Policy
 from mlflow_validator.outputs import DEFAULT_DIR, JUNIT_FILE
-from mlflow_validator.results import Stage
+from mlflow_validator.results import SELECTABLE_STAGES, Stage
 from mlflow_validator.settings import types as t
 
 SETTING = "mlflow-validator.setting"
@@ -268,6 +268,15 @@ class DockerSettings:
         flag="--docker-cli",
         env=("MLFLOW_VALIDATOR_DOCKER_CLI",),
     )
+    serving: str = setting(
+        "mlflow",
+        t.one_of("mlflow", "mlserver", "both"),
+        "what serves the model in the docker stage: MLflow's scoring server (`build-docker`'s image), MLServer "
+        "(KServe's V2 protocol, as `build-docker --enable-mlserver` built it before MLflow 3.13), or both, "
+        "each compared with the venv's answers",
+        flag="--serving",
+        env=("MLFLOW_VALIDATOR_SERVING",),
+    )
     memory_mb: int | None = setting(
         None,
         t.MEMORY,
@@ -346,7 +355,7 @@ class Options:
         default_text="`./mlflow-validator.yaml` if it exists",
     )
     stages: tuple[Stage, ...] = setting(
-        tuple(Stage),
+        SELECTABLE_STAGES,
         t.STAGES,
         "stages to run; naming docker makes a missing engine exit 2",
         flag="--stages",

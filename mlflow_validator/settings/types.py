@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_validator.checks import Policy
-from mlflow_validator.results import Stage
+from mlflow_validator.results import SELECTABLE_STAGES, Stage
 from mlflow_validator.uv import UV_PLATFORMS
 
 
@@ -127,7 +127,7 @@ def _image_reference(value: Any) -> str:
 
 def parse_stages(value: Any) -> tuple[Stage, ...]:
     names = value.split(",") if isinstance(value, str) else list(value)
-    known = [stage.value for stage in Stage]
+    known = [stage.value for stage in SELECTABLE_STAGES]
     stages = []
     for raw in names:
         name = str(raw).strip()
@@ -268,10 +268,10 @@ STAGES = ValueType(
     {
         "oneOf": [
             {"type": "string"},
-            {"type": "array", "items": {"enum": [s.value for s in Stage]}, "minItems": 1},
+            {"type": "array", "items": {"enum": [s.value for s in SELECTABLE_STAGES]}, "minItems": 1},
         ]
     },
-    "a list (or comma-separated string) of " + ", ".join(s.value for s in Stage),
+    "a list (or comma-separated string) of " + ", ".join(s.value for s in SELECTABLE_STAGES),
     metavar="STAGE[,STAGE...]",
 )
 PLATFORMS = ValueType(

@@ -1,4 +1,5 @@
-"""The three stages a model goes through, behind one protocol; the pipeline loops over `STAGES`."""
+"""The stages a model goes through, behind one protocol; the pipeline loops over `STAGES`. The docker
+stage runs once per serving target (`serving/`), each reported as a stage of its own."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Protocol
 
 from mlflow_validator.expectations.answers import StageAnswers
 from mlflow_validator.results import Stage
+from mlflow_validator.serving import TARGETS
 from mlflow_validator.stages.context import RunContext
 from mlflow_validator.stages.docker.stage import DockerStage
 from mlflow_validator.stages.static import StaticStage
@@ -31,5 +33,5 @@ class StageRunner(Protocol):
 STAGES: dict[Stage, Callable[[RunContext], StageRunner]] = {
     Stage.STATIC: StaticStage,
     Stage.VENV: VenvStage,
-    Stage.DOCKER: DockerStage,
+    **{target.stage: lambda run, target=target: DockerStage(run, target) for target in TARGETS.values()},  # type: ignore[misc]
 }

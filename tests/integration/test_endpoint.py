@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mlflow_validator.expectations.answers import NO_ANSWER
-from mlflow_validator.stages.endpoint import MAX_ANSWER_BYTES, SOCKET_SCHEME, Endpoint
+from mlflow_validator.serving.endpoint import MAX_ANSWER_BYTES, SOCKET_SCHEME, Endpoint
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mlflow_validator.stages.endpoint import MAX_ANSWER_BYTES, BadAnswer
+from mlflow_validator.serving.endpoint import MAX_ANSWER_BYTES, BadAnswer
 from mlflow_validator.stages.venv.cage import Bounds
 from mlflow_validator.stages.venv.container_cage import FILES, Channel, ContainerCage, created, packed
 

@@ -1,7 +1,7 @@
 """What of a serving container's log is the model's: the reach hint reads only that."""
 
 from mlflow_validator.expectations.answers import reach_hint
-from mlflow_validator.stages.docker.container import python_tracebacks
+from mlflow_validator.serving.container import python_tracebacks
 
 NGINX_WAITING = (
     "2026/12/06 10:00:00 [error] 25#25: *1 connect() failed (111: Connection refused) while connecting to upstream"

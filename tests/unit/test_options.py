@@ -1,14 +1,14 @@
 import pytest
 
 from mlflow_validator.errors import UsageError
-from mlflow_validator.results import Stage
+from mlflow_validator.results import SELECTABLE_STAGES, Stage
 from mlflow_validator.settings import resolve_options
 from mlflow_validator.settings.types import parse_stages
 
 
 def test_defaults_without_any_source(tmp_path):
     options = resolve_options({"model_uri": "m"}, env={}, cwd=tmp_path)
-    assert options.stages == tuple(Stage)
+    assert options.stages == SELECTABLE_STAGES
     assert not options.given("stages")
     assert options.junit_path == tmp_path / "mlflow-validator-report/junit.xml"
     assert options.build.ca_bundle is None

@@ -49,9 +49,7 @@ UV_IN_BUILD = "/tmp/mlflow-validator-uv"
 # so the layer holds the lock's distributions and nothing else. Bytecode is compiled as pip's install in
 # MLflow's own build would: without it every container (the serving one, the venv stage's container cage,
 # read-only) compiles the libraries again at each start, 2 s for MLflow alone.
-INSTALL_LOCK = (
-    "# Added by mlflow-validator: the run's lock, installed offline from wheels fetched on the host, in place of\n"
-    "# MLflow's `pip install mlflow` and `_install_pyfunc_deps`, which resolve again while building.\n"
+INSTALL_WHEELS = (
     f"RUN --mount=type=bind,source={WHEELS},target={WHEELS_IN_BUILD} "
     f"python -m pip install --quiet --no-index --no-deps --disable-pip-version-check --target {UV_IN_BUILD} "
     f"--find-links {WHEELS_IN_BUILD} uv "
@@ -59,6 +57,11 @@ INSTALL_LOCK = (
     f"--find-links {WHEELS_IN_BUILD} "
     f"-r {WHEELS_IN_BUILD}/lock.txt "
     f"&& rm -rf {UV_IN_BUILD}"
+)
+INSTALL_LOCK = (
+    "# Added by mlflow-validator: the run's lock, installed offline from wheels fetched on the host, in place of\n"
+    "# MLflow's `pip install mlflow` and `_install_pyfunc_deps`, which resolve again while building.\n"
+    + INSTALL_WHEELS
 )
 
 

@@ -1,19 +1,17 @@
-"""The docker stage's steps: generate, build, start, answer every sample request, then the checks over
-the answers (`answers.py`), the venv's answers among them. `close()` removes what was made."""
+"""The docker stage's steps for one serving target (`serving/`): generate, build, start, answer every sample
+request, then the checks over the answers (`answers.py`), the venv's answers among them. `close()` removes
+what was made."""
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
-
-import requests
 
 from mlflow_validator import commands
 from mlflow_validator.expectations.answers import (
@@ -22,14 +20,11 @@ from mlflow_validator.expectations.answers import (
     AnswerCheck,
     StageAnswers,
     check_answers,
-    check_expected_responses,
-    check_output_contract,
-    check_rejections,
     check_same_answers,
-    check_timing,
     declare_hint,
     over_answers,
     reach_hint,
+    shared_checks,
     undeclared_variable,
 )
 from mlflow_validator.expectations.packages import check_parity
@@ -37,19 +32,22 @@ from mlflow_validator.expectations.requests import SampleRequest
 from mlflow_validator.expectations.team import ChecksContext, run_team_checks
 from mlflow_validator.outputs import ANSWERS_DIR, IMAGE_RECORD
 from mlflow_validator.results import Outcome, Stage, Status, failed, passed, skipped
-from mlflow_validator.stages.context import RunContext
-from mlflow_validator.stages.docker import LABEL
-from mlflow_validator.stages.docker.builder import DependencyImage, ImageBuilder
-from mlflow_validator.stages.docker.container import (
+from mlflow_validator.serving.container import (
     Container,
     NotServing,
+    Readiness,
     python_tracebacks,
     running_container,
     wait_until_serving,
 )
+from mlflow_validator.serving.endpoint import Endpoint
+from mlflow_validator.serving.scoring_server import SCORING_SERVER
+from mlflow_validator.serving.target import ServingLayer, ServingTarget
+from mlflow_validator.stages.context import RunContext
+from mlflow_validator.stages.docker import LABEL
+from mlflow_validator.stages.docker.builder import DependencyImage, ImageBuilder
 from mlflow_validator.stages.docker.engine import Docker, docker_env
 from mlflow_validator.stages.docker.image import ServingDockerfile, keep
-from mlflow_validator.stages.endpoint import BadAnswer, read_bounded
 from mlflow_validator.steps import Step, steps_for
 
 T = TypeVar("T")
@@ -64,21 +62,27 @@ class DockerPaths:
 
 
 class DockerStage:
-    def __init__(self, run: RunContext) -> None:
+    """One serving target's stage: MLflow's scoring server reports as `docker`, MLServer as `mlserver`."""
+
+    def __init__(self, run: RunContext, target: ServingTarget = SCORING_SERVER) -> None:
         self.run = run
+        self.target = target
         self.model_dir = run.model.directory
         self.requests: list[SampleRequest] = []
-        self.answers = StageAnswers("container")
+        scoring = target is SCORING_SERVER  # its files keep the names they had before there were targets
+        self.answers = StageAnswers("container" if scoring else target.name)
         self.options = run.options
         self.paths = DockerPaths(
-            run.workdir / "docker-context",
-            run.output_dir / ANSWERS_DIR / "container",
-            run.output_dir / "docker-build.log",
+            run.workdir / ("docker-context" if scoring else f"{target.name}-context"),
+            run.output_dir / ANSWERS_DIR / self.answers.stage,
+            run.output_dir / ("docker-build.log" if scoring else f"{target.name}-build.log"),
             run.output_dir / IMAGE_RECORD,
         )
         self.run_id = run.run_id
         self.labels = {LABEL: run.run_id}
-        self.tag = f"mlflow-validator/model:{run.run_id}"
+        self.tag = f"{target.repository}:{run.run_id}"
+        self.layer: ServingLayer | None = None  # what the target installs besides the lock, once built
+        self.endpoint: Endpoint | None = None
         # `docker run --env NAME` takes the value from the CLI's environment, so none is on a command line.
         self.docker = Docker(run.options.docker.cli, {**docker_env(run.env), **run.options.model_env})
         self.builder = ImageBuilder(run, self.docker, self.paths.context, self.paths.build_log)
@@ -126,9 +130,10 @@ class DockerStage:
             "start-container": self.start_container,
             "package-parity": self.package_parity,
             "answers": self.answer_requests,
-            "keep-image": self.keep_image,
         }
-        return steps_for(Stage.DOCKER, implementations | self._checks(), self.options.policy)
+        if self.target is SCORING_SERVER:  # the image promoted and the team's checks: MLflow's server's
+            implementations |= {"keep-image": self.keep_image, "team-checks": self.team_checks}
+        return steps_for(self.target.stage, implementations | self._checks(), self.options.policy)
 
     def answered(self) -> StageAnswers | None:
         return self.answers if self.answers.answers else None
@@ -166,38 +171,50 @@ class DockerStage:
         if dependencies.failure:
             return dependencies.failure
         assert self.builder.dockerfile is not None
-        model_dockerfile = self.builder.dockerfile.model(dependencies.tag)
-        built = self.builder.build(self.paths.context, model_dockerfile, self.tag, self.labels)
+        layer = ""
+        if self.target.layer:
+            added = self.target.layer(self.run, self.paths.context)
+            if isinstance(added, Outcome):
+                return added
+            self.layer, layer = added, f"; {added.described}"
+        dockerfile = self.target.dockerfile(self.builder.dockerfile, dependencies.tag)
+        built = self.builder.build(self.paths.context, dockerfile, self.tag, self.labels)
         if not built.ok:
             return self.builder.failure(built)
         unbuilt = [platform for platform in self.options.platforms if platform != "linux/amd64"]
         not_here = f"; {', '.join(unbuilt)}: resolved by the static stage, not built here" if unbuilt else ""
-        return passed(f"{self.tag} built in {built.duration_s:.0f} s; dependencies: {dependencies.how}{not_here}")
+        return passed(
+            f"{self.tag} built in {built.duration_s:.0f} s; dependencies: {dependencies.how}{layer}{not_here}"
+        )
 
     def start_container(self) -> Outcome:
         memory_mb = self.options.docker.memory_mb
-        self.container = self.cleanup.enter_context(
+        name = f"mlflow-validator-{self.run_id}" + ("" if self.target is SCORING_SERVER else f"-{self.target.name}")
+        self.container = container = self.cleanup.enter_context(
             running_container(
-                self.docker, self.tag, f"mlflow-validator-{self.run_id}", self.labels, memory_mb,
-                list(self.options.model_env), self.options.keep,
+                self.docker, self.tag, name, self.labels, memory_mb, list(self.options.model_env), self.options.keep
             )
-        )  # fmt: skip
+        )
         budget = self.options.budgets.max_load_seconds
         limit, limit_name = (
             (budget, "budgets.max_load_seconds")
             if budget
             else (self.options.timeouts.container_start, "timeouts.container_start")
         )
+        ready = Readiness(self.target.ready_path, self.target.server, limit, limit_name, memory_mb)
         try:
-            waited = wait_until_serving(self.container, limit, limit_name, memory_mb)
+            waited = wait_until_serving(container, ready)
         except NotServing as exc:
             if variable := undeclared_variable(exc.logs):
                 return failed(declare_hint(variable), commands.tail(exc.logs))
             return failed(reach_hint(python_tracebacks(exc.logs)) or exc.message, commands.tail(exc.logs))
         self.answers.load_seconds = waited
+        self.endpoint = Endpoint(
+            container.url, self.options.timeouts.request, self.target.question, self.target.answer, container.session
+        )
         return passed(
-            f"/ping answered {waited:.1f} s after the start; the container has no network and publishes nothing "
-            "(reached through docker exec)"
+            f"{self.target.server}: {ready.path} answered {waited:.1f} s after the start; the container has no "
+            "network and publishes nothing (reached through docker exec)"
         )
 
     def package_parity(self) -> Outcome:
@@ -207,7 +224,11 @@ class DockerStage:
             return Outcome(Status.SKIPPED, "the venv stage did not run, so there is nothing to compare with")
         if not self.venv_answers.installed:  # no interpreter of the model's on the runner
             return Outcome(Status.SKIPPED, "the venv stage ran the model in this image's dependency layer: the same")
-        return check_parity(self.venv_answers.installed, self.answers.installed)
+        installed_by_server = set(self.layer.pins) if self.layer else set()
+        return check_parity(
+            self.venv_answers.installed, self.answers.installed, self.target.server, installed_by_server,
+            self.run.model.files.requirement_names,
+        )  # fmt: skip
 
     def answer_requests(self) -> Outcome:
         """POST every sample request to /invocations, then repeat the first to measure latency."""
@@ -225,33 +246,30 @@ class DockerStage:
         if outcome.status is Status.FAILED:
             logs = self.container.logs()
             bodies = "\n".join(answer.body for answer in self.answers.answers.values())
+            unserved = f". {self.target.unserved_hint}" if self.target.unserved_hint and self._venv_answered() else ""
             return replace(
                 outcome,
-                message=reach_hint(f"{bodies}\n{python_tracebacks(logs)}") or outcome.message,
+                message=reach_hint(f"{bodies}\n{python_tracebacks(logs)}") or outcome.message + unserved,
                 details=f"{outcome.details}\n--- container log ---\n{commands.tail(logs)}",
             )
         return replace(outcome, message=f"{outcome.message}; answers saved to {self.paths.answers}")
 
+    def _venv_answered(self) -> bool:
+        """Whether the venv answered 200 a request this target did not: the server's limit, not the model's."""
+        venv = self.venv_answers.answers if self.venv_answers else {}
+        return any(
+            answer.status != 200 and name in venv and venv[name].status == 200
+            for name, answer in self.answers.answers.items()
+        )
+
     def _post(self, request: SampleRequest) -> Answer:
-        assert self.container is not None
-        started = time.perf_counter()
-        try:
-            with self.container.session.post(
-                f"{self.container.url}/invocations",
-                data=request.body.encode(),
-                headers={"Content-Type": request.content_type},
-                timeout=self.options.timeouts.request,
-                stream=True,
-            ) as response:
-                text = read_bounded(response)
-        except BadAnswer as exc:
-            problem = f"the container answered something that is not an answer: {exc}"
-            return Answer(NO_ANSWER, problem, time.perf_counter() - started)
-        except requests.RequestException as exc:
-            state = "running" if self.container.running() else "exited"
-            problem = f"{type(exc).__name__} within {self.options.timeouts.request:g} s; the container has {state}"
-            return Answer(NO_ANSWER, problem, time.perf_counter() - started)
-        return Answer(response.status_code, text, time.perf_counter() - started)
+        """The endpoint's answer; when none came, whether the container still runs."""
+        assert self.endpoint is not None and self.container is not None
+        answer = self.endpoint.invoke(request.body, request.content_type)
+        if answer.status != NO_ANSWER or answer.body.startswith("not asked"):
+            return answer
+        state = "running" if self.container.running() else "exited"
+        return replace(answer, body=f"{answer.body}; the container has {state}")
 
     def keep_image(self) -> Outcome:
         tag = self.options.docker.image_tag
@@ -264,17 +282,9 @@ class DockerStage:
         return passed(f"kept as {tag} ({kept.id}){pushed}", properties=kept.as_properties())
 
     def _checks(self) -> dict[str, Callable[[], Outcome]]:
-        tolerance = self.options.tolerance
-        checks: dict[str, AnswerCheck] = {
-            "rejects-invalid-input": check_rejections,
-            "output-contract": lambda requests, answers: check_output_contract(
-                requests, answers, self.run.model.files.mlmodel.signature.outputs
-            ),
-            "matches-venv": self.matches_venv,
-            "expected-responses": lambda requests, answers: check_expected_responses(requests, answers, tolerance),
-            "timing": lambda requests, answers: check_timing(requests, answers, self.options.budgets),
-        }
-        return over_answers(self, checks) | {"team-checks": self.team_checks}
+        checks: dict[str, AnswerCheck] = {**shared_checks(self.run.model.files.mlmodel.signature, self.options)}
+        checks["matches-venv"] = self.matches_venv
+        return over_answers(self, checks)
 
     def team_checks(self) -> Outcome:
         if self.options.checks_dir is None:
@@ -282,7 +292,7 @@ class DockerStage:
         assert self.container is not None
         model = self.run.model
         context = ChecksContext(
-            Stage.DOCKER,
+            self.target.stage,
             self.container.url,
             None,
             model.directory,
@@ -298,7 +308,7 @@ class DockerStage:
         outcome = check_same_answers(requests, self.venv_answers, answers, self.options.tolerance)
         if outcome.status is Status.FAILED:
             hint = (
-                " The environments differ: rerun with --keep and compare "
+                f" {self.target.server} answers otherwise, or the environments differ: rerun with --keep and compare "
                 "`docker run --rm --entrypoint pip <image> freeze` with the venv's"
             )
             return replace(outcome, message=outcome.message + hint)

@@ -31,8 +31,8 @@ from typing import BinaryIO
 
 from mlflow_validator import commands
 from mlflow_validator.errors import InfrastructureError
+from mlflow_validator.serving.endpoint import MAX_ANSWER_BYTES, BadAnswer, line_before
 from mlflow_validator.stages.docker.engine import Docker, printed
-from mlflow_validator.stages.endpoint import MAX_ANSWER_BYTES, BadAnswer, line_before
 from mlflow_validator.stages.venv.cage import Bounds
 
 FILES = "/opt/mlflow-validator"  # the model, the predictor and the plan: root's, read-only to the model

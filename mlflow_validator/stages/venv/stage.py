@@ -28,13 +28,10 @@ from mlflow_validator.expectations.answers import (
     StageAnswers,
     check_answers,
     check_deterministic,
-    check_expected_responses,
-    check_output_contract,
-    check_rejections,
-    check_timing,
     declare_hint,
     over_answers,
     reach_hint,
+    shared_checks,
     undeclared_variable,
 )
 from mlflow_validator.expectations.baseline import check_changes
@@ -53,11 +50,11 @@ from mlflow_validator.isolation import (
 from mlflow_validator.model.mlmodel import ModelFileError
 from mlflow_validator.outputs import ANSWERS_DIR
 from mlflow_validator.results import Outcome, Stage, Status, failed, passed, skipped
+from mlflow_validator.serving.endpoint import SOCKET_SCHEME, BadAnswer, Endpoint
 from mlflow_validator.stages.context import RunContext
 from mlflow_validator.stages.docker import LABEL
 from mlflow_validator.stages.docker.builder import ImageBuilder
 from mlflow_validator.stages.docker.engine import Docker, docker_env, engine_problem, oom_killed
-from mlflow_validator.stages.endpoint import SOCKET_SCHEME, BadAnswer, Endpoint
 from mlflow_validator.stages.venv.cage import ENABLE_HINT as CAGE_HINT
 from mlflow_validator.stages.venv.cage import (
     Bounds,
@@ -543,13 +540,8 @@ class VenvStage:
         tolerance = self.options.tolerance
         checks: dict[str, AnswerCheck] = {
             "answers": check_answers,
-            "rejects-invalid-input": check_rejections,
             "deterministic": lambda requests, answers: check_deterministic(requests, answers, tolerance),
-            "output-contract": lambda requests, answers: check_output_contract(
-                requests, answers, self.files.mlmodel.signature.outputs
-            ),
-            "expected-responses": lambda requests, answers: check_expected_responses(requests, answers, tolerance),
-            "timing": lambda requests, answers: check_timing(requests, answers, self.options.budgets),
+            **shared_checks(self.files.mlmodel.signature, self.options),
             "changed-vs-baseline": self.compare_with_baseline,
         }
         return over_answers(self, checks) | {"generated-inputs": self.generated_inputs, "team-checks": self.team_checks}

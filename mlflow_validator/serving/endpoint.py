@@ -1,6 +1,7 @@
-"""Asking the model under test one question, the same way in both stages: the venv stage's caged model
-process over its Unix socket, the serving container over HTTP. The generated inputs ask through it, and
-so do the team's checks, whose pytest process rebuilds the endpoint from its address."""
+"""Asking the model under test one question, the same way wherever it is served: the venv stage's caged
+model process over its Unix socket, a serving container over HTTP in its server's protocol. The
+generated inputs ask through it, and so do the team's checks, whose pytest process rebuilds the endpoint
+from its address."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import json
 import os
 import socket
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
 from mlflow_validator.expectations.answers import NO_ANSWER, Answer
+from mlflow_validator.serving.v2 import NotExpressible, Question
 
 SOCKET_SCHEME = "unix:"
 MAX_ANSWER_BYTES = 8 * 2**20  # what the model may send back for one question (JSON parses to ~25x its size)
@@ -42,10 +45,24 @@ def read_bounded(response: requests.Response) -> str:
     return content.decode(response.encoding or "utf-8", errors="replace")
 
 
+def scoring_question(body: str, content_type: str) -> Question:
+    """MLflow's scoring server takes the plan's requests as they are."""
+    return Question("/invocations", body, content_type)
+
+
+def answer_as_sent(status: int, text: str) -> str:
+    return text
+
+
 @dataclass(frozen=True)
 class Endpoint:
     address: str  # unix:/path/of/the/socket, or the container's http://host:port
     timeout_s: float  # for the whole answer, however slowly it comes
+    # The server's protocol: how a request of the plan is put to it, and its answer read as the scoring server's.
+    question: Callable[[str, str], Question] = scoring_question
+    answer: Callable[[int, str], str] = answer_as_sent
+    # A keep-alive session: a relayed container carries every request of a stage on one connection.
+    session: requests.Session = field(default_factory=requests.Session, compare=False)
 
     def invoke(self, body: str, content_type: str) -> Answer:
         """The status and body as the scoring server would send them; NO_ANSWER when none came, or when
@@ -55,20 +72,26 @@ class Endpoint:
             if self.address.startswith(SOCKET_SCHEME):
                 status, text = self._over_socket(Path(self.address.removeprefix(SOCKET_SCHEME)), body, content_type)
             else:
-                with requests.post(
-                    f"{self.address}/invocations",
-                    data=body.encode(),
-                    headers={"Content-Type": content_type},
-                    timeout=self.timeout_s,
-                    stream=True,
-                ) as response:
-                    status, text = response.status_code, read_bounded(response)
+                status, text = self._over_http(self.question(body, content_type))
+        except NotExpressible as exc:
+            return Answer(NO_ANSWER, f"not asked: the request has no form in this server's protocol: {exc}", 0.0)
         except BadAnswer as exc:
             problem = f"the model answered something that is not an answer: {exc}"
             return Answer(NO_ANSWER, problem, time.perf_counter() - started)
         except (OSError, ValueError, requests.RequestException) as exc:
             return Answer(NO_ANSWER, f"{type(exc).__name__} within {self.timeout_s:g} s", time.perf_counter() - started)
         return Answer(status, text, time.perf_counter() - started)
+
+    def _over_http(self, question: Question) -> tuple[int, str]:
+        with self.session.post(
+            f"{self.address}{question.path}",
+            data=question.body.encode(),
+            headers={"Content-Type": question.content_type},
+            timeout=self.timeout_s,
+            stream=True,
+        ) as response:
+            status = response.status_code
+            return status, self.answer(status, read_bounded(response))
 
     def _over_socket(self, path: Path, body: str, content_type: str) -> tuple[int, str]:
         deadline = time.monotonic() + self.timeout_s

@@ -1,6 +1,6 @@
 """A serving container as a context manager, without a network, reached through the relay, always
 removed; and the wait for it to serve, which watches its state and log so a model that cannot load fails
-fast."""
+fast, whichever server the container runs."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import requests
 
 from mlflow_validator.expectations.packages import canonical
+from mlflow_validator.serving.relay import relayed
 from mlflow_validator.stages.docker.engine import Docker, oom_killed, printed
 from mlflow_validator.stages.docker.image import SERVING_PORT
-from mlflow_validator.stages.docker.relay import relayed
 
 # The serving container is untrusted code too. It gets no network (only its loopback), no host mount, no
 # socket and no variable from the job; of Docker's default capabilities it keeps only what nginx's master
@@ -29,7 +29,8 @@ HARDENING = (
     "--security-opt", "no-new-privileges",
     "--pids-limit", "512",
 )  # fmt: skip
-# uvicorn restarts a scoring worker that dies while nginx answers 502, so the container never exits.
+# uvicorn restarts a scoring worker that dies while nginx answers 502, and MLServer goes on serving without
+# the model, so neither container exits.
 WORKER_DEATH = re.compile(
     r"Child process \[\d+\] died|Traceback \(most recent call last\)|Error loading ASGI app|Killed"
 )
@@ -114,40 +115,50 @@ class NotServing(Exception):
         self.logs = logs
 
 
-def wait_until_serving(container: Container, limit_s: float, limit_name: str, memory_mb: int | None) -> float:
-    """Poll /ping until it answers 200; returns the seconds since the container started. Raises NotServing
-    when it exits, is killed for memory, keeps losing its workers for GRACE_AFTER_DEATH_S, or exceeds
-    `limit_s` (the load budget or the start timeout, named by `limit_name`)."""
+@dataclass(frozen=True)
+class Readiness:
+    path: str  # answers 200 once the model is loaded
+    server: str  # how messages name the server
+    limit_s: float  # the load budget or the start timeout
+    limit_name: str  # which of the two, for the message
+    memory_mb: int | None
+
+
+def wait_until_serving(container: Container, ready: Readiness) -> float:
+    """Poll the ready path until it answers 200; returns the seconds since the container started. Raises
+    NotServing when it exits, is killed for memory, keeps failing to load the model for GRACE_AFTER_DEATH_S,
+    or exceeds the limit."""
     first_death: float | None = None
+    memory_mb, limit_s = ready.memory_mb, ready.limit_s
     while True:
         waited = time.monotonic() - container.started
-        if _pings(container):
+        if _answers(container, ready.path):
             return waited
         state = container.state()
         if not state.get("Running"):
-            exited = f"the container exited with code {state.get('ExitCode')} before answering /ping"
-            raise _not_serving(container, memory_mb, f"{exited}: the scoring server could not start")
+            exited = f"the container exited with code {state.get('ExitCode')} before answering {ready.path}"
+            raise _not_serving(container, memory_mb, f"{exited}: {ready.server} could not start")
         if first_death is None and WORKER_DEATH.search(container.logs()):
             first_death = time.monotonic()
         if first_death is not None and time.monotonic() - first_death >= GRACE_AFTER_DEATH_S:
             raise _not_serving(
                 container,
                 memory_mb,
-                f"the model cannot load in the container: its scoring workers kept dying for {GRACE_AFTER_DEATH_S} s "
-                "while nginx answered 502",
+                f"the model cannot load in the container: {ready.server} kept failing to load it for "
+                f"{GRACE_AFTER_DEATH_S} s",
             )
         if waited >= limit_s:
             raise NotServing(
-                f"the model did not load within {limit_s:.0f} s ({limit_name}): /ping never answered 200 and no "
-                "worker died, so loading hangs",
+                f"the model did not load within {limit_s:.0f} s ({ready.limit_name}): {ready.path} never answered 200 "
+                "and no worker died, so loading hangs",
                 container.logs(),
             )
         time.sleep(POLL_S)
 
 
-def _pings(container: Container) -> bool:
+def _answers(container: Container, path: str) -> bool:
     try:
-        return container.session.get(f"{container.url}/ping", timeout=5).status_code == 200
+        return container.session.get(f"{container.url}{path}", timeout=5).status_code == 200
     except requests.RequestException:
         return False
 

@@ -1,0 +1,114 @@
+"""KServe's V2 inference protocol, as MLServer's MLflow runtime (mlserver-mlflow) reads and writes it.
+
+The request plan is written for MLflow's scoring server. Each request is parsed as the scoring server parses
+it (MLflow's own `_split_data_and_params` and `infer_and_parse_data`, without the schema, so an invalid
+request stays invalid) and put as a V2 inference request: a DataFrame as one tensor per column (the
+runtime's `pd` content type), an array as one tensor (`np`), a dict of arrays as one tensor per key
+(`dict`); strings are BYTES tensors marked `str`, so they decode as text; params are the request's
+parameters. The answer is turned back into the scoring server's `{"predictions": …}`, so both serving
+targets are compared with the venv's answers by the same checks. Hand-written: MLServer's own codecs need
+MLServer installed, which supports Python < 3.13 only and brings gRPC and Kafka clients.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc.scoring_server import _split_data_and_params, infer_and_parse_data
+
+from mlflow_validator.expectations.requests import CSV
+
+MODEL_NAME = "mlflow-model"  # the name MLflow's MLServer image served the model under
+DATATYPES = {"b": "BOOL", "i": "INT64", "u": "UINT64", "f": "FP64"}  # by numpy dtype kind; else BYTES
+
+
+class NotExpressible(ValueError):
+    """The request has no V2 form (a body the scoring server itself cannot parse)."""
+
+
+@dataclass(frozen=True)
+class Question:
+    path: str
+    body: str
+    content_type: str
+
+
+def inference_path(model: str = MODEL_NAME) -> str:
+    return f"/v2/models/{model}/infer"
+
+
+def question(body: str, content_type: str) -> Question:
+    """The V2 inference request that asks what `body` asks the scoring server."""
+    try:
+        if content_type == CSV:
+            data: Any = pd.read_csv(io.StringIO(body))
+            params = None
+        else:
+            raw, params = _split_data_and_params(body)
+            data = infer_and_parse_data(raw)
+    except Exception as exc:  # MLflow raises whatever the parser meets; each means "no such request"
+        raise NotExpressible(f"the scoring server's parser refuses it ({type(exc).__name__})") from None
+    if isinstance(data, pd.DataFrame):
+        inputs, kind = [_tensor(str(column), data[column].to_numpy()) for column in data.columns], "pd"
+    elif isinstance(data, dict):
+        inputs, kind = [_tensor(str(name), np.asarray(value)) for name, value in data.items()], "dict"
+    else:
+        inputs, kind = [_tensor("input-0", np.asarray(data))], "np"
+    request = {"parameters": {**(params or {}), "content_type": kind}, "inputs": inputs}
+    return Question(inference_path(), json.dumps(request, default=_plain), "application/json")
+
+
+def _tensor(name: str, values: np.ndarray) -> dict[str, Any]:
+    datatype = DATATYPES.get(values.dtype.kind, "BYTES")
+    tensor: dict[str, Any] = {
+        "name": name,
+        "shape": list(values.shape),
+        "datatype": datatype,
+        "data": values.reshape(-1).tolist(),
+    }
+    if datatype == "BYTES":
+        tensor["parameters"] = {"content_type": "str"}
+        tensor["data"] = [
+            value if isinstance(value, str) else json.dumps(value, default=_plain) for value in tensor["data"]
+        ]
+    return tensor
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} has no JSON form")
+
+
+def scoring_answer(status: int, text: str) -> str:
+    """A V2 inference response as the scoring server's `{"predictions": …}`; anything else as it came."""
+    if status != 200:
+        return text
+    try:
+        response = json.loads(text)
+        outputs = response["outputs"]
+        values = {output["name"]: _values(output) for output in outputs}
+    except (ValueError, KeyError, TypeError):
+        return text  # not a V2 response: the checks say what is wrong with it as it is
+    if len(values) == 1:
+        return json.dumps({"predictions": next(iter(values.values()))})
+    if (response.get("parameters") or {}).get("content_type") == "pd":  # a DataFrame: the scoring server's records
+        rows = zip(*values.values(), strict=False)
+        return json.dumps({"predictions": [dict(zip(values, row, strict=False)) for row in rows]})
+    return json.dumps({"predictions": values})
+
+
+def _values(output: dict[str, Any]) -> Any:
+    """The tensor's data in its shape; MLServer sends a 1-D array as [n, 1], which is put back."""
+    shape = [int(size) for size in output["shape"]]
+    data = output["data"]
+    if len(shape) == 2 and shape[1] == 1:
+        return list(data)
+    return np.asarray(data, dtype=object).reshape(shape).tolist() if shape else data
