@@ -30,9 +30,9 @@ from mlflow_validator.reporters import Reporter
 from mlflow_validator.results import SERVING_STAGES, CheckResult, Stage, Status, ValidationReport
 from mlflow_validator.settings import BuildNetwork, Options
 from mlflow_validator.settings.options import EARLY_BUILD_CORES
-from mlflow_validator.stages import STAGES, StageRunner
 from mlflow_validator.stages.context import RunContext
 from mlflow_validator.stages.docker.stage import DockerStage
+from mlflow_validator.stages.registry import STAGES, StageRunner
 from mlflow_validator.steps import run_steps
 
 REMOVAL_TIMEOUT_S = 15

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -39,14 +40,15 @@ class ServerNotUp(Exception):
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real tracking server and registry: sqlite backend, artifacts served by the server."""
+    """A real tracking server and registry: sqlite backend, artifacts served by the server. The oldest-MLflow
+    session (noxfile.py) runs the server with the newest MLflow, as a registry runs apart from its clients."""
     root = tmp_path_factory.mktemp("mlflow-server")
     port = _free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # else 7 job workers, ~2 GiB
     log = (root / "server.log").open("w")
     server = subprocess.Popen(
         [
-            sys.executable,
+            os.environ.get("TEST_MLFLOW_SERVER_PYTHON", sys.executable),
             "-m",
             "mlflow",
             "server",
@@ -84,11 +86,12 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )(health)
         yield url
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may have exited already
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
         log.close()
 
 

@@ -60,8 +60,7 @@ INSTALL_WHEELS = (
 )
 INSTALL_LOCK = (
     "# Added by mlflow-validator: the run's lock, installed offline from wheels fetched on the host, in place of\n"
-    "# MLflow's `pip install mlflow` and `_install_pyfunc_deps`, which resolve again while building.\n"
-    + INSTALL_WHEELS
+    "# MLflow's `pip install mlflow` and `_install_pyfunc_deps`, which resolve again while building.\n" + INSTALL_WHEELS
 )
 
 
