@@ -130,3 +130,16 @@ def test_output_contract_checks_types_columns_and_shape():
         "the answer has shape [1, 2], the signature says [-1]"
     ]
     assert output_problems({"predictions": [0.5]}, tensor) == ["value 0 is float 0.5, the signature says int64"]
+
+
+def test_parity_lets_a_serving_target_add_and_change_what_it_needs_but_not_what_the_model_requires():
+    from mlflow_validator.expectations.packages import check_parity
+
+    venv = {"mlflow": "3.17.2", "protobuf": "7.36.2", "numpy": "2.4.6"}
+    image = {"mlflow": "3.17.2", "protobuf": "6.33.6", "numpy": "2.4.6", "mlserver": "1.7.1"}
+    served = check_parity(venv, image, "MLServer", {"protobuf", "mlserver"}, {"mlflow", "numpy"})
+    assert served.status is Status.PASSED
+    assert "except what MLServer changes: protobuf 7.36.2 -> 6.33.6; and 1 of MLServer's own" in served.message
+    required = check_parity(venv, image, "MLServer", {"protobuf", "mlserver"}, {"protobuf"})
+    assert required.status is Status.FAILED and "protobuf: venv 7.36.2, image 6.33.6" in required.message
+    assert check_parity(venv, image).status is Status.FAILED  # no serving target's own: every difference counts

@@ -2,8 +2,9 @@ import pytest
 
 from mlflow_validator.errors import DockerUnavailableError
 from mlflow_validator.plan import plan_stages
-from mlflow_validator.results import Stage
+from mlflow_validator.results import CheckResult, ModelIdentity, Stage, Status, ValidationReport
 from mlflow_validator.settings import Options
+from mlflow_validator.settings.options import DockerSettings
 
 
 def test_all_stages_run_when_docker_answers():
@@ -25,3 +26,23 @@ def test_missing_engine_skips_the_default_docker_stage_and_says_how_to_enable_it
 def test_missing_engine_is_an_error_when_docker_was_asked_for():
     with pytest.raises(DockerUnavailableError):
         plan_stages(Options("m", sources={"stages": "flag --stages"}), "connection refused")
+
+
+@pytest.mark.parametrize(
+    ("serving", "serving_stages"),
+    [("mlflow", [Stage.DOCKER]), ("mlserver", [Stage.MLSERVER]), ("both", [Stage.DOCKER, Stage.MLSERVER])],
+)
+def test_serving_picks_the_serving_targets_and_a_missing_engine_skips_each(serving, serving_stages):
+    options = Options("m", docker=DockerSettings(serving=serving))
+    assert [p.stage for p in plan_stages(options, "")] == [Stage.STATIC, Stage.VENV, *serving_stages]
+    assert all("start dockerd" in p.skip_reason for p in plan_stages(options, "connection refused")[2:])
+
+
+def test_a_pass_of_the_stages_serving_asked_for_is_complete():
+    def report(*stages: Stage) -> ValidationReport:
+        checks = [CheckResult(stage, "answers", Status.PASSED, 0.1) for stage in stages]
+        return ValidationReport(ModelIdentity("models:/m/1", "m", "1"), checks)
+
+    assert report(Stage.STATIC, Stage.VENV, Stage.MLSERVER).verdict_name == "passed"
+    assert report(Stage.STATIC, Stage.VENV, Stage.DOCKER, Stage.MLSERVER).verdict_name == "passed"
+    assert report(Stage.STATIC, Stage.VENV).verdict_name == "partial"
