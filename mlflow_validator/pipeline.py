@@ -171,7 +171,8 @@ class Pipeline:
                     continue
                 if stage is Stage.VENV and self._builds_during_venv():
                     early = self._docker_early(run)
-                stage_run = replace(run, answers=dict(answers))
+                failed = tuple(s for s in Stage if report.stage_failed(s))
+                stage_run = replace(run, answers=dict(answers), failed_stages=failed)
                 started = early.resume(stage_run) if stage is Stage.DOCKER and early else None
                 try:
                     self._run_stage(stage_run, stage, report, answers, started)

@@ -21,12 +21,14 @@ class Status(str, enum.Enum):
 class Stage(str, enum.Enum):
     STATIC = "static"
     VENV = "venv"
+    # The serving targets `--stages docker` runs, as --serving asks. MLServer's runs first, so that the image
+    # --image-tag keeps (MLflow's) is kept only when MLServer's checks passed too.
+    MLSERVER = "mlserver"  # MLServer in its container
     DOCKER = "docker"  # MLflow's scoring server in its container
-    MLSERVER = "mlserver"  # MLServer in its container: part of the docker stage when --serving asks for it
 
 
 SELECTABLE_STAGES = (Stage.STATIC, Stage.VENV, Stage.DOCKER)  # what --stages names; docker means every serving target
-SERVING_STAGES = (Stage.DOCKER, Stage.MLSERVER)  # a serving target each; --serving picks which run
+SERVING_STAGES = (Stage.MLSERVER, Stage.DOCKER)  # a serving target each; --serving picks which run
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,7 @@ class ValidationReport:
         if self.exit_code != EXIT_PASSED or self.complete:
             return VERDICTS[self.exit_code]
         ran = ", ".join(stage.value for stage in self.stages_run) or "nothing"
-        not_run = ", ".join(stage.value for stage in SELECTABLE_STAGES if stage not in self.stages_run)
+        not_run = ", ".join(stage.value for stage in self.stages_not_run) or "a serving target"
         return f"PASSED {ran} only: {not_run} did not run, so the model is not validated for promotion"
 
     def stage_failed(self, stage: Stage) -> bool:

@@ -26,6 +26,9 @@ def uv_binary() -> str:
         raise CommandError("the uv binary is missing", "reinstall mlflow-validator (it depends on uv)") from exc
 
 
+UNREACHABLE = re.compile(r"Failed to fetch|Could not connect|error sending request|not found in the package registry")
+
+
 def summarize_failure(output: str) -> str:
     """uv explains resolution failures after a '×' line; keep that explanation, on one line."""
     lines = [line.strip(" ×╰─▶│") for line in output.splitlines()]
@@ -36,6 +39,11 @@ def summarize_failure(output: str) -> str:
 def needs_building(uv_output: str) -> bool:
     """uv stopped because a requirement has no wheel (only a source distribution), and --no-build holds."""
     return "Building source distributions is disabled" in uv_output or "with `--no-build`" in uv_output
+
+
+def unreachable(uv_output: str) -> bool:
+    """uv could not reach the index, or the index lacks a package the validator itself asked for."""
+    return bool(UNREACHABLE.search(uv_output))
 
 
 def cannot_build(uv_output: str) -> InfrastructureError:

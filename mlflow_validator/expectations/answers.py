@@ -17,12 +17,13 @@ from typing import Any, Protocol
 from mlflow_validator.expectations.compare import compare, describe
 from mlflow_validator.expectations.contract import output_problems
 from mlflow_validator.expectations.requests import Expect, SampleRequest
-from mlflow_validator.model.mlmodel import Signature, Spec
+from mlflow_validator.model.mlmodel import Spec
 from mlflow_validator.results import Outcome, Status, failed, passed, skipped
 from mlflow_validator.settings import Budgets, Options, Tolerance
 
 MAX_BODY = 300
 MLSERVER_REFUSAL = "mlflow.exceptions.MlflowException:"
+MAX_DEPTH = 64  # of an answer's nesting: the comparisons recurse, and a model may send 100,000 brackets
 NO_ANSWER = 0  # the status of a request the server never answered; the body says why
 _NOT_SERIALIZABLE = re.compile(r"Object of type (\S+) is not JSON serializable")
 _MISSING_ENV = re.compile(r"KeyError: '([A-Za-z_][A-Za-z0-9_]*)'")
@@ -41,10 +42,12 @@ class Answer:
     seconds: float
 
     def json(self) -> Any:
+        """The body parsed; None when it is not JSON, or nests deeper than any answer the checks compare."""
         try:
-            return json.loads(self.body)
-        except ValueError:
+            parsed = json.loads(self.body)
+        except (ValueError, RecursionError):
             return None
+        return parsed if _depth(parsed) <= MAX_DEPTH else None
 
     def is_mlflow_rejection(self) -> bool:
         """A 4xx carrying MLflow's error JSON ({"error_code": …, "message": …}), or MLflow's refusal as MLServer
@@ -55,6 +58,19 @@ class Answer:
         if 400 <= self.status < 500:
             return "error_code" in parsed
         return self.status == 500 and str(parsed.get("error", "")).startswith(MLSERVER_REFUSAL)
+
+
+def _depth(value: Any) -> int:
+    """How deep `value` nests, counted without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            return deepest
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 @dataclass
@@ -322,12 +338,13 @@ def check_timing(requests: list[SampleRequest], answers: StageAnswers, budgets: 
     return passed(figures)
 
 
-def shared_checks(signature: Signature, options: Options) -> dict[str, AnswerCheck]:
-    """The checks every answering stage runs over its own answers, whatever serves the model."""
+def shared_checks(outputs: Callable[[], tuple[Spec, ...]], options: Options) -> dict[str, AnswerCheck]:
+    """The checks every answering stage runs over its own answers, whatever serves the model. The output
+    signature is read when its check runs: a damaged MLmodel then fails that check, as the model's fault."""
     tolerance = options.tolerance
     return {
         "rejects-invalid-input": check_rejections,
-        "output-contract": lambda requests, answers: check_output_contract(requests, answers, signature.outputs),
+        "output-contract": lambda requests, answers: check_output_contract(requests, answers, outputs()),
         "expected-responses": lambda requests, answers: check_expected_responses(requests, answers, tolerance),
         "timing": lambda requests, answers: check_timing(requests, answers, options.budgets),
     }

@@ -40,10 +40,13 @@ def check_parity(
             f"and {len(set(installed_by_server) - set(venv))} of {server}'s own"
         )
     more = f"; and {len(differences) - SHOWN} more" if len(differences) > SHOWN else ""
+    by_server = [
+        name for name in sorted(venv.keys() | image.keys()) if name in installed_by_server and name in required
+    ]
     why = (
-        f"{server} needs other versions of what the model requires: pin versions it accepts, or serve the model "
-        "with MLflow's scoring server"
-        if installed_by_server
+        f"{server} needs other versions of {', '.join(by_server)}, which the model requires: pin versions it "
+        "accepts, or serve the model with MLflow's scoring server"
+        if by_server
         else "Both install the run's lock: a difference comes from the base image or from an install outside the lock"
     )
     return failed(

@@ -76,6 +76,7 @@ class Resolver:
     timeout_s: float
     _resolved: dict[Path | None, Resolution] = field(default_factory=dict)
     _on_platform: dict[str, Resolution] = field(default_factory=dict)  # other platforms (`platforms`)
+    _served_by: dict[str, Resolution] = field(default_factory=dict)  # with a serving target's own requirements
     _exported: commands.CommandResult | None = None
     _lock: Lock | None = None
 
@@ -116,12 +117,14 @@ class Resolver:
     def resolve_with(self, server: str, requirements: tuple[str, ...]) -> Resolution:
         """The lock with a serving runtime's requirements added. uv prefers the versions its output file holds,
         so each of the lock's pins is kept where the runtime allows it and changed only where it must."""
-        lock = self.lock()
-        output = self.workdir / f"lock-{server}.txt"
-        shutil.copyfile(lock.file, output)
-        served = self.workdir / f"{server}-requirements.in"
-        served.write_text("\n".join([f"-r {self._serving_input()}", *requirements]) + "\n")
-        return self._compile(output, lock.constraints, SERVING_PLATFORM, served)
+        if server not in self._served_by:
+            lock = self.lock()
+            output = self.workdir / f"lock-{server}.txt"
+            shutil.copyfile(lock.file, output)
+            served = self.workdir / f"{server}-requirements.in"
+            served.write_text("\n".join([f"-r {self._serving_input()}", *requirements]) + "\n")
+            self._served_by[server] = self._compile(output, lock.constraints, SERVING_PLATFORM, served)
+        return self._served_by[server]
 
     def _compile(
         self, output: Path, constraints: Path | None, platform: str, requirements: Path | None = None

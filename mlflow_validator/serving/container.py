@@ -19,13 +19,11 @@ from mlflow_validator.stages.docker.engine import Docker, oom_killed, printed
 from mlflow_validator.stages.docker.image import SERVING_PORT
 
 # The serving container is untrusted code too. It gets no network (only its loopback), no host mount, no
-# socket and no variable from the job; of Docker's default capabilities it keeps only what nginx's master
-# needs to hand its worker to an unprivileged user; it cannot gain privileges, and its process count is
-# bounded.
+# socket and no variable from the job; no capability but what its server needs (the target says which); it
+# cannot gain privileges, and its process count is bounded.
 HARDENING = (
     "--network", "none",
     "--cap-drop", "ALL",
-    "--cap-add", "CHOWN", "--cap-add", "SETUID", "--cap-add", "SETGID", "--cap-add", "DAC_OVERRIDE",
     "--security-opt", "no-new-privileges",
     "--pids-limit", "512",
 )  # fmt: skip
@@ -33,6 +31,7 @@ HARDENING = (
 # the model, so neither container exits.
 WORKER_DEATH = re.compile(
     r"Child process \[\d+\] died|Traceback \(most recent call last\)|Error loading ASGI app|Killed"
+    r"|Couldn't load model"  # MLServer's own line, logged at INFO
 )
 # A worker may die once and come back (gunicorn restarts it within a second); dying for this long is a model
 # that cannot load. 20 s: the failure lands within 30 s of the container start (gunicorn boots in about 5 s).
@@ -40,6 +39,7 @@ GRACE_AFTER_DEATH_S = 20
 # nginx writes its error log to the same stream as the workers, so its lines can land inside a traceback
 NGINX_LINE = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[\w+\] ")
 POLL_S = 1.0
+LOG_LINES = 2000  # of the container's log, read at each poll and for the report
 LIST_DISTRIBUTIONS = """
 import importlib.metadata, json
 found = {}
@@ -58,16 +58,24 @@ class Container:
     session: requests.Session  # keep-alive: one relayed connection carries the stage's requests
 
     def logs(self) -> str:
-        return self.docker.run("logs", self.name, timeout_s=60, check=False).output
+        """The end of the container's log: the model may print without end."""
+        return self.docker.run("logs", "--tail", str(LOG_LINES), self.name, timeout_s=60, check=False).output
 
     def state(self) -> Mapping[str, object]:
         found = self.docker.run("inspect", "--format", "{{json .State}}", self.name, timeout_s=30, check=False)
         return json.loads(printed(found)) if found.ok else {"Running": False, "Status": "removed"}
 
-    def installed(self) -> dict[str, str]:
-        """What the serving interpreter imports: for each name, the first distribution on its sys.path."""
-        listed = self.docker.run("exec", self.name, "python", "-I", "-c", LIST_DISTRIBUTIONS, timeout_s=60)
-        return canonical(json.loads(printed(listed)))
+    def installed(self) -> dict[str, str] | None:
+        """What the serving interpreter imports: for each name, the first distribution on its sys.path. None
+        when the container does not say: its interpreter is the model's to break (a `.pth` that exits, say)."""
+        listed = self.docker.run("exec", self.name, "python", "-I", "-c", LIST_DISTRIBUTIONS, timeout_s=60, check=False)
+        if not listed.ok:
+            return None
+        try:
+            found = json.loads(listed.output.strip().splitlines()[-1])
+            return canonical({str(name): str(version) for name, version in found.items()})
+        except (ValueError, IndexError, AttributeError, RecursionError):
+            return None
 
     def running(self) -> bool:
         return bool(self.state().get("Running"))
@@ -85,15 +93,17 @@ def running_container(
     memory_mb: int | None,
     passed_env: list[str],
     keep: bool,
+    capabilities: tuple[str, ...] = (),
 ) -> Iterator[Container]:
     """Start `image` detached; remove it on exit unless `keep`. `passed_env` names variables of the CLI's
-    environment the container gets (`--env NAME`: the value stays off the command line)."""
+    environment the container gets (`--env NAME`: the value stays off the command line); `capabilities`, the
+    only ones it keeps."""
     memory = ("--memory", f"{memory_mb}m", "--memory-swap", f"{memory_mb}m") if memory_mb else ()
     try:
         docker.run(
             "run", "--detach", "--name", name,
             *(arg for label, value in labels.items() for arg in ("--label", f"{label}={value}")),
-            *memory, *HARDENING,
+            *memory, *HARDENING, *(arg for capability in capabilities for arg in ("--cap-add", capability)),
             *(arg for variable in passed_env for arg in ("--env", variable)),
             image,
             timeout_s=120,
@@ -157,8 +167,10 @@ def wait_until_serving(container: Container, ready: Readiness) -> float:
 
 
 def _answers(container: Container, path: str) -> bool:
+    """Only the status is read: a body sent without end must not hold the wait."""
     try:
-        return container.session.get(f"{container.url}{path}", timeout=5).status_code == 200
+        with container.session.get(f"{container.url}{path}", timeout=5, stream=True) as response:
+            return response.status_code == 200
     except requests.RequestException:
         return False
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+import urllib3
 
 from mlflow_validator.expectations.answers import NO_ANSWER, Answer
 from mlflow_validator.serving.v2 import NotExpressible, Question
@@ -37,12 +38,17 @@ def decoded_answer(line: bytes) -> tuple[int, str]:
     return answer["status"], answer["body"]
 
 
-def read_bounded(response: requests.Response) -> str:
-    """At most MAX_ANSWER_BYTES of a streamed response: a serving container may send without end."""
-    content = response.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
-    if len(content) > MAX_ANSWER_BYTES:
-        raise BadAnswer(f"longer than {MAX_ANSWER_BYTES // 2**20} MiB")
-    return content.decode(response.encoding or "utf-8", errors="replace")
+def read_bounded(response: requests.Response, deadline: float) -> str:
+    """At most MAX_ANSWER_BYTES of a streamed response, whole before `deadline`: a serving container may send
+    without end, or a byte at a time. Decoded as UTF-8 whatever charset it names (JSON is UTF-8)."""
+    content = bytearray()
+    while chunk := response.raw.read1(65536, decode_content=True):
+        content += chunk
+        if len(content) > MAX_ANSWER_BYTES:
+            raise BadAnswer(f"longer than {MAX_ANSWER_BYTES // 2**20} MiB")
+        if time.monotonic() > deadline:
+            raise TimeoutError("the answer did not come whole in time")
+    return content.decode(errors="replace")
 
 
 def scoring_question(body: str, content_type: str) -> Question:
@@ -62,28 +68,32 @@ class Endpoint:
     question: Callable[[str, str], Question] = scoring_question
     answer: Callable[[int, str], str] = answer_as_sent
     # A keep-alive session: a relayed container carries every request of a stage on one connection.
-    session: requests.Session = field(default_factory=requests.Session, compare=False)
+    session: requests.Session | None = field(default=None, compare=False)
 
     def invoke(self, body: str, content_type: str) -> Answer:
         """The status and body as the scoring server would send them; NO_ANSWER when none came, or when
         what came is not an answer."""
-        started = time.perf_counter()
         try:
-            if self.address.startswith(SOCKET_SCHEME):
-                status, text = self._over_socket(Path(self.address.removeprefix(SOCKET_SCHEME)), body, content_type)
-            else:
-                status, text = self._over_http(self.question(body, content_type))
+            question = None if self.address.startswith(SOCKET_SCHEME) else self.question(body, content_type)
         except NotExpressible as exc:
             return Answer(NO_ANSWER, f"not asked: the request has no form in this server's protocol: {exc}", 0.0)
+        started = time.perf_counter()  # the translation above is the validator's time, not the model's
+        try:
+            if question is None:
+                status, text = self._over_socket(Path(self.address.removeprefix(SOCKET_SCHEME)), body, content_type)
+            else:
+                status, text = self._over_http(question)
         except BadAnswer as exc:
             problem = f"the model answered something that is not an answer: {exc}"
             return Answer(NO_ANSWER, problem, time.perf_counter() - started)
-        except (OSError, ValueError, requests.RequestException) as exc:
+        # Whatever the container's bytes make requests or urllib3 raise (a cut chunk, a bad encoding) is no answer.
+        except (OSError, ValueError, LookupError, requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             return Answer(NO_ANSWER, f"{type(exc).__name__} within {self.timeout_s:g} s", time.perf_counter() - started)
         return Answer(status, text, time.perf_counter() - started)
 
     def _over_http(self, question: Question) -> tuple[int, str]:
-        with self.session.post(
+        deadline = time.monotonic() + self.timeout_s
+        with (self.session or requests).post(
             f"{self.address}{question.path}",
             data=question.body.encode(),
             headers={"Content-Type": question.content_type},
@@ -91,7 +101,7 @@ class Endpoint:
             stream=True,
         ) as response:
             status = response.status_code
-            return status, self.answer(status, read_bounded(response))
+            return status, self.answer(status, read_bounded(response, deadline))
 
     def _over_socket(self, path: Path, body: str, content_type: str) -> tuple[int, str]:
         deadline = time.monotonic() + self.timeout_s

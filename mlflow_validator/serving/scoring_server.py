@@ -16,7 +16,11 @@ SCORING_SERVER = ServingTarget(
     name="mlflow",
     stage=Stage.DOCKER,
     server="MLflow's scoring server",
+    files="docker",
+    answers="container",
     repository="mlflow-validator/model",
     ready_path="/ping",
+    promoted=True,
+    capabilities=("CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE"),  # nginx's master hands its worker to a user
     dockerfile=_dockerfile,
 )

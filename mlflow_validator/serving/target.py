@@ -19,10 +19,9 @@ from mlflow_validator.stages.docker.image import ServingDockerfile
 @dataclass(frozen=True)
 class ServingLayer:
     """What a target installs on top of the run's lock, resolved on the host with the lock: the pins it adds
-    or changes, and the changed ones (name -> (the lock's version, the target's))."""
+    or changes."""
 
     pins: dict[str, str]
-    changed: dict[str, tuple[str, str]]
     described: str
 
 
@@ -31,8 +30,12 @@ class ServingTarget:
     name: str  # --serving's value
     stage: Stage  # the stage its results are reported under
     server: str  # how messages name it
+    files: str  # names its build context and log (`<files>-context`, `<files>-build.log`)
+    answers: str  # names its answers: in messages, and their directory next to the report
     repository: str  # the image's repository; the tag is the run's ID
     ready_path: str  # answers 200 once the model is loaded
+    promoted: bool  # the image `--image-tag` keeps and the team's checks ask: the one deployed
+    capabilities: tuple[str, ...]  # all the serving container keeps: what its server needs to start
     dockerfile: Callable[[ServingDockerfile, str], str]  # MLflow's Dockerfile and the dependency image -> its own
     # The target's own packages, resolved with the run's lock into `context`'s wheels; None when it adds none.
     layer: Callable[[RunContext, Path], ServingLayer | Outcome] | None = None

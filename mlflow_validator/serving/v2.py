@@ -24,6 +24,7 @@ from mlflow.pyfunc.scoring_server import _split_data_and_params, infer_and_parse
 from mlflow_validator.expectations.requests import CSV
 
 MODEL_NAME = "mlflow-model"  # the name MLflow's MLServer image served the model under
+INFERENCE_PATH = f"/v2/models/{MODEL_NAME}/infer"
 DATATYPES = {"b": "BOOL", "i": "INT64", "u": "UINT64", "f": "FP64"}  # by numpy dtype kind; else BYTES
 
 
@@ -36,10 +37,6 @@ class Question:
     path: str
     body: str
     content_type: str
-
-
-def inference_path(model: str = MODEL_NAME) -> str:
-    return f"/v2/models/{model}/infer"
 
 
 def question(body: str, content_type: str) -> Question:
@@ -60,24 +57,23 @@ def question(body: str, content_type: str) -> Question:
         else:
             inputs, kind = [_tensor("input-0", np.asarray(data))], "np"
         request = {"parameters": {**(params or {}), "content_type": kind}, "inputs": inputs}
-        return Question(inference_path(), json.dumps(request, default=_plain), "application/json")
+        return Question(INFERENCE_PATH, json.dumps(request, default=_plain, allow_nan=False), "application/json")
     except Exception as exc:
         raise NotExpressible(f"{type(exc).__name__} while putting it as V2 tensors") from None
 
 
 def _tensor(name: str, values: np.ndarray) -> dict[str, Any]:
+    """Numbers as they are (a missing one as null: V2's JSON has no NaN); text as `str`; anything else in a
+    column (lists, dicts, None) as JSON text marked `pd_json`, as MLServer's own encoder sends it."""
     datatype = DATATYPES.get(values.dtype.kind, "BYTES")
-    tensor: dict[str, Any] = {
-        "name": name,
-        "shape": list(values.shape),
-        "datatype": datatype,
-        "data": values.reshape(-1).tolist(),
-    }
+    data = [None if isinstance(v, float) and not np.isfinite(v) else v for v in values.reshape(-1).tolist()]
+    tensor: dict[str, Any] = {"name": name, "shape": list(values.shape), "datatype": datatype, "data": data}
     if datatype == "BYTES":
-        tensor["parameters"] = {"content_type": "str"}
-        tensor["data"] = [
-            value if isinstance(value, str) else json.dumps(value, default=_plain) for value in tensor["data"]
-        ]
+        if all(isinstance(value, str) for value in data):
+            tensor["parameters"] = {"content_type": "str"}
+        else:
+            tensor["parameters"] = {"content_type": "pd_json"}
+            tensor["data"] = [json.dumps(value, default=_plain) for value in data]
     return tensor
 
 
@@ -101,11 +97,11 @@ def scoring_answer(status: int, text: str) -> str:
 
 def _predictions(response: dict[str, Any]) -> Any:
     values = {str(output["name"]): _values(output) for output in response["outputs"]}
-    if len(values) == 1:
-        return next(iter(values.values()))
     if (response.get("parameters") or {}).get("content_type") == "pd":  # a DataFrame: the scoring server's records
         columns = [list(column) for column in values.values()]
         return [dict(zip(values, row, strict=True)) for row in zip(*columns, strict=True)]
+    if len(values) == 1:
+        return next(iter(values.values()))
     return values
 
 
@@ -113,6 +109,8 @@ def _values(output: dict[str, Any]) -> Any:
     """The tensor's data in its shape; MLServer sends a 1-D array as [n, 1], which is put back."""
     shape = [int(size) for size in output["shape"]]
     data = list(output["data"])
+    if (output.get("parameters") or {}).get("content_type") == "pd_json":  # a column of JSON values, each as text
+        data = [json.loads(value) for value in data]
     if len(shape) == 2 and shape[1] == 1:
         return data
     return np.asarray(data, dtype=object).reshape(shape).tolist() if shape else data

@@ -102,6 +102,11 @@ def _parse(setting: Setting, value: Any, origin: str, cwd: Path) -> Any:
 def _check_values(options: Options) -> None:
     if options.docker.push and not options.docker.image_tag:
         raise UsageError("--push needs --image-tag", "name the image to push: --image-tag registry:5000/team/model:1")
+    if options.docker.image_tag and options.docker.serving == "mlserver":
+        raise UsageError(
+            "--image-tag keeps the image of MLflow's scoring server, which --serving mlserver does not build",
+            "validate both and keep the scoring server's image: --serving both",
+        )
     if options.build.ca_bundle is not None and not options.build.ca_bundle.is_file():
         raise UsageError(
             f"CA bundle {options.build.ca_bundle} does not exist",

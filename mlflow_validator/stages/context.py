@@ -29,6 +29,7 @@ class RunContext:
     resolver: Resolver  # the run's one lock, resolved when a stage first needs it
     network: BuildNetwork  # how installs reach the indexes: the settings and the model's index lines
     baseline: FetchedModel | None = None
+    failed_stages: tuple[Stage, ...] = ()  # the stages before this one that failed
 
     def requests(self) -> list[SampleRequest]:
         if isinstance(self.planned_requests, ModelFileError):

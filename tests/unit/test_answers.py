@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -143,3 +144,11 @@ def test_parity_lets_a_serving_target_add_and_change_what_it_needs_but_not_what_
     required = check_parity(venv, image, "MLServer", {"protobuf", "mlserver"}, {"protobuf"})
     assert required.status is Status.FAILED and "protobuf: venv 7.36.2, image 6.33.6" in required.message
     assert check_parity(venv, image).status is Status.FAILED  # no serving target's own: every difference counts
+
+
+def test_an_answer_nested_past_what_the_checks_compare_is_not_json_and_breaks_no_check():
+    deep = Answer(200, "[" * 100_000 + "]" * 100_000, 0.1)
+    nested = Answer(200, json.dumps({"predictions": functools.reduce(lambda inner, _: [inner], range(80), 1)}), 0.1)
+    assert deep.json() is None and nested.json() is None
+    assert not deep.is_mlflow_rejection()
+    assert Answer(200, '{"predictions": [[1, 2], [3]]}', 0.1).json() == {"predictions": [[1, 2], [3]]}

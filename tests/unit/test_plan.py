@@ -30,7 +30,7 @@ def test_missing_engine_is_an_error_when_docker_was_asked_for():
 
 @pytest.mark.parametrize(
     ("serving", "serving_stages"),
-    [("mlflow", [Stage.DOCKER]), ("mlserver", [Stage.MLSERVER]), ("both", [Stage.DOCKER, Stage.MLSERVER])],
+    [("mlflow", [Stage.DOCKER]), ("mlserver", [Stage.MLSERVER]), ("both", [Stage.MLSERVER, Stage.DOCKER])],
 )
 def test_serving_picks_the_serving_targets_and_a_missing_engine_skips_each(serving, serving_stages):
     options = Options("m", docker=DockerSettings(serving=serving))

@@ -73,7 +73,7 @@ class ImageBuilder:
                 return DependencyImage(tag, f"reused {tag}")
             wheels = self.dependency_context / "wheels"
             python_version = self.run.model.files.python_env.python
-            fetch_wheels(lock, python_version, wheels, pip_env(self.run.env, self.run.network), timeout)
+            fetch_wheels(lock.pins, lock.file, python_version, wheels, pip_env(self.run.env, self.run.network), timeout)
             labels = {CACHE_LABEL: "serving-dependencies"}
             built = self.build(self.dependency_context, dockerfile.dependencies(), tag, labels)
         finally:

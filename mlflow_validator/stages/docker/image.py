@@ -137,19 +137,26 @@ def pip_env(env: Mapping[str, str], network: BuildNetwork) -> dict[str, str]:
     return pip
 
 
-def fetch_wheels(lock: Lock, python_version: str, destination: Path, env: Mapping[str, str], timeout_s: float) -> None:
-    """Download the lock's wheels (and uv's, the build's installer) for the serving platform into
-    `destination`, with the lock as lock.txt. pip fetches one file at a time: the pins are split among
-    DOWNLOAD_PROCESSES downloads that run at once."""
+def fetch_wheels(
+    pins: Mapping[str, str],
+    lock: Path,
+    python_version: str,
+    destination: Path,
+    env: Mapping[str, str],
+    timeout_s: float,
+) -> None:
+    """Download the wheels of `pins` (and uv's, the build's installer) for the serving platform into
+    `destination`, with `lock` (their requirements file) as lock.txt. pip fetches one file at a time: the pins
+    are split among DOWNLOAD_PROCESSES downloads that run at once."""
     destination.mkdir(parents=True, exist_ok=True)
-    (destination / "lock.txt").write_text(lock.file.read_text())
+    (destination / "lock.txt").write_text(lock.read_text())
     # pip's own temporary files go with the run's work directory, also when the download is stopped.
     scratch = destination.parent / "pip-tmp"
     scratch.mkdir(exist_ok=True)
-    pins = [f"{name}=={pinned}" for name, pinned in sorted(lock.pins.items())] + [f"uv=={version('uv')}"]
+    wanted = [f"{name}=={pinned}" for name, pinned in sorted(pins.items())] + [f"uv=={version('uv')}"]
     shares = [scratch / f"share-{index}.txt" for index in range(DOWNLOAD_PROCESSES)]
     for index, share in enumerate(shares):
-        share.write_text("\n".join(pins[index::DOWNLOAD_PROCESSES]) + "\n")
+        share.write_text("\n".join(wanted[index::DOWNLOAD_PROCESSES]) + "\n")
     download_env = {**env, "TMPDIR": str(scratch)}
     with ThreadPoolExecutor(max_workers=DOWNLOAD_PROCESSES) as pool:
         downloads = [

@@ -17,7 +17,6 @@ from mlflow_validator import commands
 from mlflow_validator.expectations.answers import (
     NO_ANSWER,
     Answer,
-    AnswerCheck,
     StageAnswers,
     check_answers,
     check_same_answers,
@@ -44,7 +43,7 @@ from mlflow_validator.serving.endpoint import Endpoint
 from mlflow_validator.serving.scoring_server import SCORING_SERVER
 from mlflow_validator.serving.target import ServingLayer, ServingTarget
 from mlflow_validator.stages.context import RunContext
-from mlflow_validator.stages.docker import LABEL
+from mlflow_validator.stages.docker import LABEL, TARGET_LABEL
 from mlflow_validator.stages.docker.builder import DependencyImage, ImageBuilder
 from mlflow_validator.stages.docker.engine import Docker, docker_env
 from mlflow_validator.stages.docker.image import ServingDockerfile, keep
@@ -69,17 +68,17 @@ class DockerStage:
         self.target = target
         self.model_dir = run.model.directory
         self.requests: list[SampleRequest] = []
-        scoring = target is SCORING_SERVER  # its files keep the names they had before there were targets
-        self.answers = StageAnswers("container" if scoring else target.name)
+        self.answers = StageAnswers(target.answers)
         self.options = run.options
         self.paths = DockerPaths(
-            run.workdir / ("docker-context" if scoring else f"{target.name}-context"),
-            run.output_dir / ANSWERS_DIR / self.answers.stage,
-            run.output_dir / ("docker-build.log" if scoring else f"{target.name}-build.log"),
+            run.workdir / f"{target.files}-context",
+            run.output_dir / ANSWERS_DIR / target.answers,
+            run.output_dir / f"{target.files}-build.log",
             run.output_dir / IMAGE_RECORD,
         )
         self.run_id = run.run_id
-        self.labels = {LABEL: run.run_id}
+        # The target's own label too: its cleanup must not remove what another target's stage kept.
+        self.labels = {LABEL: run.run_id, TARGET_LABEL: target.name}
         self.tag = f"{target.repository}:{run.run_id}"
         self.layer: ServingLayer | None = None  # what the target installs besides the lock, once built
         self.endpoint: Endpoint | None = None
@@ -131,7 +130,7 @@ class DockerStage:
             "package-parity": self.package_parity,
             "answers": self.answer_requests,
         }
-        if self.target is SCORING_SERVER:  # the image promoted and the team's checks: MLflow's server's
+        if self.target.promoted:
             implementations |= {"keep-image": self.keep_image, "team-checks": self.team_checks}
         return steps_for(self.target.stage, implementations | self._checks(), self.options.policy)
 
@@ -148,9 +147,9 @@ class DockerStage:
             return
         if self.kept_id:  # the image stays under the user's tag only
             self.docker.run("rmi", self.tag, timeout_s=60, check=False)
-        label = f"label={LABEL}={self.run_id}"
+        labels = [arg for name, value in self.labels.items() for arg in ("--filter", f"label={name}={value}")]
         for listing, removal in ((("ps", "--all"), ("rm", "--force", "--volumes")), (("images",), ("rmi",))):
-            found = self.docker.run(*listing, "--quiet", "--no-trunc", "--filter", label, timeout_s=60, check=False)
+            found = self.docker.run(*listing, "--quiet", "--no-trunc", *labels, timeout_s=60, check=False)
             if ids := sorted(set(found.output.split()) - {self.kept_id}):
                 self.docker.run(*removal, *ids, timeout_s=120, check=False)
 
@@ -189,10 +188,17 @@ class DockerStage:
 
     def start_container(self) -> Outcome:
         memory_mb = self.options.docker.memory_mb
-        name = f"mlflow-validator-{self.run_id}" + ("" if self.target is SCORING_SERVER else f"-{self.target.name}")
+        name = f"mlflow-validator-{self.run_id}-{self.target.name}"
         self.container = container = self.cleanup.enter_context(
             running_container(
-                self.docker, self.tag, name, self.labels, memory_mb, list(self.options.model_env), self.options.keep
+                self.docker,
+                self.tag,
+                name,
+                self.labels,
+                memory_mb,
+                list(self.options.model_env),
+                self.options.keep,
+                self.target.capabilities,
             )
         )
         budget = self.options.budgets.max_load_seconds
@@ -219,11 +225,14 @@ class DockerStage:
 
     def package_parity(self) -> Outcome:
         assert self.container is not None
-        self.answers.installed = self.container.installed()
+        installed = self.container.installed()
+        if installed is None:
+            return failed("the image's python could not list its distributions: its interpreter fails to start")
+        self.answers.installed = installed
         if self.venv_answers is None:
             return Outcome(Status.SKIPPED, "the venv stage did not run, so there is nothing to compare with")
         if not self.venv_answers.installed:  # no interpreter of the model's on the runner
-            return Outcome(Status.SKIPPED, "the venv stage ran the model in this image's dependency layer: the same")
+            return Outcome(Status.SKIPPED, "the venv stage ran the model in the dependency image this one is built on")
         installed_by_server = set(self.layer.pins) if self.layer else set()
         return check_parity(
             self.venv_answers.installed, self.answers.installed, self.target.server, installed_by_server,
@@ -231,7 +240,7 @@ class DockerStage:
         )  # fmt: skip
 
     def answer_requests(self) -> Outcome:
-        """POST every sample request to /invocations, then repeat the first to measure latency."""
+        """Ask every sample request in the target's protocol, then repeat the first to measure latency."""
         assert self.container is not None
         self.requests = self.run.requests() + (self.venv_answers.generated if self.venv_answers else [])
         for request in self.requests:
@@ -266,7 +275,7 @@ class DockerStage:
         """The endpoint's answer; when none came, whether the container still runs."""
         assert self.endpoint is not None and self.container is not None
         answer = self.endpoint.invoke(request.body, request.content_type)
-        if answer.status != NO_ANSWER or answer.body.startswith("not asked"):
+        if answer.status != NO_ANSWER:
             return answer
         state = "running" if self.container.running() else "exited"
         return replace(answer, body=f"{answer.body}; the container has {state}")
@@ -275,6 +284,8 @@ class DockerStage:
         tag = self.options.docker.image_tag
         if not tag:
             return skipped("no --image-tag: the image is removed with the run")
+        if failed := [stage.value for stage in self.run.failed_stages]:  # MLServer's stage runs before this one
+            return skipped(f"not kept: the {', '.join(failed)} stage failed")
         kept = keep(self.docker, self.tag, tag, self.options.docker.push, self.options.timeouts.docker_push)
         self.kept_id = kept.id
         self.paths.image_record.write_text(json.dumps(vars(kept), indent=2) + "\n")
@@ -282,7 +293,7 @@ class DockerStage:
         return passed(f"kept as {tag} ({kept.id}){pushed}", properties=kept.as_properties())
 
     def _checks(self) -> dict[str, Callable[[], Outcome]]:
-        checks: dict[str, AnswerCheck] = {**shared_checks(self.run.model.files.mlmodel.signature, self.options)}
+        checks = shared_checks(lambda: self.run.model.files.mlmodel.signature.outputs, self.options)
         checks["matches-venv"] = self.matches_venv
         return over_answers(self, checks)
 

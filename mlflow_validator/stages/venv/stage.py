@@ -541,7 +541,7 @@ class VenvStage:
         checks: dict[str, AnswerCheck] = {
             "answers": check_answers,
             "deterministic": lambda requests, answers: check_deterministic(requests, answers, tolerance),
-            **shared_checks(self.files.mlmodel.signature, self.options),
+            **shared_checks(lambda: self.files.mlmodel.signature.outputs, self.options),
             "changed-vs-baseline": self.compare_with_baseline,
         }
         return over_answers(self, checks) | {"generated-inputs": self.generated_inputs, "team-checks": self.team_checks}
