@@ -3,6 +3,7 @@ mlserver-mlflow from PyPI, asked the same plan (MLServer in KServe's V2 protocol
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -56,12 +57,18 @@ def test_a_model_both_servers_answer_alike_passes_on_both_and_mlserver_says_what
 def test_a_model_only_the_scoring_server_serves_fails_on_mlserver_with_its_error_and_what_to_change(
     run_cli, registered, records_model, docker_engine, tmp_path
 ):
-    result = run_cli("validate", records_model, "--tracking-uri", registered.tracking_uri, "--serving", "both")
+    kept = "mlflow-validator-test/records:1"
+    result = run_cli(
+        "validate", records_model, "--tracking-uri", registered.tracking_uri, "--serving", "both", "--image-tag", kept
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     report = read_report(tmp_path / "mlflow-validator-report" / "junit.xml")
     assert (report["docker"]["answers"], report["docker"]["matches-venv"]) == ("passed", "passed")
     assert report["mlserver"]["answers"] == "failure"
     assert "AttributeError: 'list' object has no attribute 'items'" in result.stdout  # MLServer's own words
     assert "return one of those from predict, or serve the model with MLflow's scoring server" in result.stdout
+    # MLServer's stage runs first: MLflow's image, which passed on its own, is not kept for promotion
+    assert report["docker"]["keep-image"] == "skipped" and "not kept: the mlserver stage failed" in result.stdout
+    assert subprocess.run(["docker", "image", "inspect", kept], capture_output=True, check=False).returncode != 0
     assert docker_leftovers() == []
     assert_nothing_left(result.scratch)

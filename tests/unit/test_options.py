@@ -51,6 +51,8 @@ def test_ca_bundle_falls_back_to_the_variables_pip_already_uses(tmp_path):
         ("budgets:\n  max_changed_fraction: 2\n", "between 0 and 1"),
         ("budgets:\n  max_latency: 2\n", "did you mean 'budgets.max_latency_ms'"),
         ("requests:\n  directory: no-such-dir\n", "requests directory .*/no-such-dir does not exist"),
+        ("docker:\n  serving: kserve\n", "mlflow, mlserver, both"),
+        ("docker:\n  serving: mlserver\n  image_tag: team/model:1\n", "which --serving mlserver does not build"),
     ],
 )
 def test_bad_config_files_are_usage_errors(tmp_path, config, message):
