@@ -39,7 +39,7 @@ from mlflow_validator.reporters.github import GitHubReporter, append_summary
 from mlflow_validator.reporters.junit import JUnitReporter
 from mlflow_validator.reporters.markdown import MarkdownReporter
 from mlflow_validator.reporters.record import RecordReporter
-from mlflow_validator.results import Stage, Status, ValidationReport
+from mlflow_validator.results import SELECTABLE_STAGES, Stage, Status, ValidationReport
 from mlflow_validator.runlog import RunLog
 from mlflow_validator.settings import Options
 from mlflow_validator.settings.declared import BY_KEY
@@ -112,7 +112,7 @@ def validate(options: Options, env: Mapping[str, str], run_log: RunLog) -> int:
             "(a logged model, a run or a directory)",
             "register the model (mlflow.register_model) and validate models:/NAME/VERSION",
         )
-    if options.write_back.on_pass_set_alias and set(options.stages) != set(Stage):
+    if options.write_back.on_pass_set_alias and set(options.stages) != set(SELECTABLE_STAGES):
         raise UsageError(
             f"--on-pass-set-alias promotes only a model that every stage validated, and --stages names "
             f"{','.join(stage.value for stage in options.stages)}",
