@@ -21,7 +21,8 @@ PYPROJECT = Path(__file__).with_name("pyproject.toml")
 OLDEST_MLFLOW = re.search(r'"mlflow>=([\d.]+)"', PYPROJECT.read_text()).group(1)  # type: ignore[union-attr]
 RANGE_TESTS = [
     "tests/unit",
-    "tests/integration/test_static_checks.py",
+    "tests/integration/test_static_checks.py::test_clean_sklearn_model_raises_no_alarm_and_writes_a_lock",
+    "tests/integration/test_static_checks.py::test_unresolvable_requirement_is_rejected_in_seconds",
     "tests/integration/test_model_uris.py",
     "tests/integration/test_inference.py::test_data_frame_model_answers_every_payload_format_and_rejects_invalid_input",
 ]
