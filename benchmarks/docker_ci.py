@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -106,6 +107,9 @@ def new_version(directory: Path) -> Path:
     model = directory / "iris-v2"
     classifier = LogisticRegression(C=0.5, max_iter=300).fit(features, target)
     mlflow.sklearn.save_model(classifier, model, input_example=features.head(3), pip_requirements=requirements)
+    # MLflow writes this machine's pip into python_env.yaml's build dependencies: keep the example's, so that
+    # only the weights differ (another pip is another lock, and another dependency image).
+    shutil.copyfile(EXAMPLE / "python_env.yaml", model / "python_env.yaml")
     return model
 
 
