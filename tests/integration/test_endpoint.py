@@ -18,10 +18,8 @@ from mlflow_validator.serving.endpoint import MAX_ANSWER_BYTES, SOCKET_SCHEME, E
 
 
 @contextmanager
-def model_process(path: Path, answer: Callable[[socket.socket], None]) -> Iterator[Endpoint]:
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(path))
-    server.listen()
+def answering(server: socket.socket, answer: Callable[[socket.socket], None]) -> Iterator[None]:
+    """`server` answers each connection with `answer`, on a thread, until the block ends; then it is closed."""
     server.settimeout(0.2)
     stopped = threading.Event()
 
@@ -39,11 +37,20 @@ def model_process(path: Path, answer: Callable[[socket.socket], None]) -> Iterat
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        yield Endpoint(f"{SOCKET_SCHEME}{path}", timeout_s=1.0)
+        yield
     finally:
         stopped.set()
         thread.join(timeout=5)
         server.close()
+
+
+@contextmanager
+def model_process(path: Path, answer: Callable[[socket.socket], None]) -> Iterator[Endpoint]:
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen()
+    with answering(server, answer):
+        yield Endpoint(f"{SOCKET_SCHEME}{path}", timeout_s=1.0)
 
 
 def trickle(connection: socket.socket) -> None:
@@ -83,28 +90,8 @@ def test_an_answer_is_an_answer(tmp_path):
 def serving_container(answer: Callable[[socket.socket], None]) -> Iterator[Endpoint]:
     """A server on 127.0.0.1 that answers HTTP as a hostile serving container would, byte for byte."""
     server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    stopped = threading.Event()
-
-    def serve() -> None:
-        while not stopped.is_set():
-            try:
-                connection, _ = server.accept()
-            except TimeoutError:
-                continue
-            with connection:
-                connection.recv(65536)
-                with suppress(OSError):
-                    answer(connection)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
+    with answering(server, answer):
         yield Endpoint(f"http://127.0.0.1:{server.getsockname()[1]}", timeout_s=1.0)
-    finally:
-        stopped.set()
-        thread.join(timeout=5)
-        server.close()
 
 
 def http(headers: str, body: bytes = b"") -> Callable[[socket.socket], None]:
