@@ -287,6 +287,16 @@ CHECKS = (
         "syntax error: exit 2): each test is a result of its own, named by its node id",
         requires=AFTER_VENV_ANSWERS,
     ),
+    Check(
+        VENV,
+        "egress",
+        "(only with `sandbox.egress`) the model reached for a destination the list does not declare (named, with "
+        "the line to add), or a declared name resolves to a loopback, link-local or multicast address; or, with "
+        "`budgets.max_upstream_calls`, it made more upstream calls than that per prediction. Every connection, "
+        "allowed or refused, is listed with its calls, bytes and time",
+        requires=("install-requirements",),
+        has_policy=True,
+    ),
     Check(DOCKER, "generate-dockerfile", "(exit 2) MLflow's generator fails"),
     Check(
         DOCKER,
@@ -345,6 +355,14 @@ CHECKS = (
     Check(DOCKER, "team-checks", "as in the venv stage, against the container", requires=("start-container",)),
     Check(
         DOCKER,
+        "egress",
+        "as in the venv stage, for the serving container (which has no network: its only way out is the same proxy); "
+        "the calls are counted per request",
+        requires=("build-image",),
+        has_policy=True,
+    ),
+    Check(
+        DOCKER,
         "keep-image",
         "(only with `--image-tag`, when nothing failed) (exit 2) the engine refuses the tag, or the registry the push",
         requires=GATE_SO_FAR,
@@ -395,6 +413,7 @@ CHECKS = (
     ),
     Check(MLSERVER, "expected-responses", "as in the venv stage", requires=AFTER_CONTAINER_ANSWERS),
     Check(MLSERVER, "timing", "as in the venv stage", requires=AFTER_CONTAINER_ANSWERS),
+    Check(MLSERVER, "egress", "as in the docker stage", requires=("build-image",), has_policy=True),
 )
 
 

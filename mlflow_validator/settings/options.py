@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_validator.checks import POLICY_CHECKS, Policy
+from mlflow_validator.egress.destinations import Destination
 from mlflow_validator.outputs import DEFAULT_DIR, JUNIT_FILE
 from mlflow_validator.results import SELECTABLE_STAGES, Stage
 from mlflow_validator.settings import types as t
@@ -187,6 +188,12 @@ class Budgets:
         "with a baseline: the share of values that may change",
         default_text="none: measured and reported only",
     )
+    max_upstream_calls: int | None = setting(
+        None,
+        t.WHOLE,
+        "calls through `sandbox.egress` per request (a loop on an LLM is caught)",
+        default_text="none: measured and reported only",
+    )
 
 
 @dataclass(frozen=True)
@@ -240,6 +247,15 @@ class SandboxSettings:
         8192, t.WHOLE, "memory of the model's processes: each one's address space, and all together resident (MiB)"
     )
     max_processes: int = setting(256, t.WHOLE, "processes and threads the model may run at once, all together")
+    egress: tuple[str, ...] = setting(
+        (),
+        t.EGRESS,
+        "destinations the model may reach (an LLM endpoint, an API), through a proxy outside its cage that "
+        "allows these and nothing else and records every connection; `${LLM_ENDPOINT}` takes the job's value",
+        flag="--egress",
+        env=("MLFLOW_VALIDATOR_EGRESS",),
+        default_text="none: the model reaches nothing",
+    )
 
 
 @dataclass(frozen=True)
@@ -464,6 +480,7 @@ class Options:
     write_back: WriteBack = WriteBack()
     # Not settings: worked out by the resolver from the settings above.
     model_env: Mapping[str, str] = field(default_factory=dict)  # env.pass resolved to the job's values, plus env.set
+    egress: tuple[Destination, ...] = ()  # sandbox.egress with the job's variables expanded
     sources: Mapping[str, str] = field(default_factory=dict)  # setting key -> where its value came from
 
     @property

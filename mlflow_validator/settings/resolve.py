@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from mlflow_validator.checks import Policy
+from mlflow_validator.egress.destinations import BadDestination, Destination, expand, parse_destination
 from mlflow_validator.errors import UsageError
 from mlflow_validator.settings.declared import BY_KEY, SECTIONS, SETTINGS, Setting
 from mlflow_validator.settings.options import Options
@@ -136,6 +137,21 @@ def _model_env(options: Options, env: Mapping[str, str]) -> dict[str, str]:
     return {**{name: env[name] for name in passed}, **values}
 
 
+def _egress(options: Options, env: Mapping[str, str]) -> tuple[Destination, ...]:
+    destinations = []
+    for entry in options.sandbox.egress:
+        try:
+            destinations.append(parse_destination(expand(entry, env)))
+        except KeyError as exc:
+            raise UsageError(
+                f"sandbox.egress entry '{entry}' names {exc.args[0]}, which the environment does not set",
+                "set it in the CI job, or write the destination itself (host:port or a URL)",
+            ) from None
+        except BadDestination as exc:
+            raise UsageError(f"sandbox.egress: {exc}", "write each destination as host:port or a URL") from None
+    return tuple(dict.fromkeys(destinations))
+
+
 def _build(model_uri: str, values: Mapping[str, Any], sources: Mapping[str, str]) -> Options:
     top: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
@@ -169,4 +185,4 @@ def resolve_options(flags: Mapping[str, Any], env: Mapping[str, str], cwd: Path)
     values["checks"] = {**defaults, **values.get("checks", {})}
     options = _build(flags["model_uri"], values, {key: origin for key, (_, origin) in raw.items()})
     _check_values(options)
-    return dataclasses.replace(options, model_env=_model_env(options, env))
+    return dataclasses.replace(options, model_env=_model_env(options, env), egress=_egress(options, env))

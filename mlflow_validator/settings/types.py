@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_validator.checks import Policy
+from mlflow_validator.egress.destinations import BadDestination, parse_destination, variables_in
 from mlflow_validator.results import SELECTABLE_STAGES, Stage
 from mlflow_validator.uv import UV_PLATFORMS
 
@@ -109,6 +110,19 @@ def _urls(value: Any) -> tuple[str, ...]:
     for item in items:
         if "://" not in item:
             raise ValueError(f"'{item}' is not a URL")
+    return tuple(items)
+
+
+def _egress(value: Any) -> tuple[str, ...]:
+    """Entries as written (a `${NAME}` is expanded once the job's environment is known), each checked
+    as far as it can be before that."""
+    items = value.replace(",", " ").split() if isinstance(value, str) else [_text(item) for item in value]
+    for item in items:
+        if not variables_in(item):
+            try:
+                parse_destination(item)
+            except BadDestination as exc:
+                raise ValueError(str(exc)) from None
     return tuple(items)
 
 
@@ -258,6 +272,12 @@ URLS = ValueType(
     {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
     "URLs, space-separated or a list",
     metavar="URL",
+)
+EGRESS = ValueType(
+    _egress,
+    {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+    "`host:port` or URLs, space-separated or a list; `${NAME}` takes a job variable's value",
+    metavar="HOST:PORT",
 )
 IMAGE_REFERENCE = ValueType(
     _image_reference, {"type": "string"}, "NAME:TAG, as `docker tag` takes it", metavar="NAME:TAG"

@@ -326,8 +326,8 @@ class Listener:
 @dataclass(frozen=True)
 class NetnsHost:
     """A host of the tests' own: a network namespace joined to this one by a veth pair, with a TCP
-    service that writes a line for each connection. Not loopback, so a cage that only blocked
-    loopback would be caught."""
+    service that writes a line for each connection (or each request). Not loopback, so a cage that only
+    blocked loopback would be caught."""
 
     address: str
     port: int
@@ -335,7 +335,14 @@ class NetnsHost:
 
     @property
     def connections(self) -> int:
-        return len(self.connections_file.read_text().splitlines()) if self.connections_file.exists() else 0
+        return len(self.lines())
+
+    def lines(self) -> list[str]:
+        return self.connections_file.read_text().splitlines() if self.connections_file.exists() else []
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{self.port}"
 
 
 COUNTING_SERVICE = """
@@ -350,7 +357,10 @@ while True:
 
 
 @contextmanager
-def netns_host(workdir: Path) -> Iterator[NetnsHost]:
+def netns_host(
+    workdir: Path, service: Sequence[str] = ("-c", COUNTING_SERVICE), env: dict[str, str] | None = None
+) -> Iterator[NetnsHost]:
+    """`service` (python's arguments, then ADDRESS PORT LOG_FILE) on a host of its own."""
     name = f"mvhost-{secrets.token_hex(3)}"
     subnet = f"10.233.{secrets.randbelow(256)}.{4 * secrets.randbelow(64)}"
     base = subnet.rsplit(".", 1)
@@ -365,21 +375,22 @@ def netns_host(workdir: Path) -> Iterator[NetnsHost]:
         ["ip", "-n", name, "addr", "add", f"{guest}/30", "dev", f"{name}-g"],
         ["ip", "-n", name, "link", "set", f"{name}-g", "up"],
     ]
-    connections = workdir / "test-host-connections"
-    service = None
+    connections = workdir / f"{name}-connections"
+    process = None
     try:
         for command in commands:
             run_checked(command, timeout_s=30)
         port = 8443
-        service = subprocess.Popen(
-            ["ip", "netns", "exec", name, sys.executable, "-c", COUNTING_SERVICE, guest, str(port), str(connections)]
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", name, sys.executable, *service, guest, str(port), str(connections)],
+            env={**os.environ, **(env or {})},
         )
         Retrying(stop=stop_after_delay(30), wait=wait_fixed(0.2), reraise=True)(
             lambda: socket.create_connection((guest, port), timeout=1).close()
         )
-        yield NetnsHost(guest, port, connections)  # the readiness probe's connection is counted
+        yield NetnsHost(guest, port, connections)  # the readiness probe's connection is counted by the counting service
     finally:
-        if service is not None:
-            service.kill()
-            service.wait()
+        if process is not None:
+            process.kill()
+            process.wait()
         subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)

@@ -61,7 +61,21 @@ def serve_stdio(model: Any, schema: Any, answers: Any) -> None:
         answers.flush()
 
 
+def await_door(address: str, timeout_s: float = 30) -> None:
+    """A container's egress door is started beside this process: the model finds its proxy from its first line."""
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
 def main(model_dir: str, plan_path: str, answers_path: str, listening_fd: str = "") -> None:
+    if door := os.environ.pop("MLFLOW_VALIDATOR_DOOR", ""):
+        await_door(door)
     with open(plan_path) as plan_file:
         plan = json.load(plan_file)
     started = time.perf_counter()

@@ -21,6 +21,8 @@ from textwrap import shorten
 
 from mlflow_validator import commands
 from mlflow_validator.checks import Policy
+from mlflow_validator.egress.session import Cost, Egress, check_egress, first_refusal, opened_egress
+from mlflow_validator.egress.tunnel import DOOR, DOOR_PORT
 from mlflow_validator.errors import InfrastructureError, ValidatorError
 from mlflow_validator.expectations.answers import (
     Answer,
@@ -167,6 +169,8 @@ class VenvStage:
         self.watch: Watch | None = None  # the cage's processes together, while the model process runs
         self.endpoint: Endpoint | None = None  # the model process, serving, once it has answered the plan
         self.baseline_endpoint: Endpoint | None = None  # the baseline's, once changed-vs-baseline ran
+        self.egress: Egress | None = None  # the proxy of sandbox.egress, once opened
+        self.plan_calls: int | None = None  # upstream calls while the model answered the plan
         self.exit_stack = ExitStack()  # what close() stops: the model process
 
     def _setup(self) -> dict[str, Callable[[], Outcome]]:
@@ -300,7 +304,9 @@ class VenvStage:
 
     def _bubblewrap_cage(self) -> Outcome:
         interpreter = self.interpreter.path if self.interpreter else Path(sys.executable)
-        shown = (self.paths.venv, self.paths.plan, self.model_dir, PREDICTOR.parent)
+        shown: tuple[Path, ...] = (self.paths.venv, self.paths.plan, self.model_dir, PREDICTOR.parent)
+        if egress := self._open_egress():
+            shown += (egress.directory, DOOR.parent)
         self.cage = cage = cage_for(
             self.paths.home,
             readable=(*interpreter_prefixes(interpreter, self.paths.python), *shown),
@@ -312,13 +318,27 @@ class VenvStage:
         who = "the validator's user in a user namespace of its own"
         if cage.model_uid is not None:
             os.chown(self.paths.home, cage.model_uid, cage.model_uid)
+            if egress:
+                egress.give_to(cage.model_uid)
             who = f"uid {cage.model_uid}, no file on the host its own"
         bounds = cage.bounds
         return passed(
             f"bubblewrap: {who}, no capability; own PID, network, mount and IPC namespaces; host read-only; "
             f"{len(cage.hidden)} directories hidden; at most {bounds.memory_mb} MiB, {bounds.processes} tasks and "
-            f"{bounds.cpu_seconds} CPU seconds all processes together"
+            f"{bounds.cpu_seconds} CPU seconds all processes together{self._egress_said()}"
         )
+
+    def _open_egress(self) -> Egress | None:
+        """The proxy of sandbox.egress, opened once for the stage; None when nothing is declared."""
+        if self.egress is None and self.options.egress:
+            self.egress = self.exit_stack.enter_context(opened_egress(self.options.egress))
+        return self.egress
+
+    def _egress_said(self) -> str:
+        if not self.options.egress:
+            return ""
+        allowed = ", ".join(str(destination) for destination in self.options.egress)
+        return f"; its only way out is the validator's proxy, to {allowed}"
 
     def _container_cage(self) -> Outcome:
         """The run's dependency image (the docker stage's, reused or built now) on the engine."""
@@ -343,7 +363,7 @@ class VenvStage:
             f"container on the Docker engine ({image.how}): uid {cage.uid}, which owns nothing in the image; no "
             f"capability, no new privileges; no network; read-only root; nothing of the job mounted; at most "
             f"{bounds.memory_mb} MiB and {bounds.processes} tasks all processes together, {bounds.cpu_seconds} CPU "
-            "seconds each"
+            f"seconds each{self._egress_said()}"
         )
 
     def load_model(self) -> Outcome:
@@ -370,6 +390,8 @@ class VenvStage:
             self.answers = self._read_answers(answered)
         except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:
             return failed(f"the model process wrote answers the validator cannot read: {exc}", self._model_output())
+        if self.egress:
+            self.plan_calls = self.egress.proxy.snapshot().calls
         self.answers.save(self.paths.answers)
         self.endpoint = Endpoint(f"{SOCKET_SCHEME}{self.paths.socket}", self.options.timeouts.request)
         first = self.answers.answers[self.requests[0].name].seconds * 1000
@@ -386,12 +408,15 @@ class VenvStage:
             self.paths.python, "-I", PREDICTOR, self.model_dir, plan, self.paths.answers_file,
             str(listening.fileno()),
         ]  # fmt: skip
+        env = model_process_env(
+            self.env, home=self.paths.home, bin_dir=self.paths.python.parent, declared=self.options.model_env
+        )
+        if egress := self._open_egress():
+            command, env = egress.behind_door(command), {**env, **egress.env()}
         process = self.exit_stack.enter_context(
             commands.background(
                 caged(self.cage, command) if isinstance(self.cage, Cage) else command,
-                env=model_process_env(
-                    self.env, home=self.paths.home, bin_dir=self.paths.python.parent, declared=self.options.model_env
-                ),
+                env=env,
                 cwd=self.paths.home,
                 output_file=self.paths.model_log,
                 grace_s=STOP_GRACE_S,
@@ -415,6 +440,8 @@ class VenvStage:
         command = ["python", "-I", f"{FILES}/predictor.py", f"{FILES}/model", f"{FILES}/plan/plan.json", "-"]
         env = {"HOME": CONTAINER_HOME, "TMPDIR": CONTAINER_HOME, "PYTHONDONTWRITEBYTECODE": "1"}
         env |= {name: self.env[name] for name in MODEL_ENV_ALLOWED if name in self.env}
+        if egress := self._open_egress():
+            env |= egress.env() | {"MLFLOW_VALIDATOR_DOOR": f"127.0.0.1:{DOOR_PORT}"}
         argv = created(cage, command, env, passed=list(self.options.model_env))
         process = self.exit_stack.enter_context(
             started(
@@ -422,6 +449,8 @@ class VenvStage:
                 timeout_s=self.options.timeouts.install,
             )
         )  # fmt: skip
+        if egress:
+            self.exit_stack.enter_context(egress.in_container(self.docker, cage.name))
         channel = Channel(process, MAX_ANSWERS_BYTES)
         try:
             answers = channel.next_line(self.options.timeouts.predict)
@@ -498,6 +527,8 @@ class VenvStage:
         return None
 
     def _load_failure(self, output: str) -> Outcome:
+        if refused := first_refusal(self.egress):
+            return failed(refused, commands.tail(output))
         if name := undeclared_variable(output):
             return failed(declare_hint(name), commands.tail(output))
         if reach := reach_hint(output):
@@ -539,12 +570,28 @@ class VenvStage:
     def _checks(self) -> dict[str, Callable[[], Outcome]]:
         tolerance = self.options.tolerance
         checks: dict[str, AnswerCheck] = {
-            "answers": check_answers,
+            "answers": lambda requests, answers: self._refusal_first(check_answers(requests, answers)),
             "deterministic": lambda requests, answers: check_deterministic(requests, answers, tolerance),
             **shared_checks(lambda: self.files.mlmodel.signature.outputs, self.options),
             "changed-vs-baseline": self.compare_with_baseline,
         }
-        return over_answers(self, checks) | {"generated-inputs": self.generated_inputs, "team-checks": self.team_checks}
+        return over_answers(self, checks) | {
+            "generated-inputs": self.generated_inputs,
+            "team-checks": self.team_checks,
+            "egress": self.check_egress,
+        }
+
+    def _refusal_first(self, outcome: Outcome) -> Outcome:
+        """A model whose call was refused fails because of it: say which destination, not what its client raised."""
+        if outcome.status is Status.FAILED and (refused := first_refusal(self.egress)):
+            return replace(outcome, message=f"{refused} ({outcome.message})")
+        return outcome
+
+    def check_egress(self) -> Outcome:
+        """The plan is answered inside the cage, so its calls are counted together, against as many predictions."""
+        predictions = 2 * len(self.requests) + self.options.requests.latency_samples
+        costs = [Cost("the plan", self.plan_calls, predictions)] if self.plan_calls is not None else []
+        return check_egress(self.egress, costs, self.options.budgets.max_upstream_calls)
 
     def team_checks(self) -> Outcome:
         if self.options.checks_dir is None:

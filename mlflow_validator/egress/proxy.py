@@ -1,0 +1,373 @@
+"""The egress proxy: the model's only way out of its cage. It runs in the validator, outside the cage,
+listens on a Unix socket the cage's door leads to, and allows the destinations of `sandbox.egress` and
+nothing else: HTTP CONNECT for TLS, plain HTTP forwarding. Every connection, allowed or refused, is a
+record (destination, calls, bytes, time).
+
+Hand-written on asyncio, with h11 (python-hyper's HTTP/1.1 parser) reading each request head. The one
+maintained Python forward proxy, proxy.py, was tried: its hooks see neither the bytes a tunnel sends up
+nor the destination of a request it refused, and its acceptors run in processes of their own; tinyproxy
+and Squid filter host names only and cannot listen on a Unix socket.
+
+What it decides on, and why:
+- the destination as the request names it, host and port, against the declared list: a name the model
+  makes up (one resolving to a declared address, say) is refused;
+- the address the proxy itself resolves that name to, and connects to: a declared name that resolves to a
+  loopback, link-local (cloud metadata), unspecified or multicast address is refused, unless the
+  declaration names that address (or `localhost`) itself;
+- one destination per client connection: a request on the same connection for another host is refused,
+  and a redirect elsewhere is the model's own new request, judged like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h11
+
+from mlflow_validator.egress.destinations import BadDestination, Destination, address_of, parse_destination
+
+MAX_HEAD_BYTES = 64 * 1024
+MAX_CONNECTIONS = 64  # at once: a model opening more waits for one to end
+CONNECT_TIMEOUT_S = 10.0
+CHUNK = 65536
+TLS_HANDSHAKE = 0x16
+TLS_APPLICATION_DATA = 0x17
+# An encrypted TLS 1.3 Finished message is at most 65 bytes (SHA-384), an alert 19: a record larger than
+# this is the model's own data.
+TLS_CONTROL_BYTES = 96
+HOP_BY_HOP = {
+    b"connection",
+    b"keep-alive",
+    b"proxy-authenticate",
+    b"proxy-authorization",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+    b"host",
+}  # fmt: skip  (transfer-encoding is kept: see _forwarded_head)
+
+Resolver = Callable[[str, int], Sequence[str]]
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(entry[4][0]) for entry in found))
+
+
+@dataclass
+class Connection:
+    """One connection the model asked for, as the report shows it."""
+
+    destination: str  # host:port as the model named it (hostile text: shown, never trusted)
+    allowed: bool
+    refusal: str = ""  # why not, when not allowed
+    calls: int = 0  # requests: each time the model spoke again after the destination answered
+    bytes_up: int = 0
+    bytes_down: int = 0
+    opened_s: float = 0.0  # since the proxy started
+    seconds: float = 0.0
+
+    def as_record(self) -> dict[str, object]:
+        return {name: round(value, 3) if isinstance(value, float) else value for name, value in vars(self).items()}
+
+
+@dataclass
+class Tally:
+    """What the proxy saw, totalled: read between two requests to know what one cost."""
+
+    calls: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    connections: list[Connection] = field(default_factory=list)
+
+    @property
+    def refused(self) -> list[Connection]:
+        return [connection for connection in self.connections if not connection.allowed]
+
+
+class Exchanges:
+    """Counts calls on a connection without reading them: a call is the model sending data after the
+    destination answered. Inside TLS only application-data records count, and only those larger than
+    TLS's own control messages, so the handshake and a closing alert are no calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.answered = True  # the first thing the model sends opens a call
+        self.tls: bool | None = None
+        self.header = b""  # of the TLS record being read
+        self.remaining = 0  # bytes of that record's body still to come
+
+    def up(self, data: bytes) -> None:
+        if self.tls is None:
+            self.tls = data[:1] == bytes([TLS_HANDSHAKE])
+        if self.answered and (not self.tls or self._application_record_in(data)):
+            self.calls += 1
+            self.answered = False
+
+    def down(self) -> None:
+        self.answered = True
+
+    def _application_record_in(self, data: bytes) -> bool:
+        found, view = False, memoryview(data)
+        while view:
+            if self.remaining:
+                skipped = min(self.remaining, len(view))
+                self.remaining -= skipped
+                view = view[skipped:]
+                continue
+            needed = 5 - len(self.header)
+            self.header += bytes(view[:needed])
+            view = view[needed:]
+            if len(self.header) == 5:
+                self.remaining = int.from_bytes(self.header[3:5], "big")
+                found |= self.header[0] == TLS_APPLICATION_DATA and self.remaining > TLS_CONTROL_BYTES
+                self.header = b""
+        return found
+
+
+class Refused(Exception):
+    """The destination is not allowed: the message says why, for the record and the model."""
+
+
+class EgressProxy:
+    def __init__(self, allowed: Sequence[Destination], resolve: Resolver = system_resolver) -> None:
+        self.allowed = frozenset(allowed)
+        self.resolve = resolve
+        self.tally = Tally()
+        self.lock = threading.Lock()
+        self.started = time.monotonic()
+        self.slots = asyncio.Semaphore(MAX_CONNECTIONS)
+
+    def snapshot(self) -> Tally:
+        with self.lock:
+            return Tally(self.tally.calls, self.tally.bytes_up, self.tally.bytes_down, list(self.tally.connections))
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Cancelled too: the proxy stopping ends its connections, and asyncio reports a handler that raises.
+        failures = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.CancelledError)
+        async with self.slots:
+            with contextlib.closing(writer), contextlib.suppress(*failures):
+                await self._serve(reader, writer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        try:
+            request = _parse_head(head)
+        except h11.RemoteProtocolError as exc:
+            return await _answer(writer, 400, f"not an HTTP request: {exc}")
+        try:
+            destination = _destination_of(request)
+        except BadDestination as exc:
+            return await _answer(writer, 400, str(exc))
+        connection = self._record(destination)
+        try:
+            address = await self._address(destination)
+        except Refused as exc:
+            self._refuse(connection, str(exc))
+            return await _answer(writer, 403, f"mlflow-validator refused {destination}: {exc}")
+        try:
+            upstream_reader, upstream_writer = await asyncio.wait_for(
+                asyncio.open_connection(address, destination.port), CONNECT_TIMEOUT_S
+            )
+        except (OSError, TimeoutError) as exc:
+            connection.refusal = f"cannot connect: {exc or 'timed out'}"
+            return await _answer(writer, 502, f"mlflow-validator cannot reach {destination}: {exc or 'timed out'}")
+        with contextlib.closing(upstream_writer):
+            first = b""
+            if request.method == b"CONNECT":
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            else:
+                first = _forwarded_head(request, destination)
+            await self._relay(connection, first, (reader, writer), (upstream_reader, upstream_writer))
+
+    def _record(self, destination: Destination) -> Connection:
+        connection = Connection(str(destination), allowed=True, opened_s=time.monotonic() - self.started)
+        with self.lock:
+            self.tally.connections.append(connection)
+        return connection
+
+    def _refuse(self, connection: Connection, why: str) -> None:
+        connection.allowed, connection.refusal = False, why
+
+    async def _address(self, destination: Destination) -> str:
+        """The address to connect to, resolved here and checked: raises Refused."""
+        if destination not in self.allowed:
+            raise Refused("not in sandbox.egress")
+        if destination.is_address:
+            return destination.host
+        loop = asyncio.get_running_loop()
+        try:
+            addresses = await asyncio.wait_for(
+                loop.run_in_executor(None, self.resolve, destination.host, destination.port), CONNECT_TIMEOUT_S
+            )
+        except (OSError, TimeoutError) as exc:
+            raise Refused(f"its name does not resolve: {exc or 'timed out'}") from None
+        if not addresses:
+            raise Refused("its name does not resolve")
+        if destination.host != "localhost":
+            for address in addresses:
+                if kind := _special(address):
+                    raise Refused(f"it resolves to {address}, a {kind} address; declare that address itself if meant")
+        return addresses[0]
+
+    async def _relay(
+        self,
+        connection: Connection,
+        first: bytes,
+        client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    ) -> None:
+        """Bytes both ways until both ends are done; `first` is the forwarded request head, if any."""
+        exchanges, opened = Exchanges(), time.monotonic()
+
+        async def up(data: bytes) -> None:
+            exchanges.up(data)
+            self._count(connection, exchanges, up=len(data))
+            upstream[1].write(data)
+            await upstream[1].drain()
+
+        async def down(data: bytes) -> None:
+            exchanges.down()
+            self._count(connection, exchanges, down=len(data))
+            client[1].write(data)
+            await client[1].drain()
+
+        if first:
+            await up(first)
+        await asyncio.gather(_pump(client[0], upstream[1], up), _pump(upstream[0], client[1], down))
+        connection.seconds = time.monotonic() - opened
+
+    def _count(self, connection: Connection, exchanges: Exchanges, up: int = 0, down: int = 0) -> None:
+        with self.lock:
+            new_calls = exchanges.calls - connection.calls
+            connection.calls = exchanges.calls
+            connection.bytes_up += up
+            connection.bytes_down += down
+            self.tally.calls += new_calls
+            self.tally.bytes_up += up
+            self.tally.bytes_down += down
+
+
+async def _pump(
+    source: asyncio.StreamReader, sink: asyncio.StreamWriter, carry: Callable[[bytes], Awaitable[None]]
+) -> None:
+    with contextlib.suppress(OSError):
+        while data := await source.read(CHUNK):
+            await carry(data)
+        if sink.can_write_eof():
+            sink.write_eof()
+
+
+def _parse_head(head: bytes) -> h11.Request:
+    parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+    parser.receive_data(head)
+    event = parser.next_event()
+    if not isinstance(event, h11.Request):
+        raise h11.RemoteProtocolError("no request line")
+    return event
+
+
+def _destination_of(request: h11.Request) -> Destination:
+    """CONNECT's authority, or an absolute-form target's: a proxy is asked by the full URL. The destination
+    parsed here is the one checked and the one connected to."""
+    target = request.target.decode("ascii", "replace")
+    if request.method != b"CONNECT" and not target.lower().startswith("http://"):
+        raise BadDestination("ask the proxy for a full http:// URL, or CONNECT for https")
+    if request.method == b"CONNECT" and "/" in target:
+        raise BadDestination(f"'{target}' is not host:port")
+    return parse_destination(target)
+
+
+def _forwarded_head(request: h11.Request, destination: Destination) -> bytes:
+    """The request as the destination takes it: origin-form, its Host the destination, no proxy headers,
+    and the connection closed after the answer, so that each connection carries one destination's calls."""
+    target = request.target.decode("ascii")[len("http://") :]
+    path = "/" + target.split("/", 1)[1] if "/" in target else "/"
+    lines = [f"{request.method.decode()} {path} HTTP/1.1", f"Host: {destination}", "Connection: close"]
+    lines += [
+        f"{name.decode()}: {value.decode('latin-1')}"
+        for name, value in request.headers
+        if name not in HOP_BY_HOP or name == b"transfer-encoding"
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _special(address: str) -> str:
+    """What makes `address` one the model may not reach by a name: '' for an ordinary address."""
+    parsed = address_of(address.split("%", 1)[0])
+    if parsed is None:
+        return "malformed"
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped:
+        parsed = parsed.ipv4_mapped
+    for kind in ("loopback", "link_local", "unspecified", "multicast", "reserved"):
+        if getattr(parsed, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return ""
+
+
+async def _answer(writer: asyncio.StreamWriter, status: int, message: str) -> None:
+    body = (message + "\n").encode()
+    reason = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway"}[status]
+    writer.write(
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n".encode()
+        + body
+    )
+    with contextlib.suppress(OSError):
+        await writer.drain()
+
+
+@contextmanager
+def egress_proxy(
+    allowed: Sequence[Destination], socket_path: Path, resolve: Resolver = system_resolver
+) -> Iterator[EgressProxy]:
+    """The proxy listening on `socket_path` (made connectable by any user: the cage's uid is not ours)
+    while the block runs, on an event loop of its own thread."""
+    proxy = EgressProxy(allowed, resolve)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    server: asyncio.Server | None = None
+
+    async def start() -> None:
+        nonlocal server
+        server = await asyncio.start_unix_server(proxy.handle, path=str(socket_path), limit=MAX_HEAD_BYTES)
+        socket_path.chmod(0o777)
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(start())
+        ready.set()
+        loop.run_forever()
+        loop.close()
+
+    thread = threading.Thread(target=run, name="egress-proxy", daemon=True)
+    thread.start()
+    if not ready.wait(timeout=10):
+        raise RuntimeError("the egress proxy did not start")
+
+    async def stop() -> None:
+        """Connections cut, each handler's own cleanup run, then the loop stopped."""
+        if server is not None:
+            server.close()
+        handlers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in handlers:
+            task.cancel()
+        await asyncio.wait(handlers, timeout=5) if handlers else None
+        loop.stop()
+
+    try:
+        yield proxy
+    finally:
+        asyncio.run_coroutine_threadsafe(stop(), loop)
+        thread.join(timeout=5)
