@@ -55,14 +55,14 @@ class Stub(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         self._log()
         if self.path == "/v1/redirect":
             self._send(302, {}, {"Location": os.environ["REDIRECT_TO"]})
         else:
             self._send(200, {"ok": True})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         if not self._log():
             self._send(401, {"error": {"message": "wrong key", "type": "invalid_request_error"}})

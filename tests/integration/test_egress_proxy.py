@@ -231,7 +231,8 @@ def test_calls_inside_a_kept_alive_tls_tunnel_are_counted_one_by_one(tls_server,
 import requests
 with requests.Session() as session:
     for index in range(5):
-        session.post('https://127.0.0.1:{serving.server_address[1]}/v1/chat', json={{'n': index}}, verify='{certificate}')
+        url = 'https://127.0.0.1:{serving.server_address[1]}/v1/chat'
+        session.post(url, json={{'n': index}}, verify='{certificate}')
 print('done')
 """
     with egress_proxy([declared(serving)], proxy_socket) as proxy:
