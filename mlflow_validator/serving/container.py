@@ -94,10 +94,11 @@ def running_container(
     passed_env: list[str],
     keep: bool,
     capabilities: tuple[str, ...] = (),
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Container]:
     """Start `image` detached; remove it on exit unless `keep`. `passed_env` names variables of the CLI's
-    environment the container gets (`--env NAME`: the value stays off the command line); `capabilities`, the
-    only ones it keeps."""
+    environment the container gets (`--env NAME`: the value stays off the command line); `env`, fixed values
+    of the validator's own; `capabilities`, the only ones it keeps."""
     memory = ("--memory", f"{memory_mb}m", "--memory-swap", f"{memory_mb}m") if memory_mb else ()
     try:
         docker.run(
@@ -105,6 +106,7 @@ def running_container(
             *(arg for label, value in labels.items() for arg in ("--label", f"{label}={value}")),
             *memory, *HARDENING, *(arg for capability in capabilities for arg in ("--cap-add", capability)),
             *(arg for variable in passed_env for arg in ("--env", variable)),
+            *(arg for name, value in (env or {}).items() for arg in ("--env", f"{name}={value}")),
             image,
             timeout_s=120,
         )  # fmt: skip

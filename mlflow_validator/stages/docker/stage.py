@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from mlflow_validator import commands
+from mlflow_validator.egress.session import Cost, Egress, check_egress, first_refusal, opened_egress
 from mlflow_validator.expectations.answers import (
     NO_ANSWER,
     Answer,
@@ -86,6 +87,8 @@ class DockerStage:
         self.docker = Docker(run.options.docker.cli, {**docker_env(run.env), **run.options.model_env})
         self.builder = ImageBuilder(run, self.docker, self.paths.context, self.paths.build_log)
         self.container: Container | None = None
+        self.egress: Egress | None = None  # the proxy of sandbox.egress, once the container starts
+        self.costs: list[Cost] = []  # upstream calls per request
         self.kept_id = ""  # the image --image-tag keeps: the cleanup leaves it alone
         self.early: tuple[Future[ServingDockerfile], Future[DependencyImage]] | None = None
         self.cleanup = ExitStack()
@@ -132,6 +135,7 @@ class DockerStage:
         }
         if self.target.promoted:
             implementations |= {"keep-image": self.keep_image, "team-checks": self.team_checks}
+        implementations["egress"] = self.check_egress
         return steps_for(self.target.stage, implementations | self._checks(), self.options.policy)
 
     def answered(self) -> StageAnswers | None:
@@ -189,6 +193,8 @@ class DockerStage:
     def start_container(self) -> Outcome:
         memory_mb = self.options.docker.memory_mb
         name = f"mlflow-validator-{self.run_id}-{self.target.name}"
+        if self.options.egress:
+            self.egress = self.cleanup.enter_context(opened_egress(self.options.egress))
         self.container = container = self.cleanup.enter_context(
             running_container(
                 self.docker,
@@ -199,8 +205,11 @@ class DockerStage:
                 list(self.options.model_env),
                 self.options.keep,
                 self.target.capabilities,
+                env=self.egress.env() if self.egress else None,
             )
         )
+        if self.egress:
+            self.cleanup.enter_context(self.egress.in_container(self.docker, name))
         budget = self.options.budgets.max_load_seconds
         limit, limit_name = (
             (budget, "budgets.max_load_seconds")
@@ -211,6 +220,8 @@ class DockerStage:
         try:
             waited = wait_until_serving(container, ready)
         except NotServing as exc:
+            if refused := first_refusal(self.egress):
+                return failed(refused, commands.tail(exc.logs))
             if variable := undeclared_variable(exc.logs):
                 return failed(declare_hint(variable), commands.tail(exc.logs))
             return failed(reach_hint(python_tracebacks(exc.logs)) or exc.message, commands.tail(exc.logs))
@@ -218,9 +229,10 @@ class DockerStage:
         self.endpoint = Endpoint(
             container.url, self.options.timeouts.request, self.target.question, self.target.answer, container.session
         )
+        way_out = "its only way out is the validator's proxy" if self.egress else "it reaches nothing"
         return passed(
             f"{self.target.server}: {ready.path} answered {waited:.1f} s after the start; the container has no "
-            "network and publishes nothing (reached through docker exec)"
+            f"network and publishes nothing (reached through docker exec); {way_out}"
         )
 
     def package_parity(self) -> Outcome:
@@ -244,7 +256,10 @@ class DockerStage:
         assert self.container is not None
         self.requests = self.run.requests() + (self.venv_answers.generated if self.venv_answers else [])
         for request in self.requests:
+            calls = self.egress.proxy.snapshot().calls if self.egress else 0
             self.answers.answers[request.name] = self._post(request)
+            if self.egress:
+                self.costs.append(Cost(request.name, self.egress.proxy.snapshot().calls - calls))
         if self.container.running():
             first = self.requests[0]
             self.answers.latency_seconds = [
@@ -252,6 +267,8 @@ class DockerStage:
             ]
         self.answers.save(self.paths.answers)
         outcome = check_answers(self.requests, self.answers)
+        if outcome.status is Status.FAILED and (refused := first_refusal(self.egress)):
+            return replace(outcome, message=f"{refused} ({outcome.message})")
         if outcome.status is Status.FAILED:
             logs = self.container.logs()
             bodies = "\n".join(answer.body for answer in self.answers.answers.values())
@@ -296,6 +313,11 @@ class DockerStage:
         checks = shared_checks(lambda: self.run.model.files.mlmodel.signature.outputs, self.options)
         checks["matches-venv"] = self.matches_venv
         return over_answers(self, checks)
+
+    def check_egress(self) -> Outcome:
+        if self.options.egress and self.container is None:
+            return skipped("the container did not start")
+        return check_egress(self.egress, self.costs, self.options.budgets.max_upstream_calls)
 
     def team_checks(self) -> Outcome:
         if self.options.checks_dir is None:
