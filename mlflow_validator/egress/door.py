@@ -66,7 +66,7 @@ def serve_unix(server: socket.socket, path: str, parent: int) -> None:
     while os.getppid() == parent:
         try:
             connection, _ = server.accept()
-        except TimeoutError:
+        except socket.timeout:  # noqa: UP041 (not TimeoutError before Python 3.10)
             continue
         threading.Thread(target=carry_to_unix, args=(connection, path), daemon=True).start()
 
@@ -89,7 +89,7 @@ class Frames:
         while True:
             try:
                 connection, _ = server.accept()
-            except TimeoutError:
+            except socket.timeout:  # noqa: UP041 (not TimeoutError before Python 3.10)
                 continue
             ident += 1
             self.connections[ident] = connection

@@ -228,10 +228,13 @@ class EgressProxy:
         client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
     ) -> None:
-        """Bytes both ways until both ends are done; `first` is the forwarded request head, if any."""
+        """Bytes both ways until the destination is done, then the model's connection closed too, so that it
+        opens a new one (counted) rather than sending on a dead one. `first` is the forwarded request head, if any."""
         exchanges, opened = Exchanges(), time.monotonic()
 
         async def up(data: bytes) -> None:
+            if upstream[1].is_closing():
+                raise ConnectionResetError("the destination closed the connection")
             exchanges.up(data)
             self._count(connection, exchanges, up=len(data))
             upstream[1].write(data)
@@ -245,7 +248,14 @@ class EgressProxy:
 
         if first:
             await up(first)
-        await asyncio.gather(_pump(client[0], upstream[1], up), _pump(upstream[0], client[1], down))
+        sending = asyncio.create_task(_pump(client[0], upstream[1], up))  # a request's body, or TLS
+        if first:
+            with contextlib.suppress(asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                await down(_closing(await upstream[0].readuntil(b"\r\n\r\n")))
+        await _pump(upstream[0], client[1], down)
+        sending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sending
         connection.seconds = time.monotonic() - opened
 
     def _count(self, connection: Connection, exchanges: Exchanges, up: int = 0, down: int = 0) -> None:
@@ -301,6 +311,14 @@ def _forwarded_head(request: h11.Request, destination: Destination) -> bytes:
         if name not in HOP_BY_HOP or name == b"transfer-encoding"
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _closing(head: bytes) -> bytes:
+    """A forwarded answer's head saying `Connection: close`, as its connection is: the model's client then
+    opens a new connection for its next request rather than sending it on this one."""
+    lines = head.removesuffix(b"\r\n\r\n").split(b"\r\n")
+    kept = [line for line in lines[1:] if line.split(b":", 1)[0].strip().lower() not in (b"connection", b"keep-alive")]
+    return b"\r\n".join([lines[0], *kept, b"Connection: close", b"", b""])
 
 
 def _special(address: str) -> str:

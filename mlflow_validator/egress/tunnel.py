@@ -12,15 +12,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
 from mlflow_validator import commands
 from mlflow_validator.egress.door import CLOSE, DATA, FRAME, OPEN
-from mlflow_validator.stages.docker.engine import Docker
+from mlflow_validator.stages.docker.engine import Docker, printed
 
 DOOR = Path(__file__).with_name("door.py")
 DOOR_PORT = 3128  # on the cage's own loopback: a network namespace of the model's, where nothing else listens
 MAX_FRAME_BYTES = 1 << 20  # the door sends at most 64 KiB at once
 MAX_OPEN = 64
 CHUNK = 65536
+START_WAIT_S = 30
 
 
 def proxy_env() -> dict[str, str]:
@@ -50,6 +53,7 @@ def door_in_container(docker: Docker, container: str, proxy_socket: Path) -> Ite
     proxy listening on `proxy_socket`."""
     source = DOOR.read_text()
     argv = [docker.cli, "exec", "-i", container, "python", "-I", "-c", source, "stdio", str(DOOR_PORT)]
+    _await_running(docker, container)
     with commands.piped(argv, env=docker.env) as process:
         assert process.stdin is not None and process.stdout is not None
         carrier = _Carrier(process.stdin, proxy_socket)
@@ -59,6 +63,19 @@ def door_in_container(docker: Docker, container: str, proxy_socket: Path) -> Ite
             yield
         finally:
             carrier.close()
+
+
+def _await_running(docker: Docker, container: str) -> None:
+    """`docker start` returns before the container runs, and nothing can be exec'd in it until it does. A
+    container that never runs is left to the caller's own wait (its model never answers)."""
+    running = Retrying(
+        stop=stop_after_delay(START_WAIT_S),
+        wait=wait_fixed(0.1),
+        retry=retry_if_result(lambda state: state == "false"),
+        retry_error_callback=lambda _: "",
+    )
+    state = ("inspect", "--format", "{{.State.Running}}", container)
+    running(lambda: printed(docker.run(*state, timeout_s=30, check=False)))
 
 
 class _Carrier:

@@ -131,6 +131,21 @@ except requests.exceptions.ProxyError as exc:
     assert {c.refusal for c in seen.refused} == {"not in sandbox.egress"}
 
 
+def test_each_forwarded_request_is_a_call_and_a_kept_alive_client_opens_a_connection_for_each(server, tmp_path):
+    """Forwarded requests are told `Connection: close`: the next one comes on a new connection, judged anew."""
+    proxy_socket = tmp_path / "proxy.sock"
+    client = f"""
+import requests
+with requests.Session() as session:
+    for index in range(3):
+        print(session.post('http://127.0.0.1:{server.server_address[1]}/v1/chat', json={{'n': index}}).status_code)
+"""
+    with egress_proxy([declared(server)], proxy_socket) as proxy:
+        assert behind_door(proxy_socket, client) == ["200"] * 3
+        seen = proxy.snapshot()
+    assert seen.calls == len(seen.connections) == 3
+
+
 def test_a_redirect_elsewhere_is_a_new_request_and_refused(server, tmp_path):
     other = ThreadingHTTPServer(("127.0.0.1", 0), Answering)
     threading.Thread(target=other.serve_forever, daemon=True).start()

@@ -74,6 +74,9 @@ def await_door(address: str, timeout_s: float = 30) -> None:
 
 
 def main(model_dir: str, plan_path: str, answers_path: str, listening_fd: str = "") -> None:
+    # Where relative paths go (MLflow's own sqlite:///mlflow.db for traces, say). Not the container's
+    # --workdir: Docker 20.10 makes a --workdir that is a tmpfs root's, 0755, whatever its mode says.
+    os.chdir(os.environ["HOME"])
     if door := os.environ.pop("MLFLOW_VALIDATOR_DOOR", ""):
         await_door(door)
     with open(plan_path) as plan_file:
