@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,6 +60,24 @@ def checks_process_env(env: Mapping[str, str], *, home: Path, context: Path) -> 
         "HYPOTHESIS_STORAGE_DIRECTORY": str(home / "hypothesis"),  # not the team's directory
         CONTEXT_VARIABLE: str(context),
     }
+
+
+# A value shorter than this is no key, and hiding it would garble the report (a `1`, a `true`).
+MIN_SECRET_CHARS = 8
+
+
+def secrets_of(model_env: Mapping[str, str]) -> tuple[str, ...]:
+    """The values the model is given (`env: {pass: [...], set: {...}}`): an API key among them, whatever its
+    name. Longest first, so that one that contains another is hidden whole."""
+    values = {value for value in model_env.values() if len(value) >= MIN_SECRET_CHARS}
+    return tuple(sorted(values, key=len, reverse=True))
+
+
+def hide_secrets(text: str, secrets: Sequence[str]) -> str:
+    """`text` as an output may show it: every secret replaced. The model may print or answer its key."""
+    for secret in secrets:
+        text = text.replace(secret, "[hidden: a value of env.pass or env.set]")
+    return text
 
 
 class UntrustedFileError(OSError):

@@ -21,7 +21,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 from mlflow_validator.errors import Cancelled, ValidatorError
 from mlflow_validator.expectations.answers import StageAnswers
 from mlflow_validator.expectations.requests import SampleRequest, plan_requests
-from mlflow_validator.isolation import install_network, install_tool_env
+from mlflow_validator.isolation import hide_secrets, install_network, install_tool_env, secrets_of
 from mlflow_validator.model.fetch import FetchedModel, fetch_model
 from mlflow_validator.model.lock import Resolver
 from mlflow_validator.model.mlmodel import ModelFileError
@@ -243,6 +243,14 @@ class Pipeline:
             reporter.check_started(stage, name)
 
     def _record(self, report: ValidationReport, result: CheckResult) -> None:
+        """Every output is made from the results recorded here: the secrets the model was given are hidden once."""
+        secrets = secrets_of(self.options.model_env)
+        result = replace(
+            result,
+            message=hide_secrets(result.message, secrets),
+            details=hide_secrets(result.details, secrets),
+            properties={name: hide_secrets(value, secrets) for name, value in result.properties.items()},
+        )
         report.checks.append(result)
         for reporter in self.reporters:
             reporter.check_finished(result)

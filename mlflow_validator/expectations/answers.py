@@ -9,15 +9,17 @@ import json
 import re
 import shutil
 import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from mlflow_validator.expectations.chat import ChatContract, chat_contract
 from mlflow_validator.expectations.compare import compare, describe
 from mlflow_validator.expectations.contract import output_problems
 from mlflow_validator.expectations.requests import Expect, SampleRequest
-from mlflow_validator.model.mlmodel import Spec
+from mlflow_validator.isolation import hide_secrets
+from mlflow_validator.model.mlmodel import MLmodel
 from mlflow_validator.results import Outcome, Status, failed, passed, skipped
 from mlflow_validator.settings import Budgets, Options, Tolerance
 
@@ -73,6 +75,15 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+@dataclass(frozen=True)
+class Stream:
+    """What predict_stream sent for one request: its chunks (parsed JSON), or why it stopped."""
+
+    request: str
+    chunks: list[Any]
+    error: str = ""
+
+
 @dataclass
 class StageAnswers:
     """One stage's answers to the plan, in plan order, with its timings."""
@@ -84,13 +95,15 @@ class StageAnswers:
     latency_seconds: list[float] = field(default_factory=list)
     installed: dict[str, str] = field(default_factory=dict)  # canonical distribution name -> version
     generated: list[SampleRequest] = field(default_factory=list)  # generated inputs answered 200: asked again later
+    stream: Stream | None = None  # the one streamed answer, where the model streams (the venv only)
 
-    def save(self, directory: Path) -> None:
-        """Each answer's body as <name>.json, and index.json with statuses and timings, next to the report."""
+    def save(self, directory: Path, secrets: Sequence[str] = ()) -> None:
+        """Each answer's body as <name>.json, and index.json with statuses and timings, next to the report; the
+        `secrets` the model was given hidden, should it answer with one."""
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
         for name, answer in self.answers.items():
-            (directory / f"{name}.json").write_text(answer.body)
+            (directory / f"{name}.json").write_text(hide_secrets(answer.body, secrets))
         index = {name: {"status": a.status, "seconds": round(a.seconds, 6)} for name, a in self.answers.items()}
         (directory / "index.json").write_text(json.dumps({"load_seconds": self.load_seconds, "answers": index}))
 
@@ -242,7 +255,10 @@ def check_deterministic(requests: list[SampleRequest], answers: StageAnswers, to
     return passed(f"{len(answered)} request(s) answered identically twice")
 
 
-def check_output_contract(requests: list[SampleRequest], answers: StageAnswers, outputs: tuple[Spec, ...]) -> Outcome:
+def check_output_contract(requests: list[SampleRequest], answers: StageAnswers, mlmodel: MLmodel) -> Outcome:
+    if contract := chat_contract(mlmodel):
+        return check_chat_contract(requests, answers, contract)
+    outputs = mlmodel.signature.outputs
     if not outputs:
         return skipped("no output signature is logged; log one with signature=infer_signature(X, model.predict(X))")
     for request in answered_by_all(requests, answers):
@@ -254,6 +270,30 @@ def check_output_contract(requests: list[SampleRequest], answers: StageAnswers, 
             )
     declared = ", ".join(str(spec.get("name") or spec.get("type")) for spec in outputs)
     return passed(f"every answer conforms to the output signature ({declared})")
+
+
+def check_chat_contract(requests: list[SampleRequest], answers: StageAnswers, contract: ChatContract) -> Outcome:
+    """Each answer, and each chunk of the one streamed answer, is what MLflow's type for the model's API takes."""
+    for request in answered_by_all(requests, answers):
+        if problems := contract.answer_problems(answers.answers[request.name].json()):
+            return failed(
+                f"the {answers.stage}'s answer to {request.name} ({request.origin}) breaks the {contract.api} "
+                f"contract ({contract.task}): {problems[0]}. Clients of that API will break",
+                "\n".join(problems),
+            )
+    stream = answers.stream
+    if stream is None:
+        streamed = ""
+    elif stream.error:
+        return failed(f"predict_stream failed on {stream.request}: {stream.error}", stream.error)
+    elif problems := contract.chunk_problems(stream.chunks):
+        return failed(
+            f"the {answers.stage}'s stream for {stream.request} breaks the {contract.api} contract: {problems[0]}",
+            "\n".join(problems),
+        )
+    else:
+        streamed = f"; predict_stream, asked {stream.request}, sent {len(stream.chunks)} valid chunk(s)"
+    return passed(f"every answer is a valid {contract.response_name} ({contract.task}){streamed}")
 
 
 def _expected_body(path: Path) -> Any:
@@ -289,10 +329,15 @@ def check_expected_responses(requests: list[SampleRequest], answers: StageAnswer
 
 
 def check_same_answers(
-    requests: list[SampleRequest], expected: StageAnswers, actual: StageAnswers, tolerance: Tolerance
+    requests: list[SampleRequest],
+    expected: StageAnswers,
+    actual: StageAnswers,
+    tolerance: Tolerance,
+    words_vary: bool = False,
 ) -> Outcome:
     """`actual` answers every request as `expected` did: the same status, and for a 200 the same values. MLflow's
-    refusal is the same answer whichever server sends it (MLServer wraps it in a 500)."""
+    refusal is the same answer whichever server sends it (MLServer wraps it in a 500). When `words_vary` (a chat
+    model: an LLM's words differ between calls) the statuses alone are compared; output-contract judges the rest."""
     for request in requests:
         want, got = expected.answers[request.name], actual.answers[request.name]
         if want.is_mlflow_rejection() and got.is_mlflow_rejection():
@@ -302,6 +347,11 @@ def check_same_answers(
                 f"{request.name} ({request.origin}) was answered {want.status} by the {expected.stage} but "
                 f"{got.status} by the {actual.stage}: {_error_text(got if got.status != 200 else want)}"
             )
+    if words_vary:
+        return passed(
+            f"{len(requests)} request(s) answered with the same status as in the {expected.stage}; a chat model's "
+            "words are not compared"
+        )
     for request in answered_by_all(requests, expected, actual):
         differences = compare(expected.answers[request.name].json(), actual.answers[request.name].json(), tolerance)
         if differences:
@@ -338,13 +388,13 @@ def check_timing(requests: list[SampleRequest], answers: StageAnswers, budgets: 
     return passed(figures)
 
 
-def shared_checks(outputs: Callable[[], tuple[Spec, ...]], options: Options) -> dict[str, AnswerCheck]:
-    """The checks every answering stage runs over its own answers, whatever serves the model. The output
-    signature is read when its check runs: a damaged MLmodel then fails that check, as the model's fault."""
+def shared_checks(mlmodel: Callable[[], MLmodel], options: Options) -> dict[str, AnswerCheck]:
+    """The checks every answering stage runs over its own answers, whatever serves the model. MLmodel is read
+    when the output contract's check runs: a damaged MLmodel then fails that check, as the model's fault."""
     tolerance = options.tolerance
     return {
         "rejects-invalid-input": check_rejections,
-        "output-contract": lambda requests, answers: check_output_contract(requests, answers, outputs()),
+        "output-contract": lambda requests, answers: check_output_contract(requests, answers, mlmodel()),
         "expected-responses": lambda requests, answers: check_expected_responses(requests, answers, tolerance),
         "timing": lambda requests, answers: check_timing(requests, answers, options.budgets),
     }

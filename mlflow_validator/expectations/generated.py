@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_validator.expectations.answers import NO_ANSWER, Answer
+from mlflow_validator.expectations.chat import ChatContract
 from mlflow_validator.expectations.contract import output_problems
 from mlflow_validator.model.mlmodel import Signature, Spec
 
@@ -163,16 +164,17 @@ class Verdict:
     why: str = ""
 
 
-def judge(answer: Answer, outputs: Sequence[Spec]) -> Verdict:
-    """Whether an answer to a valid input is acceptable (see the module's docstring)."""
+def judge(answer: Answer, problems_of: Callable[[Any], list[str]]) -> Verdict:
+    """Whether an answer to a valid input is acceptable (see the module's docstring); `problems_of` says what
+    breaks the output's contract in a 200's body."""
     if answer.status == NO_ANSWER:
         return Verdict(False, f"no answer: {answer.body}")
     if answer.status >= 500:
         return Verdict(False, f"answered {answer.status}: {answer.body[:300]}")
     parsed = answer.json()
     if answer.status == 200:
-        problems = output_problems(parsed, outputs) if outputs else []
-        return Verdict(not problems, f"the answer breaks the output signature: {problems[0]}" if problems else "")
+        problems = problems_of(parsed)
+        return Verdict(not problems, f"the answer breaks the output contract: {problems[0]}" if problems else "")
     if not (isinstance(parsed, dict) and "error_code" in parsed):
         return Verdict(False, f"answered {answer.status} without MLflow's error JSON: {answer.body[:300]}")
     if MODEL_RAISED in str(parsed.get("message", "")):
@@ -199,8 +201,16 @@ class _Unanswered(Exception):
         self.why = why
 
 
-def explore(ask: Callable[[str], Answer], signature: Signature, examples: int, seed: int, storage: Path) -> Exploration:
+def explore(
+    ask: Callable[[str], Answer],
+    signature: Signature,
+    examples: int,
+    seed: int,
+    storage: Path,
+    chat: ChatContract | None = None,
+) -> Exploration:
     """The extremes, then `examples` generated inputs; on a failure, Hypothesis' smallest failing input.
+    A model that speaks a `chat` API is asked conversations, and its answers judged by that API's type.
     Hypothesis keeps caches (its Unicode tables) in `storage`, not in the working directory."""
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis.configuration import set_hypothesis_home_dir
@@ -208,12 +218,13 @@ def explore(ask: Callable[[str], Answer], signature: Signature, examples: int, s
 
     set_hypothesis_home_dir(storage)
     found = Exploration(seed)
+    contract = chat.answer_problems if chat else lambda parsed: output_problems(parsed, signature.outputs)
 
     def fails(payload: dict[str, Any]) -> bool:
         body = json.dumps(payload)
         answer = ask(body)
         found.tried += 1
-        verdict = judge(answer, signature.outputs)
+        verdict = judge(answer, contract)
         if answer.status == NO_ANSWER:
             raise _Unanswered(body, verdict.why)
         if verdict.ok and answer.status == 200 and len(found.passed) < examples:
@@ -223,7 +234,7 @@ def explore(ask: Callable[[str], Answer], signature: Signature, examples: int, s
         return not verdict.ok
 
     try:
-        for payload in extremes(signature):
+        for payload in [] if chat else extremes(signature):
             if fails(payload):
                 return found  # already small: one row of extremes
         budget = settings(
@@ -233,7 +244,7 @@ def explore(ask: Callable[[str], Answer], signature: Signature, examples: int, s
             phases=[Phase.generate, Phase.shrink],
             suppress_health_check=list(HealthCheck),
         )
-        find(payloads(signature), fails, settings=budget, random=random.Random(seed))
+        find(chat.payloads() if chat else payloads(signature), fails, settings=budget, random=random.Random(seed))
     except NoSuchExample:
         pass
     except _Unanswered as stopped:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from mlflow_validator.expectations.chat import CONVERSATION, ONE_TURN, ChatContract, chat_contract
 from mlflow_validator.model.files import ModelFiles
 from mlflow_validator.model.mlmodel import ModelFileError, Signature
 from mlflow_validator.settings import RequestSettings
@@ -262,6 +263,23 @@ def derived_requests(example: dict[str, Any], signature: Signature, batch_size: 
     return []
 
 
+def chat_requests(contract: ChatContract) -> list[SampleRequest]:
+    """One turn, a conversation, generation settings, and turns that are not a list, which MLflow's schema
+    enforcement must refuse."""
+    key, api = contract.key, contract.api
+    planned = [
+        SampleRequest("chat-one-turn", json.dumps({key: ONE_TURN}), JSON, f"one user turn ({api})"),
+        SampleRequest(
+            "chat-conversation", json.dumps({key: CONVERSATION}), JSON, f"a conversation with a system prompt ({api})"
+        ),
+        _rejection("turns-not-a-list", json.dumps({key: "not a list"}), f"'{key}' as a string ({api} forbids it)"),
+    ]
+    if contract.params:
+        body = json.dumps({key: ONE_TURN, **contract.params})
+        planned.append(SampleRequest("chat-params", body, JSON, f"one turn with {', '.join(contract.params)}"))
+    return planned
+
+
 def _json_or_none(text: str) -> Any:
     try:
         return json.loads(text)
@@ -286,6 +304,11 @@ def plan_requests(files: ModelFiles, settings: RequestSettings) -> list[SampleRe
         requests += user_requests(settings.directory)
     if not requests:
         raise ModelFileError(f"no input example is logged and {settings.directory} holds no *.json or *.csv request")
+    if contract := chat_contract(files.mlmodel):
+        return requests + [
+            SampleRequest(f"derived-{r.name}", r.body, r.content_type, r.origin, r.expect)
+            for r in chat_requests(contract)
+        ]
     if example is not None and isinstance(parsed := _json_or_none(example.body), dict):
         signature = files.mlmodel.signature
         requests += [

@@ -51,6 +51,7 @@ class PyfuncFlavor:
     code: str  # the code_paths directory, or empty
     model_code_path: str  # a models-from-code file, by the path on the machine that logged it
     cloudpickle_version: str  # what pickled a PythonModel, when MLflow recorded it
+    streamable: bool  # the model offers predict_stream
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class MLmodel:
     signature: Signature
     input_example: InputExampleInfo | None
     pyfunc_flavor: PyfuncFlavor | None
+    task: str  # metadata.task: the API a GenAI model speaks (agent/v1/responses, llm/v1/chat, …); empty if none
 
     @property
     def python_function(self) -> PyfuncFlavor:
@@ -108,6 +110,7 @@ def _pyfunc(flavors: Mapping[str, Any]) -> PyfuncFlavor | None:
         code=_text(conf.get("code")),
         model_code_path=_text(conf.get("model_code_path")),
         cloudpickle_version=_text(conf.get("cloudpickle_version")),
+        streamable=conf.get("streamable") is True,
     )
 
 
@@ -128,4 +131,5 @@ def parse_mlmodel(path: Path) -> MLmodel:
         signature=_signature(meta.get("signature")),
         input_example=_input_example(meta.get("saved_input_example_info")),
         pyfunc_flavor=_pyfunc(meta["flavors"]),
+        task=_text(meta["metadata"].get("task")) if isinstance(meta.get("metadata"), dict) else "",
     )

@@ -27,9 +27,11 @@ from mlflow_validator.expectations.answers import (
     shared_checks,
     undeclared_variable,
 )
+from mlflow_validator.expectations.chat import chat_contract
 from mlflow_validator.expectations.packages import check_parity
 from mlflow_validator.expectations.requests import SampleRequest
 from mlflow_validator.expectations.team import ChecksContext, run_team_checks
+from mlflow_validator.isolation import secrets_of
 from mlflow_validator.outputs import ANSWERS_DIR, IMAGE_RECORD
 from mlflow_validator.results import Outcome, Stage, Status, failed, passed, skipped
 from mlflow_validator.serving.container import (
@@ -265,7 +267,7 @@ class DockerStage:
             self.answers.latency_seconds = [
                 self._post(first).seconds for _ in range(self.options.requests.latency_samples)
             ]
-        self.answers.save(self.paths.answers)
+        self.answers.save(self.paths.answers, secrets_of(self.options.model_env))
         outcome = check_answers(self.requests, self.answers)
         if outcome.status is Status.FAILED and (refused := first_refusal(self.egress)):
             return replace(outcome, message=f"{refused} ({outcome.message})")
@@ -310,7 +312,7 @@ class DockerStage:
         return passed(f"kept as {tag} ({kept.id}){pushed}", properties=kept.as_properties())
 
     def _checks(self) -> dict[str, Callable[[], Outcome]]:
-        checks = shared_checks(lambda: self.run.model.files.mlmodel.signature.outputs, self.options)
+        checks = shared_checks(lambda: self.run.model.files.mlmodel, self.options)
         checks["matches-venv"] = self.matches_venv
         return over_answers(self, checks)
 
@@ -338,7 +340,8 @@ class DockerStage:
     def matches_venv(self, requests: list[SampleRequest], answers: StageAnswers) -> Outcome:
         if self.venv_answers is None:
             return Outcome(Status.SKIPPED, "the venv stage did not run, so there is nothing to compare with")
-        outcome = check_same_answers(requests, self.venv_answers, answers, self.options.tolerance)
+        words_vary = chat_contract(self.run.model.files.mlmodel) is not None
+        outcome = check_same_answers(requests, self.venv_answers, answers, self.options.tolerance, words_vary)
         if outcome.status is Status.FAILED:
             hint = (
                 f" {self.target.server} answers otherwise, or the environments differ: rerun with --keep and compare "

@@ -9,8 +9,10 @@ until it is stopped: one question per connection on a listening socket the valid
 model cannot write and handed down (bubblewrap), or questions on stdin (a container, ANSWERS_JSON `-`).
 
 Usage: python -I predictor.py MODEL_DIR PLAN_JSON ANSWERS_JSON [LISTENING_FD]
-PLAN_JSON: {"requests": [{"name", "body_file" (relative to PLAN_JSON), "content_type"}, ...], "latency_samples": n}
-ANSWERS_JSON: {"load_seconds": s, "answers": {name: [{"status", "body", "seconds"} x 2]}, "latency_seconds": [...]},
+PLAN_JSON: {"requests": [{"name", "body_file" (relative to PLAN_JSON), "content_type"}, ...], "latency_samples": n,
+            "stream": name of the request predict_stream is asked once, or absent}
+ANSWERS_JSON: {"load_seconds": s, "answers": {name: [{"status", "body", "seconds"} x 2]}, "latency_seconds": [...],
+               "stream": {"chunks": [...], "error": "..."}},
 written to the file, or as the first line on stdout when it is `-` (the model's own prints then go to stderr).
 """
 
@@ -30,6 +32,8 @@ if sys.argv[3:4] == ["-"]:  # before any import that may print: what the model p
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import load_model
 from mlflow.pyfunc.scoring_server import invocations
+
+MAX_CHUNKS = 1000
 
 
 def answer(model: Any, schema: Any, body: str, content_type: str) -> dict[str, Any]:
@@ -59,6 +63,26 @@ def serve_stdio(model: Any, schema: Any, answers: Any) -> None:
         request = json.loads(line)
         answers.write(json.dumps(answer(model, schema, request["body"], request["content_type"])).encode() + b"\n")
         answers.flush()
+
+
+def stream_once(model: Any, schema: Any, body: str) -> dict[str, Any]:
+    """predict_stream asked once, as a streaming client would ask it: its chunks, or why it stopped."""
+    from mlflow.pyfunc.scoring_server import _parse_json_data
+
+    chunks: list[Any] = []
+    try:
+        parsed = _parse_json_data(body, model.metadata, schema)
+        for chunk in model.predict_stream(parsed.data, params=parsed.params):
+            chunks.append(json.loads(json.dumps(chunk, default=repr)))
+            if len(chunks) >= MAX_CHUNKS:
+                break
+    except NotImplementedError as exc:  # MLflow marks every ChatModel streamable; the base class raises this
+        if not chunks:
+            return {"offered": False}
+        return {"chunks": chunks, "error": f"{type(exc).__name__}: {exc}"}
+    except Exception as exc:  # the stream's failure is the answer
+        return {"chunks": chunks, "error": f"{type(exc).__name__}: {exc}"}
+    return {"chunks": chunks}
 
 
 def await_door(address: str, timeout_s: float = 30) -> None:
@@ -99,6 +123,8 @@ def main(model_dir: str, plan_path: str, answers_path: str, listening_fd: str = 
         for _ in range(plan["latency_samples"])
     ]
     written = {"load_seconds": load_seconds, "answers": answers, "latency_seconds": latency}
+    if plan.get("stream"):
+        written["stream"] = stream_once(model, schema, bodies[plan["stream"]])
     if answers_path == "-":
         ANSWERS_OUT.write(json.dumps(written).encode() + b"\n")
         ANSWERS_OUT.flush()

@@ -28,6 +28,7 @@ from mlflow_validator.expectations.answers import (
     Answer,
     AnswerCheck,
     StageAnswers,
+    Stream,
     check_answers,
     check_deterministic,
     declare_hint,
@@ -37,6 +38,7 @@ from mlflow_validator.expectations.answers import (
     undeclared_variable,
 )
 from mlflow_validator.expectations.baseline import check_changes
+from mlflow_validator.expectations.chat import chat_contract
 from mlflow_validator.expectations.generated import JSON, CannotGenerate, explore
 from mlflow_validator.expectations.packages import canonical
 from mlflow_validator.expectations.requests import SampleRequest
@@ -48,6 +50,7 @@ from mlflow_validator.isolation import (
     model_process_env,
     python_mirror_env,
     read_untrusted,
+    secrets_of,
 )
 from mlflow_validator.model.mlmodel import ModelFileError
 from mlflow_validator.outputs import ANSWERS_DIR
@@ -392,7 +395,7 @@ class VenvStage:
             return failed(f"the model process wrote answers the validator cannot read: {exc}", self._model_output())
         if self.egress:
             self.plan_calls = self.egress.proxy.snapshot().calls
-        self.answers.save(self.paths.answers)
+        self.answers.save(self.paths.answers, secrets_of(self.options.model_env))
         self.endpoint = Endpoint(f"{SOCKET_SCHEME}{self.paths.socket}", self.options.timeouts.request)
         first = self.answers.answers[self.requests[0].name].seconds * 1000
         return passed(
@@ -550,7 +553,10 @@ class VenvStage:
             relative = str(body_file.relative_to(self.paths.plan))
             entries.append({"name": request.name, "body_file": relative, "content_type": request.content_type})
         plan = self.paths.plan / "plan.json"
-        plan.write_text(json.dumps({"requests": entries, "latency_samples": self.options.requests.latency_samples}))
+        written = {"requests": entries, "latency_samples": self.options.requests.latency_samples}
+        if chat_contract(self.files.mlmodel) and self.files.mlmodel.python_function.streamable:
+            written["stream"] = self.requests[0].name  # the example: what the model's API is asked
+        plan.write_text(json.dumps(written))
         return plan
 
     def _read_answers(self, written: bytes) -> StageAnswers:
@@ -565,14 +571,18 @@ class VenvStage:
         for request in self.requests:
             first, second = (_answer(given) for given in raw["answers"][request.name])
             answers.answers[request.name], answers.repeats[request.name] = first, second
+        if "stream" in raw and raw["stream"].get("offered", True):
+            streamed = raw["stream"]
+            if not isinstance(streamed.get("chunks"), list) or not isinstance(streamed.get("error", ""), str):
+                raise TypeError("the stream is not a {chunks, error} object")
+            answers.stream = Stream(self.requests[0].name, streamed["chunks"], streamed.get("error", ""))
         return answers
 
     def _checks(self) -> dict[str, Callable[[], Outcome]]:
-        tolerance = self.options.tolerance
         checks: dict[str, AnswerCheck] = {
             "answers": lambda requests, answers: self._refusal_first(check_answers(requests, answers)),
-            "deterministic": lambda requests, answers: check_deterministic(requests, answers, tolerance),
-            **shared_checks(lambda: self.files.mlmodel.signature.outputs, self.options),
+            "deterministic": self.deterministic,
+            **shared_checks(lambda: self.files.mlmodel, self.options),
             "changed-vs-baseline": self.compare_with_baseline,
         }
         return over_answers(self, checks) | {
@@ -580,6 +590,11 @@ class VenvStage:
             "team-checks": self.team_checks,
             "egress": self.check_egress,
         }
+
+    def deterministic(self, requests: list[SampleRequest], answers: StageAnswers) -> Outcome:
+        if contract := chat_contract(self.files.mlmodel):
+            return skipped(f"a {contract.api} model's words vary between calls to its LLM: not compared")
+        return check_deterministic(requests, answers, self.options.tolerance)
 
     def _refusal_first(self, outcome: Outcome) -> Outcome:
         """A model whose call was refused fails because of it: say which destination, not what its client raised."""
@@ -611,6 +626,7 @@ class VenvStage:
                 wanted.examples,
                 wanted.seed,
                 storage=self.paths.work / "hypothesis",
+                chat=chat_contract(self.files.mlmodel),
             )
         except CannotGenerate as exc:
             return skipped(f"no input can be generated for this signature: {exc}")
@@ -629,9 +645,10 @@ class VenvStage:
                 found.failing,
                 source=saved,
             )
+        kind = f"conversations ({contract.api})" if (contract := chat_contract(self.files.mlmodel)) else "inputs"
         return passed(
-            f"{found.tried} inputs (seed {found.seed}, the extremes of each type included) answered 200 within the "
-            f"output signature or refused by MLflow; {len(found.passed)} will be asked again in the docker stage"
+            f"{found.tried} {kind} (seed {found.seed}, the extremes of each type included) answered 200 within the "
+            f"output contract or refused by MLflow; {len(found.passed)} will be asked again in the docker stage"
         )
 
     def compare_with_baseline(self, requests: list[SampleRequest], answers: StageAnswers) -> Outcome:
