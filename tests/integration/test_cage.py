@@ -50,6 +50,7 @@ BACKENDS = {
     "user-without-user-namespaces": "container",
 }
 NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+DECLARED = "192.0.2.1:443"
 
 
 @dataclass(frozen=True)
@@ -158,10 +159,12 @@ def probe_uri(registered, job: Job, remote_engine: dict[str, str]) -> str:
     return registered.tracking_uri
 
 
-def probe_run(job: Job, checks: Path, requests: Path, probe_uri: str) -> list[str]:
+def probe_run(job: Job, checks: Path, requests: Path, probe_uri: str, egress: bool = False) -> list[str]:
+    """With `egress`, the model may reach one destination (TEST-NET's, that nothing answers) through the proxy:
+    the probe then asks the proxy for everything it tries on its own."""
     return [
         "validate", "models:/probe/1", "--tracking-uri", probe_uri, "--stages", "venv",
-        "--checks", str(checks), "--requests", str(requests),
+        "--checks", str(checks), "--requests", str(requests), *(["--egress", DECLARED] if egress else []),
     ]  # fmt: skip
 
 
@@ -205,14 +208,25 @@ def cache_files_written_by_the_model(cache: Path) -> list[Path]:
     return [path for path in cache.rglob("pandas/__init__.py") if WROTE in path.read_bytes()]
 
 
-@pytest.mark.parametrize("where", list(BACKENDS))
-def test_the_probe_reaches_nothing_and_cannot_change_the_verdict(probe_uri, job: Job, where):
+@pytest.mark.parametrize(
+    ("where", "egress"),
+    [("root", False), ("user", True), ("root-without-capabilities", True), ("user-without-user-namespaces", False)],
+)
+def test_the_probe_reaches_nothing_and_cannot_change_the_verdict(probe_uri, job: Job, where, egress):
+    """With declared egress too (the proxy, the door in bubblewrap's cage and in a container): the probe's
+    tunnels to the test host, the engine, the runner's loopback and the clouds' metadata address are refused,
+    each named by the egress check."""
     with topology(where) as runner:
         checks, requests = failing_team_check(job.base / "checks"), one_request(job.base / "requests")
         before = connections(job)
-        result = runner.run(probe_run(job, checks, requests, probe_uri), cwd=job.checkout, env=job.env(runner))
+        command = probe_run(job, checks, requests, probe_uri, egress)
+        result = runner.run(command, cwd=job.checkout, env=job.env(runner))
         report_dir = job.checkout / "mlflow-validator-report"
         assert_probe_held(job, result, report_dir, job.uv_cache(runner), before, BACKENDS[where])
+        if egress:
+            assert read_report(report_dir / "junit.xml")["venv"]["egress"] == "failure"
+            assert f"the model reached for {job.test_host.address}:{job.test_host.port}" in result.stdout
+            assert "169.254.169.254:80" in (report_dir / "report.json").read_text()
         assert_nothing_left(result.scratch)
         shutil.rmtree(report_dir)
     assert docker_leftovers() == []

@@ -50,6 +50,17 @@ def _connects(family: int, address: object) -> bool:
         return False
 
 
+def _tunnels(proxy: str, target: str) -> bool:
+    """Whether the proxy opens a tunnel to `target`."""
+    host, port = proxy.rsplit("/", 1)[-1].rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+            return sock.recv(64).split(b" ")[1:2] == [b"200"]
+    except (OSError, IndexError):
+        return False
+
+
 def _reads(path: str) -> bool:
     try:
         with open(path, "rb") as handle:
@@ -174,6 +185,12 @@ def probe(config: dict) -> dict:
         if config.get(name):
             host, port = config[name].split(":")
             tries[name.replace("_", "-")] = lambda host=host, port=port: _connects(socket.AF_INET, (host, int(port)))
+    if proxy := os.environ.get("HTTPS_PROXY"):  # declared egress: ask its proxy for everything else too
+        targets = {"test-host": config.get("test_host"), "engine": config.get("engine")}
+        targets |= {"loopback": f"127.0.0.1:{config['port']}", "metadata": "169.254.169.254:80"}
+        for name, target in targets.items():
+            if target:
+                tries[f"proxy:{name}"] = lambda target=target: _tunnels(proxy, target)
     reached = [name for name, attempt in tries.items() if attempt()]
     return {"reached": reached + _undoes_the_cage(), "forked": _forks(int(config["forks"]))}
 
