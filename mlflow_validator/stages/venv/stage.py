@@ -645,10 +645,12 @@ class VenvStage:
                 found.failing,
                 source=saved,
             )
-        kind = f"conversations ({contract.api})" if (contract := chat_contract(self.files.mlmodel)) else "inputs"
+        contract = chat_contract(self.files.mlmodel)
+        kind = f"conversations ({contract.api})" if contract else "inputs"
+        extremes = "" if contract else ", the extremes of each type included"
         return passed(
-            f"{found.tried} {kind} (seed {found.seed}, the extremes of each type included) answered 200 within the "
-            f"output contract or refused by MLflow; {len(found.passed)} will be asked again in the docker stage"
+            f"{found.tried} {kind} (seed {found.seed}{extremes}) answered 200 within the output contract or refused "
+            f"by MLflow; {len(found.passed)} will be asked again in the docker stage"
         )
 
     def compare_with_baseline(self, requests: list[SampleRequest], answers: StageAnswers) -> Outcome:
