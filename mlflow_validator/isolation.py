@@ -7,9 +7,10 @@ never the CI's tokens. Install tools (uv, docker build) see only what reaching t
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mlflow_validator.model.requirements import RequirementLine, index_urls
@@ -64,20 +65,65 @@ def checks_process_env(env: Mapping[str, str], *, home: Path, context: Path) -> 
 
 # A value shorter than this is no key, and hiding it would garble the report (a `1`, a `true`).
 MIN_SECRET_CHARS = 8
+# A variable named like a credential: any 8 characters of its value in a row are hidden too, since outputs
+# cut long text (a message shortened to 300 characters, pydantic's `invalid k...W1yHc6JfA3`) and the cut
+# half of a key is still most of it. Other values (an endpoint's URL) are hidden whole only: their pieces
+# (`https://`) are everywhere.
+CREDENTIAL_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
+HIDDEN = "[hidden: a value of env.pass or env.set]"
 
 
-def secrets_of(model_env: Mapping[str, str]) -> tuple[str, ...]:
-    """The values the model is given (`env: {pass: [...], set: {...}}`): an API key among them, whatever its
-    name. Longest first, so that one that contains another is hidden whole."""
-    values = {value for value in model_env.values() if len(value) >= MIN_SECRET_CHARS}
-    return tuple(sorted(values, key=len, reverse=True))
+@dataclass(frozen=True)
+class Secret:
+    value: str
+    piecewise: bool  # hide any MIN_SECRET_CHARS of it in a row, in any case
 
 
-def hide_secrets(text: str, secrets: Sequence[str]) -> str:
+def secrets_of(model_env: Mapping[str, str]) -> tuple[Secret, ...]:
+    """The values the model is given (`env: {pass: [...], set: {...}}`): an API key among them. Longest
+    first, so that one that contains another is hidden whole."""
+    found = [
+        Secret(value, bool(CREDENTIAL_NAME.search(name)))
+        for name, value in model_env.items()
+        if len(value) >= MIN_SECRET_CHARS
+    ]
+    return tuple(sorted(found, key=lambda secret: len(secret.value), reverse=True))
+
+
+def hide_secrets(text: str, secrets: Sequence[Secret]) -> str:
     """`text` as an output may show it: every secret replaced. The model may print or answer its key."""
     for secret in secrets:
-        text = text.replace(secret, "[hidden: a value of env.pass or env.set]")
-    return text
+        text = text.replace(secret.value, HIDDEN)
+    pieces = {
+        secret.value[start : start + MIN_SECRET_CHARS].lower()
+        for secret in secrets
+        if secret.piecewise
+        for start in range(len(secret.value) - MIN_SECRET_CHARS + 1)
+    }
+    if not pieces or not text:
+        return text
+    folded, spans = text.lower(), []
+    for piece in pieces:  # str.find per piece: linear scans in C, where one regex of them all is not
+        start = folded.find(piece)
+        while start != -1:
+            spans.append((start, start + MIN_SECRET_CHARS))
+            start = folded.find(piece, start + 1)
+    return _replaced(text, spans)
+
+
+def _replaced(text: str, spans: list[tuple[int, int]]) -> str:
+    """`text` with each run of overlapping spans replaced by HIDDEN."""
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    kept, position = [], 0
+    for start, end in merged:
+        kept += [text[position:start], HIDDEN]
+        position = end
+    return "".join([*kept, text[position:]])
 
 
 class UntrustedFileError(OSError):

@@ -46,6 +46,8 @@ def canonical_host(host: str) -> str:
     """The host as the proxy compares it: `LLM.example.` and `llm.example` are one host, and so are
     `::1` and `0:0::1`. Raises BadDestination for anything that is not a host name or an address."""
     host = host.strip().removeprefix("[").removesuffix("]").rstrip(".").lower()
+    if "%" in host:
+        raise BadDestination(f"'{host}' names a network interface (an IPv6 zone): no destination does")
     if (address := address_of(host)) is not None:
         return str(address)
     if not _HOST_NAME.fullmatch(host):
@@ -56,7 +58,11 @@ def canonical_host(host: str) -> str:
 def parse_destination(entry: str) -> Destination:
     """`host:port`, `[v6]:port` or a URL, as the proxy compares them."""
     text = entry.strip()
-    parts = urlsplit(text if "://" in text else f"//{text}")
+    try:
+        parts = urlsplit(text if "://" in text else f"//{text}")
+        hostname = parts.hostname
+    except ValueError as exc:  # an unclosed [ of an IPv6 address
+        raise BadDestination(f"'{entry}': {exc}") from None
     if parts.scheme and parts.scheme not in SCHEME_PORTS:
         raise BadDestination(f"'{entry}': only http:// and https:// URLs name a port")
     if parts.username or parts.password:
@@ -65,9 +71,9 @@ def parse_destination(entry: str) -> Destination:
         port = parts.port or SCHEME_PORTS.get(parts.scheme)
     except ValueError as exc:
         raise BadDestination(f"'{entry}': {exc}") from None
-    if not parts.hostname or port is None:
+    if not hostname or port is None:
         raise BadDestination(f"'{entry}' names no host and port (like llm.example.com:443 or https://llm.example.com)")
-    return Destination(canonical_host(parts.hostname), port)
+    return Destination(canonical_host(hostname), port)
 
 
 def expand(entry: str, env: Mapping[str, str]) -> str:

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import h11
@@ -36,14 +36,20 @@ import h11
 from mlflow_validator.egress.destinations import BadDestination, Destination, address_of, parse_destination
 
 MAX_HEAD_BYTES = 64 * 1024
-MAX_CONNECTIONS = 64  # at once: a model opening more waits for one to end
+# At once: one more is closed as soon as it is accepted, so that a model cannot use up the validator's
+# file descriptors (the proxy runs in the validator's own process).
+MAX_CONNECTIONS = 64
+MAX_RECORDS = 1000  # connections recorded one by one; the totals count every one
+HEAD_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 10.0
 CHUNK = 65536
 TLS_HANDSHAKE = 0x16
 TLS_APPLICATION_DATA = 0x17
-# An encrypted TLS 1.3 Finished message is at most 65 bytes (SHA-384), an alert 19: a record larger than
-# this is the model's own data.
+# An encrypted TLS 1.3 Finished message is at most 65 bytes (SHA-384), an alert 19: more application data
+# than this in one burst is the model's own.
 TLS_CONTROL_BYTES = 96
+# The clouds' metadata services beyond link-local 169.254.169.254: AWS's IPv6 one and Alibaba Cloud's.
+METADATA_ADDRESSES = frozenset({"fd00:ec2::254", "100.100.100.200"})
 HOP_BY_HOP = {
     b"connection",
     b"keep-alive",
@@ -69,9 +75,9 @@ def system_resolver(host: str, port: int) -> list[str]:
 class Connection:
     """One connection the model asked for, as the report shows it."""
 
-    destination: str  # host:port as the model named it (hostile text: shown, never trusted)
+    destination: str  # host:port as the model named it, in the canonical form parsing gave it
     allowed: bool
-    refusal: str = ""  # why not, when not allowed
+    refusal: str = ""  # why not, when not allowed; why it failed, when allowed but unreachable
     calls: int = 0  # requests: each time the model spoke again after the destination answered
     bytes_up: int = 0
     bytes_down: int = 0
@@ -84,54 +90,62 @@ class Connection:
 
 @dataclass
 class Tally:
-    """What the proxy saw, totalled: read between two requests to know what one cost."""
+    """What the proxy saw, totalled: read between two requests to know what one cost. The first MAX_RECORDS
+    connections and the first MAX_RECORDS refused ones are kept one by one."""
 
     calls: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
+    opened: int = 0  # connections asked for, recorded or not
     connections: list[Connection] = field(default_factory=list)
+    refused: list[Connection] = field(default_factory=list)
 
     @property
-    def refused(self) -> list[Connection]:
-        return [connection for connection in self.connections if not connection.allowed]
+    def unreachable(self) -> list[Connection]:
+        return [connection for connection in self.connections if connection.allowed and connection.refusal]
 
 
 class Exchanges:
     """Counts calls on a connection without reading them: a call is the model sending data after the
-    destination answered. Inside TLS only application-data records count, and only those larger than
-    TLS's own control messages, so the handshake and a closing alert are no calls."""
+    destination answered. Inside TLS only application data counts, and only a burst of more of it than
+    TLS's own control messages, so the handshake and a closing alert are no calls. A lower bound: requests
+    sent together before any answer (pipelined, or HTTP/2's streams) count once."""
 
     def __init__(self) -> None:
         self.calls = 0
         self.answered = True  # the first thing the model sends opens a call
+        self.burst = 0  # application data the model sent since the destination last answered
         self.tls: bool | None = None
         self.header = b""  # of the TLS record being read
         self.remaining = 0  # bytes of that record's body still to come
+        self.in_application_record = False
 
     def up(self, data: bytes) -> None:
         if self.tls is None:
             self.tls = data[:1] == bytes([TLS_HANDSHAKE])
-        if self.answered and (not self.tls or self._application_record_in(data)):
+        self.burst += self._application_bytes_in(data) if self.tls else len(data)
+        if self.answered and self.burst > (TLS_CONTROL_BYTES if self.tls else 0):
             self.calls += 1
             self.answered = False
 
     def down(self) -> None:
-        self.answered = True
+        self.answered, self.burst = True, 0
 
-    def _application_record_in(self, data: bytes) -> bool:
-        found, view = False, memoryview(data)
+    def _application_bytes_in(self, data: bytes) -> int:
+        found, view = 0, memoryview(data)
         while view:
             if self.remaining:
-                skipped = min(self.remaining, len(view))
-                self.remaining -= skipped
-                view = view[skipped:]
+                taken = min(self.remaining, len(view))
+                found += taken if self.in_application_record else 0
+                self.remaining -= taken
+                view = view[taken:]
                 continue
             needed = 5 - len(self.header)
             self.header += bytes(view[:needed])
             view = view[needed:]
             if len(self.header) == 5:
                 self.remaining = int.from_bytes(self.header[3:5], "big")
-                found |= self.header[0] == TLS_APPLICATION_DATA and self.remaining > TLS_CONTROL_BYTES
+                self.in_application_record = self.header[0] == TLS_APPLICATION_DATA
                 self.header = b""
         return found
 
@@ -147,21 +161,26 @@ class EgressProxy:
         self.tally = Tally()
         self.lock = threading.Lock()
         self.started = time.monotonic()
-        self.slots = asyncio.Semaphore(MAX_CONNECTIONS)
+        self.active = 0  # connections being served: only the event loop's thread counts them
 
     def snapshot(self) -> Tally:
         with self.lock:
-            return Tally(self.tally.calls, self.tally.bytes_up, self.tally.bytes_down, list(self.tally.connections))
+            return replace(self.tally, connections=list(self.tally.connections), refused=list(self.tally.refused))
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Cancelled too: the proxy stopping ends its connections, and asyncio reports a handler that raises.
-        failures = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.CancelledError)
-        async with self.slots:
-            with contextlib.closing(writer), contextlib.suppress(*failures):
+        failures = (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError)
+        with contextlib.closing(writer), contextlib.suppress(*failures, asyncio.CancelledError):
+            if self.active >= MAX_CONNECTIONS:
+                return
+            self.active += 1
+            try:
                 await self._serve(reader, writer)
+            finally:
+                self.active -= 1
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
         try:
             request = _parse_head(head)
         except h11.RemoteProtocolError as exc:
@@ -171,34 +190,52 @@ class EgressProxy:
         except BadDestination as exc:
             return await _answer(writer, 400, str(exc))
         connection = self._record(destination)
+        opened = time.monotonic()
+        try:
+            await self._connect(connection, destination, request, (reader, writer))
+        finally:
+            connection.seconds = time.monotonic() - opened
+
+    async def _connect(
+        self,
+        connection: Connection,
+        destination: Destination,
+        request: h11.Request,
+        client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    ) -> None:
         try:
             address = await self._address(destination)
         except Refused as exc:
             self._refuse(connection, str(exc))
-            return await _answer(writer, 403, f"mlflow-validator refused {destination}: {exc}")
+            return await _answer(client[1], 403, f"mlflow-validator refused {destination}: {exc}")
         try:
             upstream_reader, upstream_writer = await asyncio.wait_for(
                 asyncio.open_connection(address, destination.port), CONNECT_TIMEOUT_S
             )
         except (OSError, TimeoutError) as exc:
             connection.refusal = f"cannot connect: {exc or 'timed out'}"
-            return await _answer(writer, 502, f"mlflow-validator cannot reach {destination}: {exc or 'timed out'}")
+            return await _answer(client[1], 502, f"mlflow-validator cannot reach {destination}: {exc or 'timed out'}")
         with contextlib.closing(upstream_writer):
             first = b""
             if request.method == b"CONNECT":
-                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                client[1].write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             else:
                 first = _forwarded_head(request, destination)
-            await self._relay(connection, first, (reader, writer), (upstream_reader, upstream_writer))
+            await self._relay(connection, first, client, (upstream_reader, upstream_writer))
 
     def _record(self, destination: Destination) -> Connection:
         connection = Connection(str(destination), allowed=True, opened_s=time.monotonic() - self.started)
         with self.lock:
-            self.tally.connections.append(connection)
+            self.tally.opened += 1
+            if len(self.tally.connections) < MAX_RECORDS:
+                self.tally.connections.append(connection)
         return connection
 
     def _refuse(self, connection: Connection, why: str) -> None:
         connection.allowed, connection.refusal = False, why
+        with self.lock:
+            if len(self.tally.refused) < MAX_RECORDS:
+                self.tally.refused.append(connection)
 
     async def _address(self, destination: Destination) -> str:
         """The address to connect to, resolved here and checked: raises Refused."""
@@ -230,7 +267,7 @@ class EgressProxy:
     ) -> None:
         """Bytes both ways until the destination is done, then the model's connection closed too, so that it
         opens a new one (counted) rather than sending on a dead one. `first` is the forwarded request head, if any."""
-        exchanges, opened = Exchanges(), time.monotonic()
+        exchanges = Exchanges()
 
         async def up(data: bytes) -> None:
             if upstream[1].is_closing():
@@ -256,7 +293,6 @@ class EgressProxy:
         sending.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sending
-        connection.seconds = time.monotonic() - opened
 
     def _count(self, connection: Connection, exchanges: Exchanges, up: int = 0, down: int = 0) -> None:
         with self.lock:
@@ -328,6 +364,8 @@ def _special(address: str) -> str:
         return "malformed"
     if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped:
         parsed = parsed.ipv4_mapped
+    if str(parsed) in METADATA_ADDRESSES:
+        return "cloud metadata"
     for kind in ("loopback", "link_local", "unspecified", "multicast", "reserved"):
         if getattr(parsed, f"is_{kind}"):
             return kind.replace("_", "-")

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow_validator.egress.destinations import Destination
-from mlflow_validator.egress.proxy import Connection, EgressProxy, egress_proxy
+from mlflow_validator.egress.proxy import Connection, EgressProxy, Tally, egress_proxy
 from mlflow_validator.egress.tunnel import door_command, door_in_container, proxy_env
+from mlflow_validator.errors import InfrastructureError
 from mlflow_validator.results import Outcome, Status, passed, skipped
 from mlflow_validator.stages.docker.engine import Docker
 
@@ -69,9 +70,18 @@ def refusal_message(connection: Connection) -> str:
 
 
 def first_refusal(egress: Egress | None) -> str:
-    """What to say first when the model failed: the destination it was refused, if any."""
-    refused = egress.proxy.snapshot().refused if egress else []
-    return refusal_message(refused[0]) if refused else ""
+    """What to say first when the model failed: the destination it was refused, if any. A declared destination
+    that could not be reached is not the model's fault: the run cannot validate (exit 2)."""
+    seen = egress.proxy.snapshot() if egress else Tally()
+    if seen.refused:
+        return refusal_message(seen.refused[0])
+    if seen.unreachable:
+        failed = seen.unreachable[0]
+        raise InfrastructureError(
+            f"the model's declared destination {failed.destination} could not be reached ({failed.refusal})",
+            "check that the endpoint is up and reachable from the runner (and from the Docker engine's host)",
+        )
+    return ""
 
 
 @dataclass(frozen=True)
@@ -88,11 +98,16 @@ def check_egress(egress: Egress | None, costs: Sequence[Cost], budget: int | Non
     if egress is None:
         return skipped("no sandbox.egress: the model reaches nothing")
     seen = egress.proxy.snapshot()
-    details = _table(seen.connections) + "".join(
-        f"\n{cost.what}: {cost.calls} call(s) for {cost.predictions} prediction(s)" for cost in costs
+    details = (
+        _table(seen.connections, seen.opened)
+        + "".join(
+            f"\nrefused: {connection.destination}: {connection.refusal}"
+            for connection in seen.refused[:SHOWN_CONNECTIONS]
+        )
+        + "".join(f"\n{cost.what}: {cost.calls} call(s) for {cost.predictions} prediction(s)" for cost in costs)
     )
     properties = {
-        "egress.connections": str(len(seen.connections)),
+        "egress.connections": str(seen.opened),
         "egress.refused": str(len(seen.refused)),
         "egress.calls": str(seen.calls),
         "egress.bytes_up": str(seen.bytes_up),
@@ -101,6 +116,7 @@ def check_egress(egress: Egress | None, costs: Sequence[Cost], budget: int | Non
     if seen.refused:
         others = f" (and {len(seen.refused) - 1} more refused)" if len(seen.refused) > 1 else ""
         return Outcome(Status.FAILED, refusal_message(seen.refused[0]) + others, details, properties)
+    unreachable = f"; {len(seen.unreachable)} could not connect" if seen.unreachable else ""
     over = [cost for cost in costs if budget is not None and cost.calls > budget * cost.predictions]
     if over:
         worst = max(over, key=lambda cost: cost.calls / cost.predictions)
@@ -114,21 +130,21 @@ def check_egress(egress: Egress | None, costs: Sequence[Cost], budget: int | Non
     destinations = sorted({connection.destination for connection in seen.connections})
     most = max((cost.calls / cost.predictions for cost in costs), default=0.0)
     return passed(
-        f"{seen.calls} upstream call(s), at most {most:.1f} per prediction, over {len(seen.connections)} "
-        f"connection(s) to {', '.join(destinations) or 'nothing'}: {seen.bytes_up} bytes up, {seen.bytes_down} "
-        "down; nothing refused",
+        f"{seen.calls} upstream call(s), at most {most:.1f} per prediction, over {seen.opened} connection(s) to "
+        f"{', '.join(destinations) or 'nothing'}: {seen.bytes_up} bytes up, {seen.bytes_down} down; nothing "
+        f"refused{unreachable}",
         details,
         properties,
     )
 
 
-def _table(connections: Sequence[Connection]) -> str:
+def _table(connections: Sequence[Connection], opened: int) -> str:
     lines = ["opened_s  destination  allowed  calls  bytes_up  bytes_down  seconds  refusal"]
     lines += [
         f"{c.opened_s:.3f}  {c.destination}  {'yes' if c.allowed else 'no'}  {c.calls}  {c.bytes_up}  "
         f"{c.bytes_down}  {c.seconds:.3f}  {c.refusal}"
         for c in connections[:SHOWN_CONNECTIONS]
     ]
-    if len(connections) > SHOWN_CONNECTIONS:
-        lines.append(f"… and {len(connections) - SHOWN_CONNECTIONS} more")
+    if opened > min(len(connections), SHOWN_CONNECTIONS):
+        lines.append(f"… and {opened - min(len(connections), SHOWN_CONNECTIONS)} more")
     return "\n".join(lines)

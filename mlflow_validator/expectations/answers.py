@@ -18,7 +18,7 @@ from mlflow_validator.expectations.chat import ChatContract, chat_contract
 from mlflow_validator.expectations.compare import compare, describe
 from mlflow_validator.expectations.contract import output_problems
 from mlflow_validator.expectations.requests import Expect, SampleRequest
-from mlflow_validator.isolation import hide_secrets
+from mlflow_validator.isolation import Secret, hide_secrets
 from mlflow_validator.model.mlmodel import MLmodel
 from mlflow_validator.results import Outcome, Status, failed, passed, skipped
 from mlflow_validator.settings import Budgets, Options, Tolerance
@@ -97,7 +97,7 @@ class StageAnswers:
     generated: list[SampleRequest] = field(default_factory=list)  # generated inputs answered 200: asked again later
     stream: Stream | None = None  # the one streamed answer, where the model streams (the venv only)
 
-    def save(self, directory: Path, secrets: Sequence[str] = ()) -> None:
+    def save(self, directory: Path, secrets: Sequence[Secret] = ()) -> None:
         """Each answer's body as <name>.json, and index.json with statuses and timings, next to the report; the
         `secrets` the model was given hidden, should it answer with one."""
         shutil.rmtree(directory, ignore_errors=True)

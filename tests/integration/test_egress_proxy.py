@@ -6,11 +6,13 @@ give, so that a name can point anywhere. (The stub LLM and the caged GenAI model
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from mlflow_validator.egress.destinations import Destination
-from mlflow_validator.egress.proxy import egress_proxy
+from mlflow_validator.egress.proxy import MAX_CONNECTIONS, egress_proxy
 from mlflow_validator.egress.tunnel import DOOR
 
 pytestmark = pytest.mark.integration
@@ -267,3 +269,25 @@ def test_a_proxy_that_stops_leaves_no_connection_open(server, tmp_path):
     held.settimeout(5)
     assert held.recv(100) == b""  # cut when the proxy stopped
     held.close()
+
+
+def test_a_model_holding_connections_open_uses_up_no_more_than_the_proxys_bound(server, tmp_path):
+    """The proxy runs in the validator: idle connections beyond MAX_CONNECTIONS are closed as they come, a
+    silent one is dropped after HEAD_TIMEOUT_S, and a real request still goes through."""
+    proxy_socket = tmp_path / "proxy.sock"
+    held = []
+    with egress_proxy([declared(server)], proxy_socket) as proxy:
+        descriptors = len(os.listdir("/proc/self/fd"))
+        for _ in range(3 * MAX_CONNECTIONS):
+            connection = socket.socket(socket.AF_UNIX)
+            connection.connect(str(proxy_socket))
+            held.append(connection)
+        time.sleep(1)
+        # ours (the held ends) and the proxy's (at most MAX_CONNECTIONS accepted ones)
+        assert len(os.listdir("/proc/self/fd")) - descriptors <= len(held) + MAX_CONNECTIONS + 5
+        for connection in held:
+            connection.close()
+        time.sleep(0.5)
+        head = f"GET http://127.0.0.1:{server.server_address[1]}/after HTTP/1.1\r\nHost: x\r\n\r\n"
+        assert raw_exchange(proxy_socket, head.encode()).startswith(b"HTTP/1.1 200 ")
+        assert proxy.snapshot().opened == 1

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from mlflow_validator.egress.destinations import BadDestination, Destination, parse_destination
 from mlflow_validator.egress.proxy import Exchanges
 from mlflow_validator.errors import UsageError
+from mlflow_validator.isolation import HIDDEN, hide_secrets, secrets_of
 from mlflow_validator.settings.resolve import resolve_options
 
 
@@ -58,3 +59,31 @@ def test_an_entry_may_take_a_job_variable_and_a_missing_one_is_a_usage_error(tmp
     assert options.egress == (Destination("llm.example", 443), Destination("other.example", 443))
     with pytest.raises(UsageError, match="names LLM_ENDPOINT, which the environment does not set"):
         resolve_options(flags, {}, tmp_path)
+
+
+def test_application_data_split_into_small_records_is_still_a_call():
+    """A model that writes its request 60 bytes at a time still sends more than TLS's own messages."""
+    exchanges = Exchanges()
+    exchanges.up(bytes([0x16, 3, 1, 0, 10]) + bytes(10))  # ClientHello
+    exchanges.down()
+    for _ in range(3):  # three requests, each in four small records, each answered
+        for _ in range(4):
+            exchanges.up(bytes([0x17, 3, 3, 0, 60]) + bytes(60))
+        exchanges.down()
+    assert exchanges.calls == 3
+
+
+@pytest.mark.parametrize("entry", ["[::1:443", "[fe80::1%eth0]:443"])
+def test_a_malformed_or_zoned_address_is_no_destination(entry):
+    with pytest.raises(BadDestination):
+        parse_destination(entry)
+
+
+def test_a_credentials_pieces_are_hidden_wherever_an_output_cut_it_and_an_endpoint_only_whole():
+    key = "sk-proj-Q9rT2vXb7LmW1yHc6JfA3gUe5iOo0BnVxC"
+    secrets = secrets_of({"OPENAI_API_KEY": key, "LLM_ENDPOINT": "https://llm.example/v1", "MODE": "fast"})
+    for leaked in (key, f"…{key[:20]}", f"invalid k...{key[-23:]}", key[:12].upper()):
+        assert key[:8] not in hide_secrets(leaked, secrets).lower(), leaked
+        assert key[-8:] not in hide_secrets(leaked, secrets).lower(), leaked
+    said = "calls https://llm.example/v1, not https://other.example, mode fast"
+    assert hide_secrets(said, secrets) == f"calls {HIDDEN}, not https://other.example, mode fast"
