@@ -86,11 +86,29 @@ def first_refusal(egress: Egress | None) -> str:
 
 @dataclass(frozen=True)
 class Cost:
-    """Upstream calls the proxy counted while the validator asked for `predictions` answers."""
+    """What the proxy counted while the validator asked for `predictions` answers."""
 
     what: str  # a request's name, or "the plan"
     calls: int
     predictions: int = 1
+    bytes_up: int = 0
+    bytes_down: int = 0
+
+    @staticmethod
+    def between(what: str, before: Tally, after: Tally, predictions: int = 1) -> Cost:
+        return Cost(
+            what,
+            after.calls - before.calls,
+            predictions,
+            after.bytes_up - before.bytes_up,
+            after.bytes_down - before.bytes_down,
+        )
+
+    def __str__(self) -> str:
+        return (
+            f"{self.what}: {self.calls} call(s), {self.bytes_up} bytes up, {self.bytes_down} down, for "
+            f"{self.predictions} prediction(s)"
+        )
 
 
 def check_egress(egress: Egress | None, costs: Sequence[Cost], budget: int | None) -> Outcome:
@@ -104,7 +122,7 @@ def check_egress(egress: Egress | None, costs: Sequence[Cost], budget: int | Non
             f"\nrefused: {connection.destination}: {connection.refusal}"
             for connection in seen.refused[:SHOWN_CONNECTIONS]
         )
-        + "".join(f"\n{cost.what}: {cost.calls} call(s) for {cost.predictions} prediction(s)" for cost in costs)
+        + "".join(f"\n{cost}" for cost in costs)
     )
     properties = {
         "egress.connections": str(seen.opened),

@@ -258,10 +258,10 @@ class DockerStage:
         assert self.container is not None
         self.requests = self.run.requests() + (self.venv_answers.generated if self.venv_answers else [])
         for request in self.requests:
-            calls = self.egress.proxy.snapshot().calls if self.egress else 0
+            before = self.egress.proxy.snapshot() if self.egress else None
             self.answers.answers[request.name] = self._post(request)
-            if self.egress:
-                self.costs.append(Cost(request.name, self.egress.proxy.snapshot().calls - calls))
+            if self.egress and before:
+                self.costs.append(Cost.between(request.name, before, self.egress.proxy.snapshot()))
         if self.container.running():
             first = self.requests[0]
             self.answers.latency_seconds = [

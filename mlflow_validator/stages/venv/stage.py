@@ -21,6 +21,7 @@ from textwrap import shorten
 
 from mlflow_validator import commands
 from mlflow_validator.checks import Policy
+from mlflow_validator.egress.proxy import Tally
 from mlflow_validator.egress.session import Cost, Egress, check_egress, first_refusal, opened_egress
 from mlflow_validator.egress.tunnel import DOOR, DOOR_PORT
 from mlflow_validator.errors import InfrastructureError, ValidatorError
@@ -173,7 +174,7 @@ class VenvStage:
         self.endpoint: Endpoint | None = None  # the model process, serving, once it has answered the plan
         self.baseline_endpoint: Endpoint | None = None  # the baseline's, once changed-vs-baseline ran
         self.egress: Egress | None = None  # the proxy of sandbox.egress, once opened
-        self.plan_calls: int | None = None  # upstream calls while the model answered the plan
+        self.plan_calls: Tally | None = None  # what the proxy saw while the model answered the plan
         self.exit_stack = ExitStack()  # what close() stops: the model process
 
     def _setup(self) -> dict[str, Callable[[], Outcome]]:
@@ -394,7 +395,7 @@ class VenvStage:
         except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:
             return failed(f"the model process wrote answers the validator cannot read: {exc}", self._model_output())
         if self.egress:
-            self.plan_calls = self.egress.proxy.snapshot().calls
+            self.plan_calls = self.egress.proxy.snapshot()
         self.answers.save(self.paths.answers, secrets_of(self.options.model_env))
         self.endpoint = Endpoint(f"{SOCKET_SCHEME}{self.paths.socket}", self.options.timeouts.request)
         first = self.answers.answers[self.requests[0].name].seconds * 1000
@@ -605,7 +606,7 @@ class VenvStage:
     def check_egress(self) -> Outcome:
         """The plan is answered inside the cage, so its calls are counted together, against as many predictions."""
         predictions = 2 * len(self.requests) + self.options.requests.latency_samples
-        costs = [Cost("the plan", self.plan_calls, predictions)] if self.plan_calls is not None else []
+        costs = [Cost.between("the plan", Tally(), self.plan_calls, predictions)] if self.plan_calls else []
         return check_egress(self.egress, costs, self.options.budgets.max_upstream_calls)
 
     def team_checks(self) -> Outcome:
