@@ -7,6 +7,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import jsonschema
+import pytest
 import yaml
 
 ROOT = Path(__file__).parents[2]
@@ -19,8 +20,9 @@ def readme_block(marker: str) -> dict:
     return yaml.safe_load(block)
 
 
-def test_the_github_job_is_a_workflows_jobs_and_passes_only_the_actions_inputs():
-    workflow = {"on": "pull_request", **readme_block("uses: mlflow-validator/mlflow-validator@")}
+@pytest.mark.parametrize("marker", ["on-pass-set-alias: validated", "secrets.OPENAI_API_KEY"])  # a model; a GenAI model
+def test_the_github_job_is_a_workflows_jobs_and_passes_only_the_actions_inputs(marker):
+    workflow = {"on": "pull_request", **readme_block(marker)}
     jsonschema.validate(workflow, json.loads((SCHEMAS / "github-workflows.json").read_text()))
     (job,) = workflow["jobs"].values()
     assert job["runs-on"] == "ubuntu-24.04"  # GitHub's default Linux runner
