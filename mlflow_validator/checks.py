@@ -291,9 +291,10 @@ CHECKS = (
         VENV,
         "egress",
         "(only with `sandbox.egress`) the model reached for a destination the list does not declare (named, with "
-        "the line to add), or a declared name resolves to a loopback, link-local or multicast address; or, with "
-        "`budgets.max_upstream_calls`, it made more upstream calls than that per prediction. Every connection, "
-        "allowed or refused, is listed with its calls, bytes and time",
+        "the line to add), or a declared name resolves to a loopback, link-local, cloud-metadata, unspecified, "
+        "multicast or reserved address; or, with `budgets.max_upstream_calls`, it made more upstream calls than "
+        "that per prediction. The connections are listed with their calls, bytes and time (the first 50; the "
+        "totals count all); a declared destination that cannot be reached is exit 2",
         requires=("install-requirements",),
         has_policy=True,
     ),

@@ -14,8 +14,9 @@ What it decides on, and why:
 - the address the proxy itself resolves that name to, and connects to: a declared name that resolves to a
   loopback, link-local (cloud metadata), unspecified or multicast address is refused, unless the
   declaration names that address (or `localhost`) itself;
-- one destination per client connection: a request on the same connection for another host is refused,
-  and a redirect elsewhere is the model's own new request, judged like any other.
+- one destination per client connection: a forwarded request goes with `Connection: close`, whatever else
+  the model sends on that connection goes to the same destination, and a redirect elsewhere is the model's
+  own new request, judged like any other.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 import h11
 
 from mlflow_validator.egress.destinations import BadDestination, Destination, address_of, parse_destination
+from mlflow_validator.errors import InfrastructureError
 
 MAX_HEAD_BYTES = 64 * 1024
 # At once: one more is closed as soon as it is accepted, so that a model cannot use up the validator's
@@ -83,9 +85,6 @@ class Connection:
     bytes_down: int = 0
     opened_s: float = 0.0  # since the proxy started
     seconds: float = 0.0
-
-    def as_record(self) -> dict[str, object]:
-        return {name: round(value, 3) if isinstance(value, float) else value for name, value in vars(self).items()}
 
 
 @dataclass
@@ -154,6 +153,10 @@ class Refused(Exception):
     """The destination is not allowed: the message says why, for the record and the model."""
 
 
+class Unreachable(Exception):
+    """A declared destination that cannot be reached from here: not the model's doing."""
+
+
 class EgressProxy:
     def __init__(self, allowed: Sequence[Destination], resolve: Resolver = system_resolver) -> None:
         self.allowed = frozenset(allowed)
@@ -208,6 +211,9 @@ class EgressProxy:
         except Refused as exc:
             self._refuse(connection, str(exc))
             return await _answer(client[1], 403, f"mlflow-validator refused {destination}: {exc}")
+        except Unreachable as exc:
+            connection.refusal = str(exc)
+            return await _answer(client[1], 502, f"mlflow-validator cannot reach {destination}: {exc}")
         try:
             upstream_reader, upstream_writer = await asyncio.wait_for(
                 asyncio.open_connection(address, destination.port), CONNECT_TIMEOUT_S
@@ -249,9 +255,9 @@ class EgressProxy:
                 loop.run_in_executor(None, self.resolve, destination.host, destination.port), CONNECT_TIMEOUT_S
             )
         except (OSError, TimeoutError) as exc:
-            raise Refused(f"its name does not resolve: {exc or 'timed out'}") from None
+            raise Unreachable(f"its name does not resolve: {exc or 'timed out'}") from None
         if not addresses:
-            raise Refused("its name does not resolve")
+            raise Unreachable("its name does not resolve")
         if destination.host != "localhost":
             for address in addresses:
                 if kind := _special(address):
@@ -410,7 +416,9 @@ def egress_proxy(
     thread = threading.Thread(target=run, name="egress-proxy", daemon=True)
     thread.start()
     if not ready.wait(timeout=10):
-        raise RuntimeError("the egress proxy did not start")
+        raise InfrastructureError(
+            f"the egress proxy did not start on {socket_path}", "see mlflow-validator.log; rerun with --debug"
+        )
 
     async def stop() -> None:
         """Connections cut, each handler's own cleanup run, then the loop stopped."""

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mlflow_validator.egress.destinations import Destination
@@ -109,6 +109,13 @@ class Cost:
             f"{self.what}: {self.calls} call(s), {self.bytes_up} bytes up, {self.bytes_down} down, for "
             f"{self.predictions} prediction(s)"
         )
+
+
+def refusal_first(outcome: Outcome, egress: Egress | None) -> Outcome:
+    """A model whose call was refused fails because of it: say which destination, not what its client raised."""
+    if outcome.status is Status.FAILED and (refused := first_refusal(egress)):
+        return replace(outcome, message=f"{refused} ({outcome.message})")
+    return outcome
 
 
 def check_egress(egress: Egress | None, costs: Sequence[Cost], budget: int | None) -> Outcome:

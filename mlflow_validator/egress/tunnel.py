@@ -24,6 +24,9 @@ MAX_FRAME_BYTES = 1 << 20  # the door sends at most 64 KiB at once
 MAX_OPEN = 64
 CHUNK = 65536
 START_WAIT_S = 30
+# What the predictor prints (it is not imported: it runs in the model's environment) when a container's door
+# never opened: the validator's trouble, not the model's.
+DOOR_CLOSED = "mlflow-validator: the egress door did not open"
 
 
 def proxy_env() -> dict[str, str]:
@@ -107,7 +110,7 @@ class _Carrier:
             return None
         connection = self.connections.get(ident)
         if connection is None:
-            return None
+            return self._send(CLOSE, ident) if kind == OPEN else None  # one too many: the model's client sees it end
         with contextlib.suppress(OSError):
             if kind == DATA:
                 connection.sendall(data)

@@ -191,7 +191,7 @@ class Budgets:
     max_upstream_calls: int | None = setting(
         None,
         t.WHOLE,
-        "calls through `sandbox.egress` per request (a loop on an LLM is caught)",
+        "calls through `sandbox.egress` per prediction (a loop on an LLM is caught)",
         default_text="none: measured and reported only",
     )
 
@@ -251,7 +251,7 @@ class SandboxSettings:
         (),
         t.EGRESS,
         "destinations the model may reach (an LLM endpoint, an API), through a proxy outside its cage that "
-        "allows these and nothing else and records every connection; `${LLM_ENDPOINT}` takes the job's value",
+        "allows these and nothing else and records every connection",
         flag="--egress",
         env=("MLFLOW_VALIDATOR_EGRESS",),
         default_text="none: the model reaches nothing",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from mlflow_validator import commands
-from mlflow_validator.egress.session import Cost, Egress, check_egress, first_refusal, opened_egress
+from mlflow_validator.egress.session import Cost, Egress, check_egress, first_refusal, opened_egress, refusal_first
 from mlflow_validator.expectations.answers import (
     NO_ANSWER,
     Answer,
@@ -268,10 +268,8 @@ class DockerStage:
                 self._post(first).seconds for _ in range(self.options.requests.latency_samples)
             ]
         self.answers.save(self.paths.answers, secrets_of(self.options.model_env))
-        outcome = check_answers(self.requests, self.answers)
-        if outcome.status is Status.FAILED and (refused := first_refusal(self.egress)):
-            return replace(outcome, message=f"{refused} ({outcome.message})")
-        if outcome.status is Status.FAILED:
+        outcome = refusal_first(check_answers(self.requests, self.answers), self.egress)
+        if outcome.status is Status.FAILED and not first_refusal(self.egress):
             logs = self.container.logs()
             bodies = "\n".join(answer.body for answer in self.answers.answers.values())
             unserved = f". {self.target.unserved_hint}" if self.target.unserved_hint and self._venv_answered() else ""

@@ -22,8 +22,8 @@ from textwrap import shorten
 from mlflow_validator import commands
 from mlflow_validator.checks import Policy
 from mlflow_validator.egress.proxy import Tally
-from mlflow_validator.egress.session import Cost, Egress, check_egress, first_refusal, opened_egress
-from mlflow_validator.egress.tunnel import DOOR, DOOR_PORT
+from mlflow_validator.egress.session import Cost, Egress, check_egress, first_refusal, opened_egress, refusal_first
+from mlflow_validator.egress.tunnel import DOOR, DOOR_CLOSED, DOOR_PORT
 from mlflow_validator.errors import InfrastructureError, ValidatorError
 from mlflow_validator.expectations.answers import (
     Answer,
@@ -42,7 +42,7 @@ from mlflow_validator.expectations.baseline import check_changes
 from mlflow_validator.expectations.chat import chat_contract
 from mlflow_validator.expectations.generated import JSON, CannotGenerate, explore
 from mlflow_validator.expectations.packages import canonical
-from mlflow_validator.expectations.requests import SampleRequest
+from mlflow_validator.expectations.requests import Expect, SampleRequest
 from mlflow_validator.expectations.team import ChecksContext, run_team_checks
 from mlflow_validator.isolation import (
     MODEL_ENV_ALLOWED,
@@ -415,7 +415,7 @@ class VenvStage:
         env = model_process_env(
             self.env, home=self.paths.home, bin_dir=self.paths.python.parent, declared=self.options.model_env
         )
-        if egress := self._open_egress():
+        if isinstance(self.cage, Cage) and (egress := self._open_egress()):  # uncaged, nothing would be enforced
             command, env = egress.behind_door(command), {**env, **egress.env()}
         process = self.exit_stack.enter_context(
             commands.background(
@@ -531,6 +531,11 @@ class VenvStage:
         return None
 
     def _load_failure(self, output: str) -> Outcome:
+        if self.egress and DOOR_CLOSED in output:
+            raise InfrastructureError(
+                "the egress door in the model's container did not open, so the model had no way out",
+                "see the engine's log; rerun with --debug to see the docker exec that starts it",
+            )
         if refused := first_refusal(self.egress):
             return failed(refused, commands.tail(output))
         if name := undeclared_variable(output):
@@ -572,8 +577,7 @@ class VenvStage:
         for request in self.requests:
             first, second = (_answer(given) for given in raw["answers"][request.name])
             answers.answers[request.name], answers.repeats[request.name] = first, second
-        if "stream" in raw and raw["stream"].get("offered", True):
-            streamed = raw["stream"]
+        if isinstance(streamed := raw.get("stream"), dict) and streamed.get("offered", True):
             if not isinstance(streamed.get("chunks"), list) or not isinstance(streamed.get("error", ""), str):
                 raise TypeError("the stream is not a {chunks, error} object")
             answers.stream = Stream(self.requests[0].name, streamed["chunks"], streamed.get("error", ""))
@@ -581,7 +585,7 @@ class VenvStage:
 
     def _checks(self) -> dict[str, Callable[[], Outcome]]:
         checks: dict[str, AnswerCheck] = {
-            "answers": lambda requests, answers: self._refusal_first(check_answers(requests, answers)),
+            "answers": lambda requests, answers: refusal_first(check_answers(requests, answers), self.egress),
             "deterministic": self.deterministic,
             **shared_checks(lambda: self.files.mlmodel, self.options),
             "changed-vs-baseline": self.compare_with_baseline,
@@ -597,16 +601,16 @@ class VenvStage:
             return skipped(f"a {contract.api} model's words vary between calls to its LLM: not compared")
         return check_deterministic(requests, answers, self.options.tolerance)
 
-    def _refusal_first(self, outcome: Outcome) -> Outcome:
-        """A model whose call was refused fails because of it: say which destination, not what its client raised."""
-        if outcome.status is Status.FAILED and (refused := first_refusal(self.egress)):
-            return replace(outcome, message=f"{refused} ({outcome.message})")
-        return outcome
-
     def check_egress(self) -> Outcome:
-        """The plan is answered inside the cage, so its calls are counted together, against as many predictions."""
-        predictions = 2 * len(self.requests) + self.options.requests.latency_samples
-        costs = [Cost.between("the plan", Tally(), self.plan_calls, predictions)] if self.plan_calls else []
+        """The plan is answered inside the cage, so its calls (loading's too) are counted together, against as many
+        predictions as it asked: each request that calls for an answer twice, the latency samples, the stream."""
+        if self.options.egress and self.egress is None:
+            return skipped("the model never ran caged, so no destination was open to it")
+        assert self.egress is not None
+        answered = [request for request in self.requests if request.expect is not Expect.REJECTION]
+        predictions = 2 * len(answered) + self.options.requests.latency_samples + (self.answers.stream is not None)
+        seen = self.plan_calls if self.plan_calls is not None else self.egress.proxy.snapshot()
+        costs = [Cost.between("loading and the plan", Tally(), seen, max(predictions, 1))]
         return check_egress(self.egress, costs, self.options.budgets.max_upstream_calls)
 
     def team_checks(self) -> Outcome:
@@ -659,6 +663,8 @@ class VenvStage:
         baseline = self.run.baseline
         if baseline is None:
             return skipped("no baseline given (--baseline or `baseline:` in the config file)")
+        if contract := chat_contract(self.files.mlmodel):
+            return skipped(f"a {contract.api} model's words vary between calls to its LLM: not compared")
         baseline.download_rest()
         options = replace(self.options, model_uri=str(self.options.baseline))
         workdir = self.run.workdir / "baseline-lock"  # the baseline's lock is not the one next to the report
