@@ -52,18 +52,12 @@ TLS_APPLICATION_DATA = 0x17
 TLS_CONTROL_BYTES = 96
 # The clouds' metadata services beyond link-local 169.254.169.254: AWS's IPv6 one and Alibaba Cloud's.
 METADATA_ADDRESSES = frozenset({"fd00:ec2::254", "100.100.100.200"})
-HOP_BY_HOP = {
-    b"connection",
-    b"keep-alive",
-    b"proxy-authenticate",
-    b"proxy-authorization",
-    b"proxy-connection",
-    b"te",
-    b"trailer",
-    b"transfer-encoding",
-    b"upgrade",
-    b"host",
-}  # fmt: skip  (transfer-encoding is kept: see _forwarded_head)
+# Not passed on: the hop-by-hop headers (RFC 9110, 7.6.1) but Transfer-Encoding, which frames the body the
+# proxy forwards as it is, and Host, which is set anew to the destination.
+DROPPED_HEADERS = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection", b"te",
+    b"trailer", b"upgrade", b"host",
+})  # fmt: skip
 
 Resolver = Callable[[str, int], Sequence[str]]
 
@@ -348,9 +342,7 @@ def _forwarded_head(request: h11.Request, destination: Destination) -> bytes:
     path = "/" + target.split("/", 1)[1] if "/" in target else "/"
     lines = [f"{request.method.decode()} {path} HTTP/1.1", f"Host: {destination}", "Connection: close"]
     lines += [
-        f"{name.decode()}: {value.decode('latin-1')}"
-        for name, value in request.headers
-        if name not in HOP_BY_HOP or name == b"transfer-encoding"
+        f"{name.decode()}: {value.decode('latin-1')}" for name, value in request.headers if name not in DROPPED_HEADERS
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -427,7 +419,8 @@ def egress_proxy(
         handlers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
         for task in handlers:
             task.cancel()
-        await asyncio.wait(handlers, timeout=5) if handlers else None
+        if handlers:
+            await asyncio.wait(handlers, timeout=5)
         loop.stop()
 
     try:

@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mlflow_validator.expectations.contract import MAX_PROBLEMS
 from mlflow_validator.model.mlmodel import MLmodel
 
-MAX_PROBLEMS = 5
 ROLES = ("system", "user", "assistant")
 ONE_TURN = ({"role": "user", "content": "What does a model registry hold?"},)
 CONVERSATION = (
