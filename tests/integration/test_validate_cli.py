@@ -65,6 +65,7 @@ def test_good_model_passes_every_stage_and_only_then_is_promoted(registered, run
     expected["venv"]["changed-vs-baseline"] = "skipped"  # no --baseline
     expected["venv"]["team-checks"] = expected["docker"]["team-checks"] = "skipped"  # no --checks
     expected["docker"]["keep-image"] = "skipped"  # no --image-tag
+    expected["venv"]["egress"] = expected["docker"]["egress"] = "skipped"  # no sandbox.egress
     assert read_report(report) == expected
     assert properties(report)["model.name"] == "iris-classifier"
     assert properties(report)["model.version"] == "1"
