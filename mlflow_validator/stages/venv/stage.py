@@ -560,7 +560,7 @@ class VenvStage:
             entries.append({"name": request.name, "body_file": relative, "content_type": request.content_type})
         plan = self.paths.plan / "plan.json"
         written = {"requests": entries, "latency_samples": self.options.requests.latency_samples}
-        if chat_contract(self.files.mlmodel) and self.files.mlmodel.python_function.streamable:
+        if self._streams():
             written["stream"] = self.requests[0].name  # the example: what the model's API is asked
         plan.write_text(json.dumps(written))
         return plan
@@ -577,11 +577,19 @@ class VenvStage:
         for request in self.requests:
             first, second = (_answer(given) for given in raw["answers"][request.name])
             answers.answers[request.name], answers.repeats[request.name] = first, second
-        if isinstance(streamed := raw.get("stream"), dict) and streamed.get("offered", True):
-            if not isinstance(streamed.get("chunks"), list) or not isinstance(streamed.get("error", ""), str):
-                raise TypeError("the stream is not a {chunks, error} object")
-            answers.stream = Stream(self.requests[0].name, streamed["chunks"], streamed.get("error", ""))
+        if self._streams():  # asked for: an answer without it, or not an object, is one the validator cannot read
+            streamed = raw["stream"]
+            if not isinstance(streamed, dict):
+                raise TypeError("the stream is not an object")
+            if streamed.get("offered", True):
+                if not isinstance(streamed.get("chunks"), list) or not isinstance(streamed.get("error", ""), str):
+                    raise TypeError("the stream is not a {chunks, error} object")
+                answers.stream = Stream(self.requests[0].name, streamed["chunks"], streamed.get("error", ""))
         return answers
+
+    def _streams(self) -> bool:
+        """Whether the plan asks predict_stream once: a chat model that MLmodel says streams."""
+        return bool(chat_contract(self.files.mlmodel)) and self.files.mlmodel.python_function.streamable
 
     def _checks(self) -> dict[str, Callable[[], Outcome]]:
         checks: dict[str, AnswerCheck] = {
