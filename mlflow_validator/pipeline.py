@@ -99,6 +99,7 @@ class Pipeline:
         self.reporters = list(reporters)
         self.on_report = on_report
         self.run_id = uuid.uuid4().hex[:12]
+        self.secrets = secrets_of(options.model_env)  # hidden in every result
 
     def run(self) -> ValidationReport:
         workdir = Path(tempfile.mkdtemp(prefix=f"mlflow-validator-{self.run_id}-"))
@@ -244,12 +245,11 @@ class Pipeline:
 
     def _record(self, report: ValidationReport, result: CheckResult) -> None:
         """Every output is made from the results recorded here: the secrets the model was given are hidden once."""
-        secrets = secrets_of(self.options.model_env)
         result = replace(
             result,
-            message=hide_secrets(result.message, secrets),
-            details=hide_secrets(result.details, secrets),
-            properties={name: hide_secrets(value, secrets) for name, value in result.properties.items()},
+            message=hide_secrets(result.message, self.secrets),
+            details=hide_secrets(result.details, self.secrets),
+            properties={name: hide_secrets(value, self.secrets) for name, value in result.properties.items()},
         )
         report.checks.append(result)
         for reporter in self.reporters:
